@@ -1,1 +1,21 @@
-//! tocsin collector.
+//! tocsin collector: MQTT intake -> rules -> engine (incidents, tickets) -> DuckDB store, with an HTTP API.
+//!
+//! The folders follow the data path: [`ingest`] -> [`rules`] -> [`engine`] -> [`store`];
+//! [`api`] reads the store; [`broker`] is the optional embedded MQTT broker; [`app`] wires
+//! them together; [`cli`] is the `tocsin` operator client; [`quickstart`] is the one-command demo.
+
+pub mod api;
+pub mod app;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod ingest;
+pub mod metrics;
+pub mod quickstart;
+pub mod rules;
+pub mod store;
+pub mod time;
+
+pub use app::{Running, StartError, run, start};
+pub use config::CollectorConfig;

@@ -1,1 +1,221 @@
-//! End-to-end test helpers.
+//! End-to-end test helpers: free ports, a private Mosquitto, the real binaries, the HTTP API.
+//!
+//! The binaries come from the same target folder as the test (`cargo test --workspace`
+//! builds them, since the agent and collector packages have integration tests of their own).
+
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Path of a workspace binary next to the running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/e2e-xxxx -> target/debug/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    path
+}
+
+/// Wait until `f` returns Some, or panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// A child process that is killed when dropped; its output goes to a log file.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    /// SIGTERM, then wait for the exit code (panics after 15 s).
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait(Duration::from_secs(15))
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let name = self.name.clone();
+        let log = self.log.clone();
+        wait_for(&format!("{name} to exit (log: {})", log.display()), timeout, || {
+            self.child.try_wait().ok().flatten()
+        })
+        .code()
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Where the `mosquitto` binary is, if installed.
+pub fn mosquitto_binary() -> Option<PathBuf> {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// True when the Mosquitto variants must run (CI sets TOCSIN_REQUIRE_MOSQUITTO=1).
+pub fn mosquitto_required() -> bool {
+    std::env::var("TOCSIN_REQUIRE_MOSQUITTO").is_ok_and(|v| v == "1")
+}
+
+/// A private Mosquitto on a free port with its own config.
+#[derive(Debug)]
+pub struct Mosquitto {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Mosquitto {
+    /// Start one, or None (with a message) when the binary is missing and not required.
+    pub fn start(dir: &Path) -> Option<Mosquitto> {
+        let Some(binary) = mosquitto_binary() else {
+            assert!(
+                !mosquitto_required(),
+                "mosquitto is not installed but TOCSIN_REQUIRE_MOSQUITTO=1 (apt-get install mosquitto)"
+            );
+            eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto); the Mosquitto variant did not run");
+            return None;
+        };
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        let mut f = std::fs::File::create(&conf).expect("mosquitto.conf");
+        writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000")
+            .expect("write mosquitto.conf");
+        let mut cmd = Command::new(binary);
+        cmd.arg("-c").arg(&conf);
+        let proc = Proc::spawn("mosquitto", cmd, dir);
+        wait_for("mosquitto to listen", Duration::from_secs(10), || port_open(port).then_some(()));
+        Some(Mosquitto { port, proc })
+    }
+}
+
+/// JSON over HTTP against the collector API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    pub fn new(port: u16) -> Api {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Api {
+            base: format!("http://127.0.0.1:{port}"),
+            agent,
+        }
+    }
+
+    /// GET a path; (status, body text). None when the server does not answer.
+    pub fn get_raw(&self, path: &str) -> Option<(u16, String)> {
+        let mut resp = self.agent.get(&format!("{}{path}", self.base)).call().ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().ok()?;
+        Some((status, body))
+    }
+
+    /// GET a path that must answer 200 with JSON.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self
+            .get_raw(path)
+            .unwrap_or_else(|| panic!("GET {path}: no answer from {}", self.base));
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// GET a list endpoint.
+    pub fn list(&self, path: &str) -> Vec<Value> {
+        match self.get(path) {
+            Value::Array(a) => a,
+            other => panic!("GET {path}: expected a list, got {other}"),
+        }
+    }
+
+    /// The value of one Prometheus sample line (`name{labels}`), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get_raw("/metrics").expect("metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub fn wait_healthy(&self, timeout: Duration) {
+        wait_for("the collector API", timeout, || {
+            self.get_raw("/healthz").filter(|(s, _)| *s == 200).map(|_| ())
+        });
+    }
+}

@@ -1,0 +1,964 @@
+//! Agent configuration (`/etc/tocsin/agent.toml`): schema, defaults, validation, one-line errors.
+//!
+//! A config is read with [`AgentConfig::load`] / [`AgentConfig::from_toml_str`], or built in
+//! code with [`AgentConfig::new`] (the collector's `quickstart` runs the agent in-process) and
+//! then checked with [`AgentConfig::validate`]. Every error displays as one line naming the
+//! file (or `config` for a string) and the problem, with the line number when TOML knows it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tocsin_protocol::{DEFAULT_TOPIC_ROOT, Status, is_valid_name};
+
+/// Where the binary looks for its config unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tocsin/agent.toml";
+/// Default broker URL.
+pub const DEFAULT_BROKER_URL: &str = "mqtt://127.0.0.1:1883";
+/// Default spool directory (holds `state.json`; later the disk spool).
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/tocsin/spool";
+/// Default reporting interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default MQTT keep-alive.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Default timeout of one check.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest reporting interval the protocol accepts (`interval_s` up to one day).
+const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+/// Longest check name the protocol accepts in a report (`<kind>:<name>`).
+const MAX_CHECK_NAME: usize = 128;
+
+/// Why a config could not be used. Displays as one line: `<file>: <problem>`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {}", path.display(), describe_io(source))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or does not fit the schema.
+    #[error("{origin}: {}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Parse {
+        origin: String,
+        line: Option<usize>,
+        message: String,
+    },
+    /// The values parsed but break a rule (names, ranges, duplicates).
+    #[error("{origin}: {problem}")]
+    Invalid { origin: String, problem: String },
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// The whole agent configuration. Every field is public so callers can build one in code.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentConfig {
+    /// Site name (`[A-Za-z0-9._-]{1,64}`), part of every topic.
+    pub site: String,
+    /// Node name (`[A-Za-z0-9._-]{1,64}`); in a file it defaults to the hostname.
+    pub node: String,
+    /// Time between two reports.
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    /// MQTT topic root (`<root>/v1/<site>/<node>/...`).
+    pub topic_root: String,
+    /// Nodes this node depends on (its switch, its router...).
+    pub parents: Vec<String>,
+    /// Free labels announced in the birth status (`criticality`, `service`...).
+    pub labels: BTreeMap<String, String>,
+    pub broker: BrokerConfig,
+    pub spool: SpoolConfig,
+    /// `[[check]]` tables.
+    #[serde(rename = "check")]
+    pub checks: Vec<CheckConfig>,
+}
+
+/// Same schema, defaults and rules as a config file, so an agent config can be embedded in
+/// another TOML document (e.g. a collector's quickstart section).
+impl<'de> Deserialize<'de> for AgentConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let file = FileConfig::deserialize(d)?;
+        AgentConfig::from_file(file).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[broker]`: where and how to connect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `mqtt://host:port` (port defaults to 1883).
+    pub url: BrokerUrl,
+    /// MQTT client id; `None` means `tocsin-agent-<site>-<node>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password (first line, trailing newline ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    #[serde(
+        serialize_with = "ser_duration",
+        deserialize_with = "de_duration",
+        alias = "keepalive"
+    )]
+    pub keep_alive: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: BrokerUrl {
+                host: "127.0.0.1".to_string(),
+                port: 1883,
+            },
+            client_id: None,
+            username: None,
+            password_file: None,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+        }
+    }
+}
+
+/// `[spool]`: local state kept across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory of `state.json` (the report sequence number).
+    pub dir: PathBuf,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from(DEFAULT_SPOOL_DIR),
+        }
+    }
+}
+
+/// One `[[check]]`. The report names it `<kind>:<name>` (e.g. `tcp:postgres`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckConfig {
+    pub name: String,
+    pub kind: CheckKind,
+    /// What to check; for `tcp`: `host:port`.
+    pub target: String,
+    /// At most the interval. In a file it defaults to 5s, or the interval when that is shorter.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+/// A `[[check]]` as written: the timeout default depends on the interval.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCheck {
+    name: String,
+    kind: CheckKind,
+    target: String,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    timeout: Option<Duration>,
+}
+
+impl CheckConfig {
+    /// A TCP connect check with the default timeout.
+    pub fn tcp(name: impl Into<String>, target: impl Into<String>) -> Self {
+        CheckConfig {
+            name: name.into(),
+            kind: CheckKind::Tcp,
+            target: target.into(),
+            timeout: DEFAULT_CHECK_TIMEOUT,
+        }
+    }
+
+    /// The check name as it appears in a report: `<kind>:<name>`.
+    pub fn report_name(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.name)
+    }
+}
+
+/// The kinds of check this build runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// TCP connect to `host:port`.
+    Tcp,
+}
+
+/// Kinds named in the design that later versions add; refused with a clearer message.
+const PLANNED_CHECK_KINDS: &[&str] = &["http", "process", "systemd", "command"];
+
+impl CheckKind {
+    pub const ALL: &'static [CheckKind] = &[CheckKind::Tcp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+        }
+    }
+
+    /// Parse a kind name; the error is a one-line explanation.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(CheckKind::Tcp),
+            other => {
+                let supported = CheckKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if PLANNED_CHECK_KINDS.contains(&other) {
+                    Err(format!(
+                        "check kind {other:?} is not supported by this agent version yet (supported: {supported})"
+                    ))
+                } else {
+                    Err(format!(
+                        "unknown check kind {other:?} (supported: {supported})"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Serialize for CheckKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CheckKind::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A parsed broker URL. Only `mqtt://` for now (TLS with `mqtts://` comes later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    /// Parse `mqtt://host[:port]` (IPv6 as `mqtt://[::1]:1883`).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!(
+                "broker url {url:?} must look like mqtt://host:port"
+            ));
+        };
+        match scheme {
+            "mqtt" | "tcp" => {}
+            "mqtts" | "ssl" | "tls" => {
+                return Err(format!(
+                    "broker url {url:?}: TLS ({scheme}://) is not supported by this agent version yet; use mqtt://host:port"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "broker url {url:?}: unsupported scheme {other:?}; use mqtt://host:port"
+                ));
+            }
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('@') {
+            return Err(format!(
+                "broker url {url:?}: put credentials in [broker] username and password_file, not in the url"
+            ));
+        }
+        if rest.contains('/') || rest.contains('?') {
+            return Err(format!(
+                "broker url {url:?} must not have a path or query; use mqtt://host:port"
+            ));
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let Some((host, after)) = v6.split_once(']') else {
+                return Err(format!(
+                    "broker url {url:?}: missing ']' after IPv6 address"
+                ));
+            };
+            match after {
+                "" => (host, None),
+                p => match p.strip_prefix(':') {
+                    Some(p) => (host, Some(p)),
+                    None => return Err(format!("broker url {url:?}: bad port")),
+                },
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("broker url {url:?} has no host"));
+        }
+        let port = match port {
+            None => 1883,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    return Err(format!(
+                        "broker url {url:?}: port {p:?} must be a number from 1 to 65535"
+                    ));
+                }
+            },
+        };
+        Ok(BrokerUrl {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "mqtt://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for BrokerUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BrokerUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse a duration: one or more `<integer><unit>` groups, units `ms`, `s`, `m`, `h`, `d`
+/// (`"500ms"`, `"10s"`, `"5m"`, `"1h30m"`, `"3d"`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid duration {s:?}: {why} (examples: \"500ms\", \"10s\", \"5m\", \"4h\", \"3d\")"
+        )
+    };
+    if s.is_empty() {
+        return Err(bad("empty"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad("expected a number"));
+        }
+        let (num, tail) = rest.split_at(digits);
+        let n: u64 = num.parse().map_err(|_| bad("number too large"))?;
+        let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let part = match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => n.checked_mul(60).map(Duration::from_secs),
+            "h" => n.checked_mul(3_600).map(Duration::from_secs),
+            "d" => n.checked_mul(86_400).map(Duration::from_secs),
+            "" => return Err(bad("missing unit")),
+            other => return Err(bad(&format!("unknown unit {other:?}"))),
+        };
+        total = part
+            .and_then(|p| total.checked_add(p))
+            .ok_or_else(|| bad("too large"))?;
+        rest = tail;
+    }
+    Ok(total)
+}
+
+/// Format a duration the way [`parse_duration`] reads it (`"10s"`, `"1m30s"`, `"250ms"`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let mut secs = d.as_secs();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    let ms = d.subsec_millis();
+    if ms > 0 {
+        out.push_str(&format!("{ms}ms"));
+    }
+    if out.is_empty() {
+        // Below a millisecond: not expressible, round up so it stays non-zero.
+        out.push_str("1ms");
+    }
+    out
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// The file shape: like [`AgentConfig`] but `node` may be absent (then: the hostname).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    site: String,
+    #[serde(default)]
+    node: Option<String>,
+    #[serde(default = "default_interval", deserialize_with = "de_duration")]
+    interval: Duration,
+    #[serde(default = "default_topic_root")]
+    topic_root: String,
+    #[serde(default)]
+    parents: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    broker: BrokerConfig,
+    #[serde(default)]
+    spool: SpoolConfig,
+    #[serde(default, rename = "check")]
+    checks: Vec<FileCheck>,
+}
+
+fn default_interval() -> Duration {
+    DEFAULT_INTERVAL
+}
+
+fn default_topic_root() -> String {
+    DEFAULT_TOPIC_ROOT.to_string()
+}
+
+/// The machine's hostname, as the default node name.
+pub fn hostname() -> Option<String> {
+    sysinfo::System::host_name().filter(|h| !h.is_empty())
+}
+
+impl AgentConfig {
+    /// A config with every default: the given site and node, nothing to check.
+    pub fn new(site: impl Into<String>, node: impl Into<String>) -> Self {
+        AgentConfig {
+            site: site.into(),
+            node: node.into(),
+            interval: DEFAULT_INTERVAL,
+            topic_root: DEFAULT_TOPIC_ROOT.to_string(),
+            parents: Vec::new(),
+            labels: BTreeMap::new(),
+            broker: BrokerConfig::default(),
+            spool: SpoolConfig::default(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// Read and validate a config file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate a config held in a string (errors name it `config`).
+    pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
+        Self::parse(s, "config")
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            line: e.span().map(|span| line_of(text, span.start)),
+            message: one_line(e.message()),
+        })?;
+        Self::from_file(file).map_err(|problem| ConfigError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        })
+    }
+
+    /// Fill in the defaults that depend on other values, then check every rule.
+    fn from_file(file: FileConfig) -> Result<Self, String> {
+        let node = match file.node {
+            Some(node) => node,
+            None => {
+                let host = hostname().ok_or_else(|| {
+                    "node is not set and the hostname is unknown; set node = \"...\"".to_string()
+                })?;
+                if !is_valid_name(&host) {
+                    return Err(format!(
+                        "node is not set and the hostname {host:?} is not a valid node name ([A-Za-z0-9._-]{{1,64}}); set node = \"...\""
+                    ));
+                }
+                host
+            }
+        };
+        let interval = file.interval;
+        let config = AgentConfig {
+            site: file.site,
+            node,
+            interval,
+            topic_root: file.topic_root,
+            parents: file.parents,
+            labels: file.labels,
+            broker: file.broker,
+            spool: file.spool,
+            checks: file
+                .checks
+                .into_iter()
+                .map(|c| CheckConfig {
+                    name: c.name,
+                    kind: c.kind,
+                    target: c.target,
+                    timeout: c
+                        .timeout
+                        .unwrap_or_else(|| DEFAULT_CHECK_TIMEOUT.min(interval)),
+                })
+                .collect(),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Check the rules a file load also checks (for configs built in code).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|problem| ConfigError::Invalid {
+            origin: "config".to_string(),
+            problem,
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        const NAME_RULE: &str = "must match [A-Za-z0-9._-]{1,64}";
+        if !is_valid_name(&self.site) {
+            return Err(format!("site {:?} {NAME_RULE}", self.site));
+        }
+        if !is_valid_name(&self.node) {
+            return Err(format!("node {:?} {NAME_RULE}", self.node));
+        }
+        if self.interval < Duration::from_secs(1) || self.interval > MAX_INTERVAL {
+            return Err(format!(
+                "interval {} must be between 1s and 1d",
+                format_duration(self.interval)
+            ));
+        }
+        if self.topic_root.is_empty()
+            || self.topic_root.starts_with('/')
+            || self.topic_root.ends_with('/')
+            || self.topic_root.contains(['+', '#', '\0'])
+        {
+            return Err(format!(
+                "topic_root {:?} must be non-empty, without wildcards (+, #) or a leading/trailing '/'",
+                self.topic_root
+            ));
+        }
+        // Parents and labels follow the status payload rules; let the protocol say so.
+        let probe = Status {
+            parents: self.parents.clone(),
+            labels: self.labels.clone(),
+            ..Status::last_will()
+        };
+        if let Err(e) = probe.validate() {
+            return Err(e.to_string());
+        }
+        if self.broker.keep_alive < Duration::from_secs(1)
+            || self.broker.keep_alive > Duration::from_secs(u64::from(u16::MAX))
+        {
+            return Err(format!(
+                "[broker] keep_alive {} must be between 1s and 18h",
+                format_duration(self.broker.keep_alive)
+            ));
+        }
+        if self.broker.url.host.is_empty() || self.broker.url.port == 0 {
+            return Err(format!("[broker] url {} is incomplete", self.broker.url));
+        }
+        if let Some(id) = &self.broker.client_id
+            && (id.is_empty() || id.len() > 256)
+        {
+            return Err("[broker] client_id must be 1 to 256 bytes".to_string());
+        }
+        if self.spool.dir.as_os_str().is_empty() {
+            return Err("[spool] dir must not be empty".to_string());
+        }
+        let mut seen = HashSet::new();
+        for check in &self.checks {
+            let report_name = check.report_name();
+            if check.name.is_empty()
+                || report_name.len() > MAX_CHECK_NAME
+                || check.name.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "check name {:?} must be 1 to {} printable characters",
+                    check.name,
+                    MAX_CHECK_NAME - check.kind.as_str().len() - 1
+                ));
+            }
+            if !seen.insert(report_name.clone()) {
+                return Err(format!("check {report_name:?} is defined twice"));
+            }
+            if check.timeout.is_zero() || check.timeout > self.interval {
+                return Err(format!(
+                    "check {report_name:?}: timeout {} must be more than 0 and at most the interval ({})",
+                    format_duration(check.timeout),
+                    format_duration(self.interval)
+                ));
+            }
+            match check.kind {
+                CheckKind::Tcp => {
+                    if crate::checks::tcp::split_target(&check.target).is_none() {
+                        return Err(format!(
+                            "check {report_name:?}: target {:?} must be host:port",
+                            check.target
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The MQTT client id: `[broker] client_id` or `tocsin-agent-<site>-<node>`.
+    pub fn client_id(&self) -> String {
+        self.broker
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("tocsin-agent-{}-{}", self.site, self.node))
+    }
+
+    /// `<topic_root>/v1/<site>/<node>/status`
+    pub fn status_topic(&self) -> String {
+        tocsin_protocol::status_topic(&self.topic_root, &self.site, &self.node)
+    }
+
+    /// `<topic_root>/v1/<site>/<node>/report`
+    pub fn report_topic(&self) -> String {
+        tocsin_protocol::report_topic(&self.topic_root, &self.site, &self.node)
+    }
+
+    /// `interval` in whole seconds, as reported in `interval_s`.
+    pub fn interval_s(&self) -> u32 {
+        u32::try_from(self.interval.as_secs_f64().round() as u64).unwrap_or(u32::MAX)
+    }
+
+    /// Path of the sequence-number state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.spool.dir.join(crate::state::STATE_FILE)
+    }
+
+    /// This config as TOML (what [`AgentConfig::from_toml_str`] reads back).
+    pub fn to_toml_string(&self) -> String {
+        // Serialising plain strings, numbers, tables and arrays cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(toml: &str) -> String {
+        AgentConfig::from_toml_str(toml)
+            .expect_err("config should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = AgentConfig::from_toml_str("site = \"dc1\"\nnode = \"web-01\"\n").expect("valid");
+        assert_eq!(c.site, "dc1");
+        assert_eq!(c.node, "web-01");
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.interval_s(), 10);
+        assert_eq!(c.topic_root, "tocsin");
+        assert!(c.parents.is_empty() && c.labels.is_empty() && c.checks.is_empty());
+        assert_eq!(c.broker.url.to_string(), DEFAULT_BROKER_URL);
+        assert_eq!(c.broker.keep_alive, Duration::from_secs(30));
+        assert_eq!(c.client_id(), "tocsin-agent-dc1-web-01");
+        assert_eq!(c.spool.dir, PathBuf::from("/var/lib/tocsin/spool"));
+        assert_eq!(
+            c.state_path(),
+            PathBuf::from("/var/lib/tocsin/spool/state.json")
+        );
+        assert_eq!(c, AgentConfig::new("dc1", "web-01"));
+    }
+
+    #[test]
+    fn node_defaults_to_the_hostname() {
+        let c = AgentConfig::from_toml_str("site = \"dc1\"").expect("valid");
+        let host = hostname().expect("this machine has a hostname");
+        assert_eq!(c.node, host);
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = AgentConfig::from_toml_str(
+            r#"
+site = "dc1"
+node = "web-01"
+interval = "1m30s"
+topic_root = "acme/mon"
+parents = ["core-sw-1"]
+labels = { criticality = "high", service = "payments" }
+[broker]
+url = "mqtt://broker.example:8883"
+client_id = "web-01-agent"
+username = "agent"
+password_file = "/etc/tocsin/mqtt-password"
+keep_alive = "45s"
+[spool]
+dir = "/tmp/spool"
+[[check]]
+name = "postgres"
+kind = "tcp"
+target = "127.0.0.1:5432"
+[[check]]
+name = "ssh"
+kind = "tcp"
+target = "[::1]:22"
+timeout = "500ms"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.interval, Duration::from_secs(90));
+        assert_eq!(c.topic_root, "acme/mon");
+        assert_eq!(c.parents, vec!["core-sw-1".to_string()]);
+        assert_eq!(c.labels["service"], "payments");
+        assert_eq!(c.broker.url.host, "broker.example");
+        assert_eq!(c.broker.url.port, 8883);
+        assert_eq!(c.client_id(), "web-01-agent");
+        assert_eq!(c.broker.username.as_deref(), Some("agent"));
+        assert_eq!(c.broker.keep_alive, Duration::from_secs(45));
+        assert_eq!(c.checks.len(), 2);
+        assert_eq!(c.checks[0].timeout, Duration::from_secs(5));
+        assert_eq!(c.checks[0].report_name(), "tcp:postgres");
+        assert_eq!(c.checks[1].timeout, Duration::from_millis(500));
+
+        // What we write, we read back.
+        let again = AgentConfig::from_toml_str(&c.to_toml_string()).expect("round trip");
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn default_check_timeout_never_exceeds_the_interval() {
+        let c = AgentConfig::from_toml_str(
+            "site = \"dc1\"\nnode = \"a\"\ninterval = \"2s\"\n[[check]]\nname = \"x\"\nkind = \"tcp\"\ntarget = \"h:1\"",
+        )
+        .expect("valid");
+        assert_eq!(c.checks[0].timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn every_bad_input_has_its_one_line_error() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "site = \"dc1\"\nnode = \"a\"\nintervall = \"5s\"\n",
+                "config: line 3: unknown field `intervall`, expected one of",
+            ),
+            ("node = \"a\"", "missing field `site`"),
+            (
+                "site = \"dc1\"\nnode = \"a\"\ninterval = \"10x\"",
+                "line 3: invalid duration \"10x\": unknown unit \"x\"",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\ninterval = \"ten\"",
+                "invalid duration \"ten\": expected a number",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\ninterval = \"10\"",
+                "invalid duration \"10\": missing unit",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\ninterval = \"0s\"",
+                "interval 0s must be between 1s and 1d",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"web 01\"",
+                "node \"web 01\" must match",
+            ),
+            ("site = \"d/c\"\nnode = \"a\"", "site \"d/c\" must match"),
+            (
+                "site = \"dc1\"\nnode = \"a\"\nparents = [\"bad parent\"]",
+                "invalid parents",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\nlabels = { \"bad key\" = \"x\" }",
+                "invalid labels",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"mqtts://b:8883\"",
+                "line 4: broker url \"mqtts://b:8883\": TLS (mqtts://) is not supported",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"http://b\"",
+                "unsupported scheme \"http\"",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"mqtt://b:99999\"",
+                "port \"99999\" must be a number",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"b:1883\"",
+                "must look like mqtt://host:port",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[broker]\nport = 1883",
+                "unknown field `port`",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"web\"\nkind = \"http\"\ntarget = \"x\"",
+                "line 5: check kind \"http\" is not supported by this agent version yet (supported: tcp)",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"x\"\nkind = \"toaster\"\ntarget = \"x\"",
+                "unknown check kind \"toaster\" (supported: tcp)",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"x\"\nkind = \"tcp\"\ntarget = \"nocolon\"",
+                "check \"tcp:x\": target \"nocolon\" must be host:port",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"x\"\nkind = \"tcp\"\ntarget = \"h:1\"\n[[check]]\nname = \"x\"\nkind = \"tcp\"\ntarget = \"h:2\"",
+                "check \"tcp:x\" is defined twice",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"x\"\nkind = \"tcp\"\ntarget = \"h:1\"\ntimeout = \"20s\"",
+                "timeout 20s must be more than 0 and at most the interval (10s)",
+            ),
+            (
+                "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"x\"\nkind = \"tcp\"\ntarget = \"h:1\"\ncolor = 1",
+                "unknown field `color`",
+            ),
+            ("site = \"dc1\"\nnode = ", "config: line 2:"),
+            ("site = 5\nnode = \"a\"", "line 1: invalid type"),
+        ];
+        for (toml, want) in cases {
+            let got = err(toml);
+            assert!(
+                got.contains(want),
+                "{toml:?}\n  got:  {got}\n  want: {want}"
+            );
+            assert!(!got.contains('\n'), "error is not one line: {got:?}");
+        }
+    }
+
+    #[test]
+    fn embeds_in_other_documents() {
+        #[derive(Deserialize)]
+        struct Outer {
+            agent: AgentConfig,
+        }
+        let outer: Outer =
+            toml::from_str("[agent]\nsite = \"dc1\"\nnode = \"a\"\n").expect("embedded");
+        assert_eq!(outer.agent, AgentConfig::new("dc1", "a"));
+        let bad = toml::from_str::<Outer>("[agent]\nsite = \"dc 1\"\nnode = \"a\"\n");
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nope.toml");
+        let e = AgentConfig::load(&path).expect_err("missing");
+        assert_eq!(e.to_string(), format!("{}: no such file", path.display()));
+    }
+
+    #[test]
+    fn file_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "site = \"dc1\"\nnode = \"a\"\nintervall = \"5s\"\n").expect("write");
+        let e = AgentConfig::load(&path).expect_err("bad key").to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: line 3: unknown field `intervall`",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn configs_built_in_code_are_validated() {
+        let mut c = AgentConfig::new("dc1", "web-01");
+        c.checks.push(CheckConfig::tcp("pg", "127.0.0.1:5432"));
+        c.validate().expect("valid");
+        c.node = String::new();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        for (s, d) in [
+            ("10s", Duration::from_secs(10)),
+            ("500ms", Duration::from_millis(500)),
+            ("5m", Duration::from_secs(300)),
+            ("4h", Duration::from_secs(14_400)),
+            ("3d", Duration::from_secs(259_200)),
+            ("1m30s", Duration::from_secs(90)),
+        ] {
+            assert_eq!(parse_duration(s), Ok(d), "{s}");
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{s}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+        for bad in [
+            "",
+            "s",
+            "10",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "10sec",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn broker_urls() {
+        let u = BrokerUrl::parse("mqtt://[::1]:1884").expect("v6");
+        assert_eq!((u.host.as_str(), u.port), ("::1", 1884));
+        assert_eq!(u.to_string(), "mqtt://[::1]:1884");
+        let u = BrokerUrl::parse("mqtt://broker").expect("default port");
+        assert_eq!(u.port, 1883);
+        assert!(BrokerUrl::parse("mqtt://user:pw@broker:1883").is_err());
+        assert!(BrokerUrl::parse("mqtt://broker:1883/path").is_err());
+        assert!(BrokerUrl::parse("mqtt://:1883").is_err());
+        assert!(BrokerUrl::parse("mqtt://broker:0").is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! Wiring: broker, store, engine, ingest and API as named tasks with one graceful shutdown.
+//!
+//! Data path: MQTT -> ingest (decode) -> pipeline (rules + engine, pure) -> writer thread
+//! (DuckDB, one transaction per batch) -> acks back to the broker. The API reads the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::Publish;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState};
+use crate::config::{CollectorConfig, ConfigError};
+use crate::engine::{Effect, Engine, Input, Policy};
+use crate::ingest::mqtt::{self, Inbound, RejectLog};
+use crate::ingest::Decoded;
+use crate::metrics::{EngineGauges, Metrics};
+use crate::store::{Store, StoreError, WriteMsg};
+use crate::time::now_millis;
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::mqtt::IngestError),
+    #[error("http: cannot listen on {addr}: {source} (set [http] listen to a free address)")]
+    HttpBind { addr: SocketAddr, source: std::io::Error },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Bounded queue sizes: full queues push back on the broker instead of growing.
+const INBOUND_QUEUE: usize = 1024;
+const WRITE_QUEUE: usize = 1024;
+const ACK_QUEUE: usize = 4096;
+
+/// A running collector.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the HTTP API listens (useful with port 0).
+    pub http_addr: SocketAddr,
+    /// The broker the collector subscribes to.
+    pub mqtt_endpoint: (String, u16),
+    pub metrics: Arc<Metrics>,
+    shutdown: broadcast::Sender<()>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop intake, drain the pipeline, commit what is queued, close the database.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(());
+        for (name, task) in self.tasks.drain(..) {
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(())) => tracing::debug!(task = name, "stopped"),
+                Ok(Err(e)) => tracing::error!(task = name, error = %e, "task failed"),
+                Err(_) => tracing::warn!(task = name, "did not stop within 10s"),
+            }
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+}
+
+/// Start everything; returns once the store is open and the API listens.
+pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
+    let rules = crate::rules::load_rules_dir(&config.rules.dir)?;
+    let policy = Policy::load_dir(&config.rules.dir)?;
+    tracing::info!(rules = rules.len(), dir = %config.rules.dir.display(), "rules loaded");
+    if config.broker.embedded {
+        crate::broker::start(config.broker.listen)?;
+        tracing::info!(listen = %config.broker.listen, "embedded MQTT broker started");
+    }
+    let mqtt_opts = mqtt::options(&config.broker)?;
+    let mqtt_endpoint = config.broker.endpoint().map_err(StartError::Internal)?;
+
+    let path = config.store.path.clone();
+    let (store, snapshot) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let store = Store::open(&path)?;
+        let snapshot = store.snapshot()?;
+        Ok((store, snapshot))
+    })
+    .await
+    .map_err(|e| StartError::Internal(e.to_string()))??;
+    tracing::info!(
+        path = %config.store.path.display(),
+        open_incidents = snapshot.incidents.len(),
+        live_alerts = snapshot.alerts.len(),
+        nodes = snapshot.nodes.len(),
+        "store opened"
+    );
+    let reader = store.reader()?;
+    let engine = Engine::new(policy, rules, snapshot);
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::HttpBind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Internal(e.to_string()))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let (shutdown, _) = broadcast::channel(4);
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
+    let (write_tx, write_rx) = mpsc::channel::<WriteMsg<Publish>>(WRITE_QUEUE);
+    let (ack_tx, ack_rx) = mpsc::channel::<Publish>(ACK_QUEUE);
+
+    let writer = store.into_writer(&config.store);
+    let writer_stats = metrics.writer.clone();
+    let writer = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || writer.run(write_rx, ack_tx, writer_stats))
+        .map_err(|e| StartError::Internal(format!("cannot start the writer thread: {e}")))?;
+
+    let mut tasks = Vec::new();
+    tasks.push((
+        "ingest-mqtt",
+        tokio::spawn(mqtt::run(
+            mqtt_opts,
+            config.topic_root.clone(),
+            in_tx,
+            ack_rx,
+            metrics.ingest.clone(),
+            shutdown.subscribe(),
+        )),
+    ));
+    tasks.push(("pipeline", tokio::spawn(pipeline(engine, in_rx, write_tx, metrics.clone()))));
+    let api_state = ApiState {
+        reader,
+        metrics: metrics.clone(),
+    };
+    tasks.push(("api", tokio::spawn(api::serve(listener, api_state, shutdown.subscribe()))));
+    tracing::info!(%http_addr, "HTTP API listening");
+    Ok(Running {
+        http_addr,
+        mqtt_endpoint,
+        metrics,
+        shutdown,
+        tasks,
+        writer: Some(writer),
+    })
+}
+
+/// Run until `shutdown` resolves, then stop cleanly.
+pub async fn run(config: CollectorConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+    let running = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+/// The engine's task: every inbound message and every tick through the pure engine, effects to the writer.
+/// Ends when intake closes, after the queued messages are handled.
+async fn pipeline(
+    mut engine: Engine,
+    mut inbound: mpsc::Receiver<Inbound>,
+    write: mpsc::Sender<WriteMsg<Publish>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut reject_log = RejectLog::default();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = inbound.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            _ = tick.tick() => {
+                let out = engine.handle(now_millis(), Input::Tick);
+                if !out.effects.is_empty() {
+                    log_effects(&out.effects);
+                    if write.send(WriteMsg { effects: out.effects, rejected: None, ack: None }).await.is_err() {
+                        break;
+                    }
+                }
+                publish_gauges(&engine, &metrics);
+                continue;
+            }
+        };
+        let write_msg = match msg.decoded {
+            Decoded::Input(input) => {
+                let out = engine.handle(msg.received_at, input);
+                log_effects(&out.effects);
+                WriteMsg {
+                    effects: out.effects,
+                    rejected: None,
+                    ack: msg.ack,
+                }
+            }
+            Decoded::Rejected(row) => {
+                metrics.ingest.count_rejected(&row.reason);
+                let who = match (&row.site, &row.node) {
+                    (Some(s), Some(n)) => format!("{s}/{n}"),
+                    _ => row.topic.clone(),
+                };
+                if reject_log.should_log(&who, msg.received_at) {
+                    tracing::warn!(from = %who, topic = %row.topic, reason = %row.reason, error = %row.error,
+                        "payload refused (further refusals from this node are counted, not logged, for a minute)");
+                }
+                WriteMsg {
+                    effects: Vec::new(),
+                    rejected: Some(row),
+                    ack: msg.ack,
+                }
+            }
+            Decoded::Ignored => WriteMsg {
+                effects: Vec::new(),
+                rejected: None,
+                ack: msg.ack,
+            },
+        };
+        publish_gauges(&engine, &metrics);
+        if write.send(write_msg).await.is_err() {
+            tracing::error!("store writer is gone; stopping the pipeline");
+            break;
+        }
+    }
+}
+
+fn publish_gauges(engine: &Engine, metrics: &Metrics) {
+    if let Ok(mut g) = metrics.engine.lock() {
+        *g = EngineGauges {
+            counters: engine.counters().clone(),
+            live_alerts: engine.live_alerts(),
+            open_incidents: engine.open_incidents(),
+        };
+    }
+}
+
+fn log_effects(effects: &[Effect]) {
+    for e in effects {
+        match e {
+            Effect::Ticket(t) if t.opened_at == t.updated_at => {
+                tracing::info!(ticket = %t.number, priority = t.priority.as_str(), group = %t.assignment_group,
+                    summary = %t.summary, "ticket opened");
+            }
+            Effect::TicketEvent(ev) if ev.kind != "opened" => {
+                tracing::info!(ticket_id = ev.ticket_id, kind = %ev.kind, message = %ev.message, "ticket event");
+            }
+            Effect::Incident(i) if i.opened_at == i.updated_at => {
+                tracing::info!(incident = i.id, node = %i.node, root_cause = %i.root_cause, "incident opened");
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! collector.toml: broker, HTTP, store and rules locations, with defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a config file could not be used. Display is one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl ConfigError {
+    /// A parse error for `path`, with toml's message folded onto one line.
+    pub fn parse(path: &Path, err: impl std::fmt::Display) -> Self {
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: one_line(&err.to_string()),
+        }
+    }
+}
+
+/// Fold toml's multi-line diagnostics ("TOML parse error at line 3 ... \n | \n ...") to one line.
+pub fn one_line(msg: &str) -> String {
+    let mut location = None;
+    let mut text = Vec::new();
+    for line in msg.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("TOML parse error at ") {
+            location = Some(rest.to_string());
+        } else if line.is_empty() || line.starts_with('|') || line.chars().next().is_some_and(|c| c.is_ascii_digit()) && line.contains('|') {
+            continue;
+        } else {
+            text.push(line.to_string());
+        }
+    }
+    let text = text.join(" ");
+    match location {
+        Some(loc) => format!("{text} (at {loc})"),
+        None => text,
+    }
+}
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Topic root, `tocsin` unless several installations share one broker.
+    #[serde(default = "default_topic_root")]
+    pub topic_root: String,
+}
+
+fn default_topic_root() -> String {
+    tocsin_protocol::DEFAULT_TOPIC_ROOT.to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Run an MQTT broker inside the collector.
+    #[serde(default)]
+    pub embedded: bool,
+    /// Where the embedded broker listens.
+    #[serde(default = "default_listen_mqtt")]
+    pub listen: SocketAddr,
+    /// The broker to subscribe to (ignored with `embedded`, which uses `listen`).
+    #[serde(default = "default_broker_url")]
+    pub url: String,
+    /// MQTT client id; fixed so the broker keeps the persistent session across restarts.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
+}
+
+fn default_listen_mqtt() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+fn default_broker_url() -> String {
+    "mqtt://127.0.0.1:1883".into()
+}
+fn default_client_id() -> String {
+    "tocsin-collector".into()
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            embedded: false,
+            listen: default_listen_mqtt(),
+            url: default_broker_url(),
+            client_id: default_client_id(),
+            username: None,
+            password_file: None,
+            keep_alive: default_keep_alive(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Host and port to connect to: the embedded listener, or the parsed `url`.
+    pub fn endpoint(&self) -> Result<(String, u16), String> {
+        if self.embedded {
+            return Ok((self.listen.ip().to_string(), self.listen.port()));
+        }
+        parse_mqtt_url(&self.url)
+    }
+}
+
+/// `mqtt://host[:port]` -> (host, port). TLS (`mqtts://`) is not supported yet.
+pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| format!("broker url {url:?} must start with mqtt:// (mqtts:// is not supported yet)"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("broker url {url:?} has a bad port {p:?}"))?;
+            (h, port)
+        }
+        _ => (rest, 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("broker url {url:?} has no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_listen_http")]
+    pub listen: SocketAddr,
+}
+
+fn default_listen_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen_http(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// Longest a write waits in a batch before it is committed.
+    #[serde(default = "default_flush", with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Most inputs committed in one transaction.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("/var/lib/tocsin/tocsin.duckdb")
+}
+fn default_flush() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_batch() -> usize {
+    512
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+            flush_interval: default_flush(),
+            batch_size: default_batch(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Folder of `*.toml` rule files plus `policy.toml`.
+    #[serde(default = "default_rules_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_rules_dir() -> PathBuf {
+    PathBuf::from("/etc/tocsin/rules")
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            dir: default_rules_dir(),
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Read and parse `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(path, &text)
+    }
+
+    /// Parse config text; `path` only names the source in errors.
+    pub fn from_toml_str(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: CollectorConfig = toml::from_str(text).map_err(|e| ConfigError::parse(path, e))?;
+        config
+            .broker
+            .endpoint()
+            .map_err(|m| ConfigError::Parse { path: path.to_path_buf(), message: m })?;
+        if !tocsin_protocol::is_valid_name(config.topic_root.replace('/', "_").as_str()) {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("topic_root {:?} must be [A-Za-z0-9._-/]", config.topic_root),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<CollectorConfig, ConfigError> {
+        CollectorConfig::from_toml_str(Path::new("collector.toml"), text)
+    }
+
+    #[test]
+    fn defaults_and_design_example() {
+        let c = parse("").expect("empty config is valid");
+        assert!(!c.broker.embedded);
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.rules.dir, PathBuf::from("/etc/tocsin/rules"));
+        let c = parse(
+            r#"
+            [broker]
+            embedded = false
+            url = "mqtt://127.0.0.1:1883"
+            [http]
+            listen = "127.0.0.1:8080"
+            [store]
+            path = "/var/lib/tocsin/tocsin.duckdb"
+            [rules]
+            dir = "/etc/tocsin/rules"
+            "#,
+        )
+        .expect("design example");
+        assert_eq!(c.broker.endpoint().expect("endpoint"), ("127.0.0.1".into(), 1883));
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_file() {
+        for text in [
+            "[broker]\nembeded = true\n",
+            "[http]\nlisten = \"nowhere\"\n",
+            "[broker]\nurl = \"http://x\"\n",
+            "[store]\nflush_interval = \"soon\"\n",
+            "this is not toml",
+        ] {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.starts_with("collector.toml: "), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let err = CollectorConfig::load(Path::new("/nonexistent/collector.toml")).expect_err("missing");
+        assert!(err.to_string().starts_with("/nonexistent/collector.toml: cannot read"));
+    }
+
+    #[test]
+    fn mqtt_urls() {
+        assert_eq!(parse_mqtt_url("mqtt://broker").expect("ok"), ("broker".into(), 1883));
+        assert_eq!(parse_mqtt_url("mqtt://10.1.2.3:1884/").expect("ok"), ("10.1.2.3".into(), 1884));
+        assert_eq!(parse_mqtt_url("mqtt://[::1]:1885").expect("ok"), ("::1".into(), 1885));
+        assert!(parse_mqtt_url("mqtt://host:x").is_err());
+        assert!(parse_mqtt_url("mqtt://").is_err());
+    }
+}

@@ -1,0 +1,302 @@
+//! The engine: a pure, deterministic state machine from timestamped inputs to effects.
+//!
+//! It takes [`Input`]s with the time they were received, returns [`Effect`]s
+//! (rows to write), does no I/O and never reads the clock. Everything
+//! time-based runs on the `now` it is handed, so scenario tests drive it in
+//! simulated time and a recorded input stream replays to the same output.
+
+mod incidents;
+pub mod model;
+pub mod policy;
+mod tickets;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tocsin_protocol::{NodeState, Report, Status};
+
+pub use model::{
+    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, NodeRow, TicketEventRow, TicketRow, TicketState,
+};
+pub use policy::{Level, Policy, Priority};
+
+use crate::rules::{ActiveAlert, AlertTransition, Evaluator, Rule};
+use crate::time::Millis;
+
+/// Something that happened, as the engine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A validated report (its topic matched its payload).
+    Report(Report),
+    /// A validated status for a node.
+    Status { site: String, node: String, status: Status },
+    /// Time passed: pending node alerts and verification periods are due.
+    Tick,
+}
+
+/// What the store hands back at start so the engine continues where it stopped.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeRow>,
+    /// Live (pending or firing) alerts, with the incident each belongs to.
+    pub alerts: Vec<(ActiveAlert, Option<i64>)>,
+    /// Incidents not yet closed.
+    pub incidents: Vec<IncidentRow>,
+    /// Tickets of those incidents.
+    pub tickets: Vec<TicketRow>,
+    pub next_ids: Ids,
+}
+
+/// Next free identifiers; persisted implicitly as the maxima of the stored rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    pub alert: i64,
+    pub incident: i64,
+    pub ticket: i64,
+    pub ticket_event: i64,
+    /// Running number of `INC-` tickets.
+    pub incident_number: i64,
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Ids {
+            alert: 1,
+            incident: 1,
+            ticket: 1,
+            ticket_event: 1,
+            incident_number: 1,
+        }
+    }
+}
+
+fn take(id: &mut i64) -> i64 {
+    let v = *id;
+    *id += 1;
+    v
+}
+
+/// What one input did, beyond its effects.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub effects: Vec<Effect>,
+    /// The report was a redelivery (same node, `seq` and `ts` not newer) and changed nothing.
+    pub duplicate: bool,
+}
+
+/// Running totals for `/metrics`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub reports: u64,
+    pub duplicates: u64,
+    pub statuses: u64,
+    pub alert_transitions: u64,
+    pub incidents_opened: u64,
+    pub incidents_resolved: u64,
+    pub incidents_closed: u64,
+    pub incidents_reopened: u64,
+    pub tickets_opened: u64,
+}
+
+/// An alert that is pending or firing.
+#[derive(Debug, Clone)]
+struct LiveAlert {
+    incident: Option<i64>,
+}
+
+/// An incident not yet closed, with its live alerts.
+#[derive(Debug, Clone)]
+struct Incident {
+    row: IncidentRow,
+    /// Firing alerts that keep it open.
+    active: BTreeSet<String>,
+    /// Every alert ever linked.
+    members: BTreeSet<String>,
+}
+
+/// The state machine.
+#[derive(Debug)]
+pub struct Engine {
+    policy: Policy,
+    rules: Evaluator,
+    nodes: BTreeMap<(String, String), NodeRow>,
+    alerts: HashMap<String, LiveAlert>,
+    incidents: BTreeMap<i64, Incident>,
+    tickets: BTreeMap<i64, TicketRow>,
+    ids: Ids,
+    counters: Counters,
+}
+
+impl Engine {
+    /// A fresh engine, or one resumed from the store's snapshot.
+    pub fn new(policy: Policy, rules: Vec<Rule>, snapshot: Snapshot) -> Engine {
+        let mut evaluator = Evaluator::new(rules);
+        let active: Vec<ActiveAlert> = snapshot.alerts.iter().map(|(a, _)| a.clone()).collect();
+        let dropped = evaluator.restore(&active);
+        let mut engine = Engine {
+            policy,
+            rules: evaluator,
+            nodes: snapshot
+                .nodes
+                .into_iter()
+                .map(|n| ((n.site.clone(), n.node.clone()), n))
+                .collect(),
+            alerts: HashMap::new(),
+            incidents: BTreeMap::new(),
+            tickets: snapshot.tickets.into_iter().map(|t| (t.id, t)).collect(),
+            ids: snapshot.next_ids,
+            counters: Counters::default(),
+        };
+        for row in snapshot.incidents {
+            engine.incidents.insert(
+                row.id,
+                Incident {
+                    row,
+                    active: BTreeSet::new(),
+                    members: BTreeSet::new(),
+                },
+            );
+        }
+        for (alert, incident) in snapshot.alerts {
+            if dropped.contains(&alert.key) {
+                continue;
+            }
+            if let Some(inc) = incident.and_then(|id| engine.incidents.get_mut(&id)) {
+                inc.members.insert(alert.key.clone());
+                if alert.state == crate::rules::AlertState::Firing {
+                    inc.active.insert(alert.key.clone());
+                }
+            }
+            engine.alerts.insert(alert.key, LiveAlert { incident });
+        }
+        engine
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        self.rules.rules()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Incidents not yet closed.
+    pub fn open_incidents(&self) -> usize {
+        self.incidents.len()
+    }
+
+    /// Alerts pending or firing.
+    pub fn live_alerts(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// Feed one input received at `now`.
+    pub fn handle(&mut self, now: Millis, input: Input) -> Outcome {
+        let mut out = Outcome::default();
+        match input {
+            Input::Report(report) => {
+                if !self.observe_report(now, &report, &mut out.effects) {
+                    self.counters.duplicates += 1;
+                    out.duplicate = true;
+                    return out;
+                }
+                self.counters.reports += 1;
+                for t in self.rules.on_report(&report) {
+                    self.apply_alert(now, t, &mut out.effects);
+                }
+            }
+            Input::Status { site, node, status } => {
+                self.counters.statuses += 1;
+                let state = status.state;
+                self.observe_status(now, &site, &node, status, &mut out.effects);
+                for t in self.rules.on_status(now, &site, &node, state) {
+                    self.apply_alert(now, t, &mut out.effects);
+                }
+            }
+            Input::Tick => {
+                for t in self.rules.tick(now) {
+                    self.apply_alert(now, t, &mut out.effects);
+                }
+                self.close_verified(now, &mut out.effects);
+            }
+        }
+        out
+    }
+
+    /// Record a report on its node; false when it is a redelivered duplicate.
+    fn observe_report(&mut self, now: Millis, report: &Report, effects: &mut Vec<Effect>) -> bool {
+        let key = (report.site.clone(), report.node.clone());
+        let node = self
+            .nodes
+            .entry(key)
+            .or_insert_with(|| NodeRow::new(&report.site, &report.node, now));
+        // A redelivery repeats seq and ts. An agent that lost its state file restarts
+        // seq at 1 but with a newer ts, and is accepted.
+        if let (Some(seq), Some(ts)) = (node.last_seq, node.last_ts)
+            && report.seq <= seq
+            && report.ts <= ts
+        {
+            return false;
+        }
+        node.kind = report.kind;
+        node.via = report.via.clone();
+        node.last_seq = Some(report.seq);
+        node.last_ts = Some(report.ts);
+        node.last_report_at = Some(now);
+        node.last_report = Some(report.clone());
+        if node.state != "online" {
+            node.state = "online".into();
+            node.state_changed_at = now;
+        }
+        node.updated_at = now;
+        effects.push(Effect::Node(Box::new(node.clone())));
+        true
+    }
+
+    fn observe_status(&mut self, now: Millis, site: &str, node: &str, status: Status, effects: &mut Vec<Effect>) {
+        let row = self
+            .nodes
+            .entry((site.to_string(), node.to_string()))
+            .or_insert_with(|| NodeRow::new(site, node, now));
+        let state = status.state.as_str();
+        if row.state != state {
+            row.state = state.to_string();
+            row.state_changed_at = now;
+        }
+        if status.state == NodeState::Online {
+            if let Some(agent) = status.agent {
+                row.agent_version = Some(agent.version);
+            }
+            if status.inventory.is_some() {
+                row.inventory = status.inventory;
+            }
+            row.labels = status.labels;
+            row.parents = status.parents;
+        }
+        row.updated_at = now;
+        effects.push(Effect::Node(Box::new(row.clone())));
+    }
+
+    fn node_labels(&self, site: &str, node: &str) -> BTreeMap<String, String> {
+        self.nodes
+            .get(&(site.to_string(), node.to_string()))
+            .map(|n| n.labels.clone())
+            .unwrap_or_default()
+    }
+
+    fn push_alert_row(&mut self, t: &AlertTransition, incident: Option<i64>, effects: &mut Vec<Effect>) {
+        self.counters.alert_transitions += 1;
+        let id = take(&mut self.ids.alert);
+        effects.push(Effect::Alert(Box::new(AlertRow {
+            id,
+            incident_id: incident,
+            transition: t.clone(),
+        })));
+    }
+}

@@ -1,0 +1,213 @@
+//! The records the engine keeps and hands to the store: nodes, alerts, incidents, tickets, events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tocsin_protocol::{Inventory, NodeKind, Report};
+
+use super::policy::{Level, Priority};
+use crate::rules::{AlertTransition, Category, Severity};
+use crate::time::Millis;
+
+/// A node as last seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRow {
+    pub site: String,
+    pub node: String,
+    pub kind: NodeKind,
+    /// `online`, `offline`, `stopped`, or `unknown` before the first status.
+    pub state: String,
+    pub agent_version: Option<String>,
+    pub inventory: Option<Inventory>,
+    pub labels: BTreeMap<String, String>,
+    pub parents: Vec<String>,
+    pub via: Option<String>,
+    pub last_seq: Option<u64>,
+    pub last_ts: Option<Millis>,
+    pub last_report_at: Option<Millis>,
+    pub last_report: Option<Report>,
+    pub state_changed_at: Millis,
+    pub first_seen: Millis,
+    pub updated_at: Millis,
+}
+
+impl NodeRow {
+    pub fn new(site: &str, node: &str, now: Millis) -> Self {
+        NodeRow {
+            site: site.to_string(),
+            node: node.to_string(),
+            kind: NodeKind::Host,
+            state: "unknown".into(),
+            agent_version: None,
+            inventory: None,
+            labels: BTreeMap::new(),
+            parents: Vec::new(),
+            via: None,
+            last_seq: None,
+            last_ts: None,
+            last_report_at: None,
+            last_report: None,
+            state_changed_at: now,
+            first_seen: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// One stored alert transition (the `alerts` table is append-only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    #[serde(flatten)]
+    pub transition: AlertTransition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentState {
+    Open,
+    Resolved,
+    Closed,
+}
+
+impl IncidentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Resolved => "resolved",
+            IncidentState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(IncidentState::Open),
+            "resolved" => Some(IncidentState::Resolved),
+            "closed" => Some(IncidentState::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// One real-world failure: its alerts, its root cause, its ticket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub state: IncidentState,
+    pub title: String,
+    pub severity: Severity,
+    pub category: Category,
+    pub priority: Priority,
+    pub site: String,
+    pub node: String,
+    /// Alert key of the root cause.
+    pub root_alert: String,
+    /// The root cause in words.
+    pub root_cause: String,
+    pub ticket_id: Option<i64>,
+    pub opened_at: Millis,
+    pub resolved_at: Option<Millis>,
+    pub closed_at: Option<Millis>,
+    pub updated_at: Millis,
+}
+
+/// Link of an alert to an incident.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentAlertRow {
+    pub incident_id: i64,
+    pub alert_key: String,
+    /// `root` or `symptom`.
+    pub role: String,
+    pub linked_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    New,
+    Acknowledged,
+    InProgress,
+    Resolved,
+    Closed,
+}
+
+impl TicketState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketState::New => "new",
+            TicketState::Acknowledged => "acknowledged",
+            TicketState::InProgress => "in_progress",
+            TicketState::Resolved => "resolved",
+            TicketState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "new" => Some(TicketState::New),
+            "acknowledged" => Some(TicketState::Acknowledged),
+            "in_progress" => Some(TicketState::InProgress),
+            "resolved" => Some(TicketState::Resolved),
+            "closed" => Some(TicketState::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// A ticket: everything a dispatcher would have collected at intake, under a unique number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketRow {
+    pub id: i64,
+    /// `INC-000001`
+    pub number: String,
+    /// `incident` or `request`.
+    pub kind: String,
+    pub state: TicketState,
+    pub priority: Priority,
+    pub impact: Level,
+    pub urgency: Level,
+    pub category: Category,
+    pub assignment_group: String,
+    pub summary: String,
+    pub description: String,
+    /// Who reported it: for monitoring the node, site, agent and rule.
+    pub reporter: serde_json::Value,
+    /// The environment: inventory, labels, parents.
+    pub environment: serde_json::Value,
+    pub incident_id: Option<i64>,
+    pub site: Option<String>,
+    pub node: Option<String>,
+    pub runbook: Option<String>,
+    pub opened_at: Millis,
+    pub acknowledged_at: Option<Millis>,
+    pub resolved_at: Option<Millis>,
+    pub closed_at: Option<Millis>,
+    pub updated_at: Millis,
+}
+
+/// One line of a ticket's audit log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketEventRow {
+    pub id: i64,
+    pub ticket_id: i64,
+    pub at: Millis,
+    /// `opened`, `alert_added`, `alert_cleared`, `priority_changed`, `resolved`, `reopened`, `closed`, ...
+    pub kind: String,
+    pub actor: String,
+    pub message: String,
+    pub data: serde_json::Value,
+}
+
+/// What the engine asks the edges to do. Rows are upserts by primary key, except alerts and
+/// ticket events, which are appended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    Node(Box<NodeRow>),
+    Alert(Box<AlertRow>),
+    Incident(Box<IncidentRow>),
+    IncidentAlert(IncidentAlertRow),
+    Ticket(Box<TicketRow>),
+    TicketEvent(TicketEventRow),
+}

@@ -1,0 +1,454 @@
+//! policy.toml: priority matrix, SLA targets, escalation, routing, grouping and verification.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+use crate::rules::{Category, Severity};
+use crate::time::{Millis, millis};
+
+/// Ticket priority: P1 urgent, P2 high, P3 medium, P4 low.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Priority {
+    P1,
+    P2,
+    P3,
+    P4,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::P1 => "P1",
+            Priority::P2 => "P2",
+            Priority::P3 => "P3",
+            Priority::P4 => "P4",
+        }
+    }
+
+    /// The service-desk word for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Priority::P1 => "urgent",
+            Priority::P2 => "high",
+            Priority::P3 => "medium",
+            Priority::P4 => "low",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "P1" => Some(Priority::P1),
+            "P2" => Some(Priority::P2),
+            "P3" => Some(Priority::P3),
+            "P4" => Some(Priority::P4),
+            _ => None,
+        }
+    }
+}
+
+/// Impact or urgency level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    High,
+    Medium,
+    Low,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::High => "high",
+            Level::Medium => "medium",
+            Level::Low => "low",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "high" | "critical" => Some(Level::High),
+            "medium" => Some(Level::Medium),
+            "low" => Some(Level::Low),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Level::High => 0,
+            Level::Medium => 1,
+            Level::Low => 2,
+        }
+    }
+
+    /// Urgency of an alert of this severity.
+    pub fn from_severity(s: Severity) -> Level {
+        match s {
+            Severity::Critical => Level::High,
+            Severity::Warning => Level::Medium,
+            Severity::Info => Level::Low,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grouping {
+    /// Alerts of one node within this long of an open incident join it.
+    #[serde(default = "d_5m", with = "humantime_serde")]
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentPolicy {
+    /// Resolved -> closed after this long without recurrence.
+    #[serde(default = "d_10m", with = "humantime_serde")]
+    pub verify_for: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemPolicy {
+    #[serde(default = "d_3")]
+    pub threshold: u32,
+    #[serde(default = "d_7d", with = "humantime_serde")]
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityPolicy {
+    /// Rows: impact high, medium, low; columns: urgency high, medium, low.
+    #[serde(default = "default_matrix")]
+    pub matrix: [[Priority; 3]; 3],
+    /// Node label that states business impact (`high|medium|low`).
+    #[serde(default = "d_impact_label")]
+    pub impact_label: String,
+    /// Impact when the node has no such label.
+    #[serde(default = "d_medium")]
+    pub default_impact: Level,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sla {
+    /// Time to acknowledge.
+    #[serde(with = "humantime_serde")]
+    pub response: Duration,
+    /// Time to resolve.
+    #[serde(with = "humantime_serde")]
+    pub resolution: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLevel {
+    pub name: String,
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyPolicy {
+    #[serde(default)]
+    pub webhook: BTreeMap<String, Webhook>,
+}
+
+/// Route tickets whose facts match every key to an assignment group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Keys: `category`, `site`, `node`, `rule`, `severity`, or `labels.<key>`; values may use `*`.
+    #[serde(rename = "match")]
+    pub match_: BTreeMap<String, String>,
+    pub group: String,
+}
+
+/// The whole policy file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub grouping: Grouping,
+    #[serde(default)]
+    pub incident: IncidentPolicy,
+    #[serde(default)]
+    pub problem: ProblemPolicy,
+    #[serde(default)]
+    pub priority: PriorityPolicy,
+    #[serde(default)]
+    pub sla: BTreeMap<Priority, Sla>,
+    #[serde(default)]
+    pub escalation: Vec<EscalationLevel>,
+    #[serde(default)]
+    pub notify: NotifyPolicy,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    /// Assignment group when no route matches.
+    #[serde(default = "d_group")]
+    pub default_group: String,
+}
+
+fn d_5m() -> Duration {
+    Duration::from_secs(300)
+}
+fn d_10m() -> Duration {
+    Duration::from_secs(600)
+}
+fn d_7d() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn d_3() -> u32 {
+    3
+}
+fn d_impact_label() -> String {
+    "criticality".into()
+}
+fn d_medium() -> Level {
+    Level::Medium
+}
+fn d_group() -> String {
+    "service-desk".into()
+}
+fn default_matrix() -> [[Priority; 3]; 3] {
+    use Priority::*;
+    [[P1, P2, P3], [P2, P3, P4], [P3, P4, P4]]
+}
+
+impl Default for Grouping {
+    fn default() -> Self {
+        Grouping { window: d_5m() }
+    }
+}
+impl Default for IncidentPolicy {
+    fn default() -> Self {
+        IncidentPolicy { verify_for: d_10m() }
+    }
+}
+impl Default for ProblemPolicy {
+    fn default() -> Self {
+        ProblemPolicy {
+            threshold: d_3(),
+            window: d_7d(),
+        }
+    }
+}
+impl Default for PriorityPolicy {
+    fn default() -> Self {
+        PriorityPolicy {
+            matrix: default_matrix(),
+            impact_label: d_impact_label(),
+            default_impact: d_medium(),
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            grouping: Grouping::default(),
+            incident: IncidentPolicy::default(),
+            problem: ProblemPolicy::default(),
+            priority: PriorityPolicy::default(),
+            sla: BTreeMap::new(),
+            escalation: Vec::new(),
+            notify: NotifyPolicy::default(),
+            routes: Vec::new(),
+            default_group: d_group(),
+        }
+    }
+}
+
+/// The facts a route can match on.
+#[derive(Debug, Clone, Default)]
+pub struct RouteFacts<'a> {
+    pub category: Option<Category>,
+    pub site: &'a str,
+    pub node: &'a str,
+    pub rule: &'a str,
+    pub severity: Option<Severity>,
+    pub labels: Option<&'a BTreeMap<String, String>>,
+}
+
+impl Policy {
+    /// Read `policy.toml` from the rules folder; a missing file means all defaults.
+    pub fn load_dir(dir: &Path) -> Result<Policy, ConfigError> {
+        let path = dir.join("policy.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Policy::from_toml_str(&path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::default()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    pub fn from_toml_str(path: &Path, text: &str) -> Result<Policy, ConfigError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| ConfigError::parse(path, e))?;
+        for route in &policy.routes {
+            for key in route.match_.keys() {
+                let known = matches!(key.as_str(), "category" | "site" | "node" | "rule" | "severity")
+                    || key.strip_prefix("labels.").is_some_and(|k| !k.is_empty());
+                if !known {
+                    return Err(ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "route to {:?}: unknown match key {key:?} (use category, site, node, rule, severity or labels.<key>)",
+                            route.group
+                        ),
+                    });
+                }
+            }
+        }
+        for level in &policy.escalation {
+            for target in &level.notify {
+                if let Some(name) = target.strip_prefix("webhook:")
+                    && !policy.notify.webhook.contains_key(name)
+                {
+                    return Err(ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "escalation {:?} notifies webhook:{name}, but [notify.webhook.{name}] is not defined",
+                            level.name
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Impact x urgency -> priority.
+    pub fn priority(&self, impact: Level, urgency: Level) -> Priority {
+        self.priority.matrix[impact.index()][urgency.index()]
+    }
+
+    /// Business impact of a node, from its labels.
+    pub fn impact(&self, labels: &BTreeMap<String, String>) -> Level {
+        labels
+            .get(&self.priority.impact_label)
+            .and_then(|v| Level::parse(v))
+            .unwrap_or(self.priority.default_impact)
+    }
+
+    /// The assignment group for a ticket with these facts (first matching route wins).
+    pub fn route(&self, facts: &RouteFacts<'_>) -> String {
+        for route in &self.routes {
+            let all = route.match_.iter().all(|(key, pattern)| {
+                let value = match key.as_str() {
+                    "category" => facts.category.map(|c| c.as_str().to_string()),
+                    "site" => Some(facts.site.to_string()),
+                    "node" => Some(facts.node.to_string()),
+                    "rule" => Some(facts.rule.to_string()),
+                    "severity" => facts.severity.map(|s| s.as_str().to_string()),
+                    other => other
+                        .strip_prefix("labels.")
+                        .and_then(|k| facts.labels.and_then(|l| l.get(k)).cloned()),
+                };
+                value.is_some_and(|v| crate::rules::expr::glob_match(pattern, &v))
+            });
+            if all {
+                return route.group.clone();
+            }
+        }
+        self.default_group.clone()
+    }
+
+    pub fn verify_ms(&self) -> Millis {
+        millis(self.incident.verify_for)
+    }
+
+    pub fn grouping_ms(&self) -> Millis {
+        millis(self.grouping.window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_example_parses() {
+        let p = Policy::from_toml_str(
+            Path::new("policy.toml"),
+            r#"
+            [grouping]
+            window = "5m"
+            [incident]
+            verify_for = "10m"
+            [problem]
+            threshold = 3
+            window = "7d"
+            [priority]
+            matrix = [["P1", "P2", "P3"], ["P2", "P3", "P4"], ["P3", "P4", "P4"]]
+            [sla.P1]
+            response = "15m"
+            resolution = "4h"
+            [[escalation]]
+            name = "on-duty"
+            after = "0s"
+            notify = ["webhook:oncall"]
+            [notify.webhook.oncall]
+            url = "http://127.0.0.1:9000/hook"
+            [[route]]
+            match = { category = "network" }
+            group = "network"
+            "#,
+        )
+        .expect("design example");
+        assert_eq!(p.priority(Level::High, Level::High), Priority::P1);
+        assert_eq!(p.priority(Level::Low, Level::Medium), Priority::P4);
+        assert_eq!(p.sla[&Priority::P1].resolution, Duration::from_secs(4 * 3600));
+        let facts = RouteFacts {
+            category: Some(Category::Network),
+            ..RouteFacts::default()
+        };
+        assert_eq!(p.route(&facts), "network");
+        let facts = RouteFacts {
+            category: Some(Category::Software),
+            ..RouteFacts::default()
+        };
+        assert_eq!(p.route(&facts), "service-desk");
+    }
+
+    #[test]
+    fn impact_from_labels() {
+        let p = Policy::default();
+        let labels: BTreeMap<String, String> = [("criticality".to_string(), "high".to_string())].into();
+        assert_eq!(p.impact(&labels), Level::High);
+        assert_eq!(p.impact(&BTreeMap::new()), Level::Medium);
+    }
+
+    #[test]
+    fn refuses_bad_policy() {
+        for text in [
+            "[grouping]\nwindow = \"later\"",
+            "[priority]\nmatrix = [[\"P9\"]]",
+            "[[route]]\nmatch = { colour = \"red\" }\ngroup = \"x\"",
+            "[[escalation]]\nname = \"a\"\nafter = \"0s\"\nnotify = [\"webhook:nope\"]",
+            "[sla.P1]\nresponse = \"15m\"",
+            "surprise = 1",
+        ] {
+            let err = Policy::from_toml_str(Path::new("policy.toml"), text).expect_err(text).to_string();
+            assert!(err.starts_with("policy.toml: ") && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn shipped_policy_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+        Policy::load_dir(&dir).expect("shipped policy is valid");
+    }
+}

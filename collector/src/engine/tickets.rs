@@ -1,0 +1,133 @@
+//! Ticket intake for monitoring-found faults: the record a dispatcher would have collected.
+
+use serde_json::json;
+
+use super::model::{IncidentRow, NodeRow, TicketRow, TicketState};
+use super::policy::{Level, Policy};
+use crate::rules::AlertTransition;
+use crate::time::{Millis, rfc3339};
+
+/// The facts for one new monitoring ticket.
+pub(super) struct Intake<'a> {
+    pub id: i64,
+    pub number: String,
+    pub incident: &'a IncidentRow,
+    pub alert: &'a AlertTransition,
+    pub node: Option<&'a NodeRow>,
+    pub impact: Level,
+    pub urgency: Level,
+    pub group: String,
+    pub now: Millis,
+}
+
+/// Build the ticket: who reported it, when it started, what is wrong, where, how bad, who owns it.
+pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
+    let t = i.alert;
+    let reporter = json!({
+        "type": "monitoring",
+        "source": "tocsin-agent",
+        "node": t.node,
+        "site": t.site,
+        "agent_version": i.node.and_then(|n| n.agent_version.clone()),
+        "rule": t.rule,
+    });
+    let environment = match i.node {
+        Some(n) => json!({
+            "kind": n.kind.as_str(),
+            "inventory": n.inventory,
+            "labels": n.labels,
+            "parents": n.parents,
+            "via": n.via,
+            "node_state": n.state,
+        }),
+        None => json!({}),
+    };
+    let impact_basis = i
+        .node
+        .and_then(|n| n.labels.get("criticality").map(|c| format!("node label criticality={c}")))
+        .unwrap_or_else(|| "no criticality label on the node: default impact".to_string());
+    let mut description = String::new();
+    description.push_str(&format!("{}\n\n", t.summary));
+    description.push_str(&format!("What: {}\n", t.detail));
+    description.push_str(&format!(
+        "Rule: {} (severity {}, category {})\n",
+        t.rule,
+        t.severity.as_str(),
+        t.category.as_str()
+    ));
+    description.push_str(&format!("Where: node {} at site {}\n", t.node, t.site));
+    if let Some(inv) = i.node.and_then(|n| n.inventory.as_ref()) {
+        let os = [inv.os.as_deref(), inv.os_version.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !os.is_empty() {
+            description.push_str(&format!("Environment: {os}"));
+            if let Some(k) = &inv.kernel {
+                description.push_str(&format!(", kernel {k}"));
+            }
+            if let Some(a) = &inv.arch {
+                description.push_str(&format!(", {a}"));
+            }
+            description.push('\n');
+        }
+    }
+    description.push_str(&format!(
+        "When: started {}, still ongoing at {}\n",
+        rfc3339(t.started_at),
+        rfc3339(i.now)
+    ));
+    description.push_str(&format!(
+        "Impact: {} ({impact_basis}); urgency {} from severity {}\n",
+        i.impact.as_str(),
+        i.urgency.as_str(),
+        t.severity.as_str()
+    ));
+    if let Some(rb) = &t.runbook {
+        description.push_str(&format!("Runbook: {rb}\n"));
+    }
+    TicketRow {
+        id: i.id,
+        number: i.number,
+        kind: "incident".into(),
+        state: TicketState::New,
+        priority: i.incident.priority,
+        impact: i.impact,
+        urgency: i.urgency,
+        category: t.category,
+        assignment_group: i.group,
+        summary: t.summary.clone(),
+        description,
+        reporter,
+        environment,
+        incident_id: Some(i.incident.id),
+        site: Some(t.site.clone()),
+        node: Some(t.node.clone()),
+        runbook: t.runbook.clone(),
+        opened_at: i.now,
+        acknowledged_at: None,
+        resolved_at: None,
+        closed_at: None,
+        updated_at: i.now,
+    }
+}
+
+/// The first line of the ticket's log.
+pub(super) fn opened_message(ticket: &TicketRow, policy: &Policy) -> String {
+    let mut msg = format!(
+        "opened by monitoring: {} {} ({}), assigned to {}",
+        ticket.number,
+        ticket.priority.as_str(),
+        ticket.priority.label(),
+        ticket.assignment_group
+    );
+    if let Some(sla) = policy.sla.get(&ticket.priority) {
+        msg.push_str(&format!(
+            "; SLA: acknowledge within {}, resolve within {}",
+            humantime::format_duration(sla.response),
+            humantime::format_duration(sla.resolution)
+        ));
+    }
+    msg
+}

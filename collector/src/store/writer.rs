@@ -1,0 +1,335 @@
+//! The single writer: batches of effects committed in one transaction, then their acks released.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use duckdb::{Connection, Transaction, params};
+use tokio::sync::mpsc;
+
+use super::{RejectedRow, StoreError};
+use crate::engine::Effect;
+use crate::engine::model::{AlertRow, IncidentAlertRow, IncidentRow, NodeRow, TicketEventRow, TicketRow};
+
+/// One input's worth of writing: its effects, or its rejection, and the token that acknowledges it.
+#[derive(Debug)]
+pub struct WriteMsg<A> {
+    pub effects: Vec<Effect>,
+    pub rejected: Option<RejectedRow>,
+    /// Released only after the transaction holding this input committed.
+    pub ack: Option<A>,
+}
+
+/// Counters of the writer, shared with `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub rows: AtomicU64,
+    pub rejected: AtomicU64,
+    pub errors: AtomicU64,
+    pub last_batch_micros: AtomicU64,
+}
+
+/// Owns the write connection; run it on its own thread.
+#[derive(Debug)]
+pub struct Writer {
+    conn: Connection,
+    batch_size: usize,
+    flush_interval: Duration,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Option<String> {
+    serde_json::to_string(v).ok()
+}
+
+impl Writer {
+    pub fn new(conn: Connection, batch_size: usize, flush_interval: Duration) -> Self {
+        Writer {
+            conn,
+            batch_size: batch_size.max(1),
+            flush_interval,
+        }
+    }
+
+    /// Drain `rx` until it closes: gather up to `batch_size` messages or `flush_interval`,
+    /// commit them together, then pass their ack tokens to `acks`. Blocks the calling thread.
+    pub fn run<A: Send + 'static>(
+        mut self,
+        mut rx: mpsc::Receiver<WriteMsg<A>>,
+        acks: mpsc::Sender<A>,
+        stats: Arc<WriterStats>,
+    ) {
+        loop {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let deadline = Instant::now() + self.flush_interval;
+            let mut batch = vec![first];
+            let mut closed = false;
+            while batch.len() < self.batch_size {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(5).min(self.flush_interval));
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            let started = Instant::now();
+            let mut effects = Vec::new();
+            let mut rejected = Vec::new();
+            let mut tokens = Vec::new();
+            for m in batch {
+                effects.extend(m.effects);
+                rejected.extend(m.rejected);
+                tokens.extend(m.ack);
+            }
+            match self.commit(&effects, &rejected) {
+                Ok(rows) => {
+                    stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, effects = effects.len(), "batch write failed; writing rows one by one");
+                    self.salvage(&effects, &rejected, &stats);
+                }
+            }
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
+            stats
+                .last_batch_micros
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            for t in tokens {
+                if acks.blocking_send(t).is_err() {
+                    break;
+                }
+            }
+            if closed {
+                break;
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
+            tracing::warn!(error = %e, "checkpoint at shutdown failed");
+        }
+    }
+
+    fn commit(&mut self, effects: &[Effect], rejected: &[RejectedRow]) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let rows = write_effects(&tx, effects)? + write_rejected(&tx, rejected)?;
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    /// After a failed batch, keep every row that can be kept and log the rest.
+    fn salvage(&mut self, effects: &[Effect], rejected: &[RejectedRow], stats: &WriterStats) {
+        for e in effects {
+            if let Err(err) = self.commit(std::slice::from_ref(e), &[]) {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %err, effect = ?e, "row could not be stored");
+            }
+        }
+        if let Err(err) = self.commit(&[], rejected) {
+            tracing::error!(error = %err, "rejected payloads could not be stored");
+        }
+    }
+}
+
+/// Write effects in one transaction. Upserts are coalesced so each key is written once.
+pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, StoreError> {
+    let mut nodes: BTreeMap<(&str, &str), &NodeRow> = BTreeMap::new();
+    let mut incidents: BTreeMap<i64, &IncidentRow> = BTreeMap::new();
+    let mut tickets: BTreeMap<i64, &TicketRow> = BTreeMap::new();
+    let mut links: Vec<&IncidentAlertRow> = Vec::new();
+    let mut alerts: Vec<&AlertRow> = Vec::new();
+    let mut events: Vec<&TicketEventRow> = Vec::new();
+    for e in effects {
+        match e {
+            Effect::Node(n) => {
+                nodes.insert((n.site.as_str(), n.node.as_str()), n);
+            }
+            Effect::Incident(i) => {
+                incidents.insert(i.id, i);
+            }
+            Effect::Ticket(t) => {
+                tickets.insert(t.id, t);
+            }
+            Effect::IncidentAlert(l) => links.push(l),
+            Effect::Alert(a) => alerts.push(a),
+            Effect::TicketEvent(ev) => events.push(ev),
+        }
+    }
+    let mut rows = 0;
+    if !nodes.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO nodes (site, node, kind, state, agent_version, inventory, labels, parents, via,
+                 last_seq, last_ts, last_report_at, last_report, state_changed_at, first_seen, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?,
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), epoch_ms(?::BIGINT))",
+        )?;
+        for n in nodes.values() {
+            stmt.execute(params![
+                n.site,
+                n.node,
+                n.kind.as_str(),
+                n.state,
+                n.agent_version,
+                n.inventory.as_ref().and_then(json),
+                json(&n.labels),
+                json(&n.parents),
+                n.via,
+                n.last_seq,
+                n.last_ts,
+                n.last_report_at,
+                n.last_report.as_ref().and_then(json),
+                n.state_changed_at,
+                n.first_seen,
+                n.updated_at,
+            ])?;
+            rows += 1;
+        }
+    }
+    if !alerts.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO alerts (id, alert_key, rule, site, node, labels, state, severity, category, value,
+                 summary, detail, runbook, started_at, at, incident_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?)",
+        )?;
+        for a in &alerts {
+            let t = &a.transition;
+            stmt.execute(params![
+                a.id,
+                t.key,
+                t.rule,
+                t.site,
+                t.node,
+                json(&t.labels),
+                t.state.as_str(),
+                t.severity.as_str(),
+                t.category.as_str(),
+                t.value,
+                t.summary,
+                t.detail,
+                t.runbook,
+                t.started_at,
+                t.at,
+                a.incident_id,
+            ])?;
+            rows += 1;
+        }
+    }
+    if !incidents.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO incidents (id, state, title, severity, category, priority, site, node,
+                 root_alert, root_cause, ticket_id, opened_at, resolved_at, closed_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT))",
+        )?;
+        for i in incidents.values() {
+            stmt.execute(params![
+                i.id,
+                i.state.as_str(),
+                i.title,
+                i.severity.as_str(),
+                i.category.as_str(),
+                i.priority.as_str(),
+                i.site,
+                i.node,
+                i.root_alert,
+                i.root_cause,
+                i.ticket_id,
+                i.opened_at,
+                i.resolved_at,
+                i.closed_at,
+                i.updated_at,
+            ])?;
+            rows += 1;
+        }
+    }
+    if !links.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO incident_alerts (incident_id, alert_key, role, linked_at)
+             VALUES (?, ?, ?, epoch_ms(?::BIGINT)) ON CONFLICT DO NOTHING",
+        )?;
+        for l in &links {
+            stmt.execute(params![l.incident_id, l.alert_key, l.role, l.linked_at])?;
+            rows += 1;
+        }
+    }
+    if !tickets.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO tickets (id, number, kind, state, priority, impact, urgency, category,
+                 assignment_group, summary, description, reporter, environment, incident_id, site, node, runbook,
+                 opened_at, acknowledged_at, resolved_at, closed_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), epoch_ms(?::BIGINT))",
+        )?;
+        for t in tickets.values() {
+            stmt.execute(params![
+                t.id,
+                t.number,
+                t.kind,
+                t.state.as_str(),
+                t.priority.as_str(),
+                t.impact.as_str(),
+                t.urgency.as_str(),
+                t.category.as_str(),
+                t.assignment_group,
+                t.summary,
+                t.description,
+                json(&t.reporter),
+                json(&t.environment),
+                t.incident_id,
+                t.site,
+                t.node,
+                t.runbook,
+                t.opened_at,
+                t.acknowledged_at,
+                t.resolved_at,
+                t.closed_at,
+                t.updated_at,
+            ])?;
+            rows += 1;
+        }
+    }
+    if !events.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO ticket_events (id, ticket_id, at, kind, actor, message, data)
+             VALUES (?, ?, epoch_ms(?::BIGINT), ?, ?, ?, ?)",
+        )?;
+        for ev in &events {
+            stmt.execute(params![ev.id, ev.ticket_id, ev.at, ev.kind, ev.actor, ev.message, json(&ev.data)])?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+fn write_rejected(tx: &Transaction<'_>, rejected: &[RejectedRow]) -> Result<usize, StoreError> {
+    if rejected.is_empty() {
+        return Ok(0);
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO rejected_payloads (received_at, topic, site, node, reason, error, payload_size, payload)
+         VALUES (epoch_ms(?::BIGINT), ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    for r in rejected {
+        stmt.execute(params![
+            r.received_at,
+            r.topic,
+            r.site,
+            r.node,
+            r.reason,
+            r.error,
+            r.payload_size as i64,
+            r.payload
+        ])?;
+    }
+    Ok(rejected.len())
+}
