@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::config::{CollectorConfig, ConfigError};
 use crate::engine::{Effect, Engine, Input, Policy};
-use crate::ingest::mqtt::{self, Inbound, RejectLog};
 use crate::ingest::Decoded;
+use crate::ingest::mqtt::{self, Inbound, RejectLog};
 use crate::metrics::{EngineGauges, Metrics};
 use crate::store::{Store, StoreError, WriteMsg};
 use crate::time::now_millis;
@@ -32,7 +32,10 @@ pub enum StartError {
     #[error(transparent)]
     Ingest(#[from] crate::ingest::mqtt::IngestError),
     #[error("http: cannot listen on {addr}: {source} (set [http] listen to a free address)")]
-    HttpBind { addr: SocketAddr, source: std::io::Error },
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -137,12 +140,18 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
             shutdown.subscribe(),
         )),
     ));
-    tasks.push(("pipeline", tokio::spawn(pipeline(engine, in_rx, write_tx, metrics.clone()))));
+    tasks.push((
+        "pipeline",
+        tokio::spawn(pipeline(engine, in_rx, write_tx, metrics.clone())),
+    ));
     let api_state = ApiState {
         reader,
         metrics: metrics.clone(),
     };
-    tasks.push(("api", tokio::spawn(api::serve(listener, api_state, shutdown.subscribe()))));
+    tasks.push((
+        "api",
+        tokio::spawn(api::serve(listener, api_state, shutdown.subscribe())),
+    ));
     tracing::info!(%http_addr, "HTTP API listening");
     Ok(Running {
         http_addr,
@@ -155,7 +164,10 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
 }
 
 /// Run until `shutdown` resolves, then stop cleanly.
-pub async fn run(config: CollectorConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(
+    config: CollectorConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
     let running = start(config).await?;
     shutdown.await;
     tracing::info!("shutting down");

@@ -35,7 +35,10 @@ pub fn one_line(msg: &str) -> String {
     for line in msg.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("TOML parse error at ") {
             location = Some(rest.to_string());
-        } else if line.is_empty() || line.starts_with('|') || line.chars().next().is_some_and(|c| c.is_ascii_digit()) && line.contains('|') {
+        } else if line.is_empty()
+            || line.starts_with('|')
+            || line.chars().next().is_some_and(|c| c.is_ascii_digit()) && line.contains('|')
+        {
             continue;
         } else {
             text.push(line.to_string());
@@ -134,7 +137,9 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
     let rest = url
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| format!("broker url {url:?} must start with mqtt:// (mqtts:// is not supported yet)"))?;
+        .ok_or_else(|| {
+            format!("broker url {url:?} must start with mqtt:// (mqtts:// is not supported yet)")
+        })?;
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
@@ -236,11 +241,12 @@ impl CollectorConfig {
 
     /// Parse config text; `path` only names the source in errors.
     pub fn from_toml_str(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: CollectorConfig = toml::from_str(text).map_err(|e| ConfigError::parse(path, e))?;
-        config
-            .broker
-            .endpoint()
-            .map_err(|m| ConfigError::Parse { path: path.to_path_buf(), message: m })?;
+        let config: CollectorConfig =
+            toml::from_str(text).map_err(|e| ConfigError::parse(path, e))?;
+        config.broker.endpoint().map_err(|m| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: m,
+        })?;
         if !tocsin_protocol::is_valid_name(config.topic_root.replace('/', "_").as_str()) {
             return Err(ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -279,7 +285,10 @@ mod tests {
             "#,
         )
         .expect("design example");
-        assert_eq!(c.broker.endpoint().expect("endpoint"), ("127.0.0.1".into(), 1883));
+        assert_eq!(
+            c.broker.endpoint().expect("endpoint"),
+            ("127.0.0.1".into(), 1883)
+        );
     }
 
     #[test]
@@ -295,15 +304,28 @@ mod tests {
             assert!(err.starts_with("collector.toml: "), "{err}");
             assert!(!err.contains('\n'), "{err}");
         }
-        let err = CollectorConfig::load(Path::new("/nonexistent/collector.toml")).expect_err("missing");
-        assert!(err.to_string().starts_with("/nonexistent/collector.toml: cannot read"));
+        let err =
+            CollectorConfig::load(Path::new("/nonexistent/collector.toml")).expect_err("missing");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/collector.toml: cannot read")
+        );
     }
 
     #[test]
     fn mqtt_urls() {
-        assert_eq!(parse_mqtt_url("mqtt://broker").expect("ok"), ("broker".into(), 1883));
-        assert_eq!(parse_mqtt_url("mqtt://10.1.2.3:1884/").expect("ok"), ("10.1.2.3".into(), 1884));
-        assert_eq!(parse_mqtt_url("mqtt://[::1]:1885").expect("ok"), ("::1".into(), 1885));
+        assert_eq!(
+            parse_mqtt_url("mqtt://broker").expect("ok"),
+            ("broker".into(), 1883)
+        );
+        assert_eq!(
+            parse_mqtt_url("mqtt://10.1.2.3:1884/").expect("ok"),
+            ("10.1.2.3".into(), 1884)
+        );
+        assert_eq!(
+            parse_mqtt_url("mqtt://[::1]:1885").expect("ok"),
+            ("::1".into(), 1885)
+        );
         assert!(parse_mqtt_url("mqtt://host:x").is_err());
         assert!(parse_mqtt_url("mqtt://").is_err());
     }

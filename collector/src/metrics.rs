@@ -25,7 +25,10 @@ pub struct Metrics {
 }
 
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 impl Metrics {
@@ -33,12 +36,45 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut o = String::new();
         let i = &self.ingest;
-        line(&mut o, "tocsin_mqtt_connected", "gauge", "1 while connected to the MQTT broker.", u8::from(i.connected.load(Ordering::Relaxed)));
-        line(&mut o, "tocsin_mqtt_connects_total", "counter", "Successful broker connections.", i.connects.load(Ordering::Relaxed));
-        line(&mut o, "tocsin_mqtt_connection_errors_total", "counter", "Broker connection errors.", i.connection_errors.load(Ordering::Relaxed));
-        line(&mut o, "tocsin_ingest_messages_total", "counter", "MQTT messages received.", i.messages.load(Ordering::Relaxed));
-        line(&mut o, "tocsin_ingest_bytes_total", "counter", "MQTT payload bytes received.", i.bytes.load(Ordering::Relaxed));
-        let _ = writeln!(o, "# HELP tocsin_ingest_rejected_total Payloads refused at intake, by reason.\n# TYPE tocsin_ingest_rejected_total counter");
+        line(
+            &mut o,
+            "tocsin_mqtt_connected",
+            "gauge",
+            "1 while connected to the MQTT broker.",
+            u8::from(i.connected.load(Ordering::Relaxed)),
+        );
+        line(
+            &mut o,
+            "tocsin_mqtt_connects_total",
+            "counter",
+            "Successful broker connections.",
+            i.connects.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_mqtt_connection_errors_total",
+            "counter",
+            "Broker connection errors.",
+            i.connection_errors.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_ingest_messages_total",
+            "counter",
+            "MQTT messages received.",
+            i.messages.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_ingest_bytes_total",
+            "counter",
+            "MQTT payload bytes received.",
+            i.bytes.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP tocsin_ingest_rejected_total Payloads refused at intake, by reason.\n# TYPE tocsin_ingest_rejected_total counter"
+        );
         if let Ok(m) = i.rejected.lock() {
             for (reason, n) in m.iter() {
                 let _ = writeln!(o, "tocsin_ingest_rejected_total{{reason=\"{reason}\"}} {n}");
@@ -46,24 +82,120 @@ impl Metrics {
         }
         if let Ok(e) = self.engine.lock() {
             let c = &e.counters;
-            line(&mut o, "tocsin_reports_total", "counter", "Reports accepted by the engine.", c.reports);
-            line(&mut o, "tocsin_reports_duplicate_total", "counter", "Redelivered reports dropped (same node and seq).", c.duplicates);
-            line(&mut o, "tocsin_statuses_total", "counter", "Node status messages handled.", c.statuses);
-            line(&mut o, "tocsin_alert_transitions_total", "counter", "Alert transitions (pending, firing, resolved).", c.alert_transitions);
-            line(&mut o, "tocsin_incidents_opened_total", "counter", "Incidents opened.", c.incidents_opened);
-            line(&mut o, "tocsin_incidents_resolved_total", "counter", "Incidents resolved.", c.incidents_resolved);
-            line(&mut o, "tocsin_incidents_reopened_total", "counter", "Incidents reopened by a recurrence.", c.incidents_reopened);
-            line(&mut o, "tocsin_incidents_closed_total", "counter", "Incidents closed after verification.", c.incidents_closed);
-            line(&mut o, "tocsin_tickets_opened_total", "counter", "Tickets opened.", c.tickets_opened);
-            line(&mut o, "tocsin_alerts_live", "gauge", "Alerts pending or firing.", e.live_alerts);
-            line(&mut o, "tocsin_incidents_unclosed", "gauge", "Incidents open or in verification.", e.open_incidents);
+            line(
+                &mut o,
+                "tocsin_reports_total",
+                "counter",
+                "Reports accepted by the engine.",
+                c.reports,
+            );
+            line(
+                &mut o,
+                "tocsin_reports_duplicate_total",
+                "counter",
+                "Redelivered reports dropped (same node and seq).",
+                c.duplicates,
+            );
+            line(
+                &mut o,
+                "tocsin_statuses_total",
+                "counter",
+                "Node status messages handled.",
+                c.statuses,
+            );
+            line(
+                &mut o,
+                "tocsin_alert_transitions_total",
+                "counter",
+                "Alert transitions (pending, firing, resolved).",
+                c.alert_transitions,
+            );
+            line(
+                &mut o,
+                "tocsin_incidents_opened_total",
+                "counter",
+                "Incidents opened.",
+                c.incidents_opened,
+            );
+            line(
+                &mut o,
+                "tocsin_incidents_resolved_total",
+                "counter",
+                "Incidents resolved.",
+                c.incidents_resolved,
+            );
+            line(
+                &mut o,
+                "tocsin_incidents_reopened_total",
+                "counter",
+                "Incidents reopened by a recurrence.",
+                c.incidents_reopened,
+            );
+            line(
+                &mut o,
+                "tocsin_incidents_closed_total",
+                "counter",
+                "Incidents closed after verification.",
+                c.incidents_closed,
+            );
+            line(
+                &mut o,
+                "tocsin_tickets_opened_total",
+                "counter",
+                "Tickets opened.",
+                c.tickets_opened,
+            );
+            line(
+                &mut o,
+                "tocsin_alerts_live",
+                "gauge",
+                "Alerts pending or firing.",
+                e.live_alerts,
+            );
+            line(
+                &mut o,
+                "tocsin_incidents_unclosed",
+                "gauge",
+                "Incidents open or in verification.",
+                e.open_incidents,
+            );
         }
         let w = &self.writer;
-        line(&mut o, "tocsin_store_batches_total", "counter", "Write transactions committed.", w.batches.load(Ordering::Relaxed));
-        line(&mut o, "tocsin_store_rows_total", "counter", "Rows written.", w.rows.load(Ordering::Relaxed));
-        line(&mut o, "tocsin_store_rejected_payloads_total", "counter", "Refused payloads stored with their reason.", w.rejected.load(Ordering::Relaxed));
-        line(&mut o, "tocsin_store_errors_total", "counter", "Failed writes.", w.errors.load(Ordering::Relaxed));
-        line(&mut o, "tocsin_store_last_batch_seconds", "gauge", "Duration of the last write transaction.", w.last_batch_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        line(
+            &mut o,
+            "tocsin_store_batches_total",
+            "counter",
+            "Write transactions committed.",
+            w.batches.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_store_rows_total",
+            "counter",
+            "Rows written.",
+            w.rows.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_store_rejected_payloads_total",
+            "counter",
+            "Refused payloads stored with their reason.",
+            w.rejected.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_store_errors_total",
+            "counter",
+            "Failed writes.",
+            w.errors.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_store_last_batch_seconds",
+            "gauge",
+            "Duration of the last write transaction.",
+            w.last_batch_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        );
         o
     }
 }

@@ -21,7 +21,10 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum QuickstartError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Start(#[from] crate::app::StartError),
     #[error("local agent: {0}")]
@@ -69,10 +72,12 @@ fn free_port() -> Result<u16, QuickstartError> {
         path: "127.0.0.1:0".into(),
         source,
     })?;
-    l.local_addr().map(|a| a.port()).map_err(|source| QuickstartError::Io {
-        path: "127.0.0.1:0".into(),
-        source,
-    })
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|source| QuickstartError::Io {
+            path: "127.0.0.1:0".into(),
+            source,
+        })
 }
 
 fn node_name() -> String {
@@ -83,10 +88,20 @@ fn node_name() -> String {
         .unwrap_or_else(|| "localhost".into());
     let clean: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(64)
         .collect();
-    if clean.is_empty() { "localhost".into() } else { clean }
+    if clean.is_empty() {
+        "localhost".into()
+    } else {
+        clean
+    }
 }
 
 fn write(path: PathBuf, text: &str) -> Result<(), QuickstartError> {
@@ -94,10 +109,16 @@ fn write(path: PathBuf, text: &str) -> Result<(), QuickstartError> {
 }
 
 /// Run the demo until `shutdown` resolves.
-pub async fn run(opts: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), QuickstartError> {
+pub async fn run(
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), QuickstartError> {
     let dir = &opts.data_dir;
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|source| QuickstartError::Io { path: dir.clone(), source })?;
+        std::fs::remove_dir_all(dir).map_err(|source| QuickstartError::Io {
+            path: dir.clone(),
+            source,
+        })?;
     }
     let rules_dir = dir.join("rules");
     std::fs::create_dir_all(&rules_dir).map_err(|source| QuickstartError::Io {
@@ -142,7 +163,8 @@ pub async fn run(opts: Options, shutdown: impl std::future::Future<Output = ()>)
         spool = dir.join("agent").display()
     );
     write(dir.join("agent.toml"), &agent_toml)?;
-    let agent_config = tocsin_agent::AgentConfig::from_toml_str(&agent_toml).map_err(|e| QuickstartError::Agent(e.to_string()))?;
+    let agent_config = tocsin_agent::AgentConfig::from_toml_str(&agent_toml)
+        .map_err(|e| QuickstartError::Agent(e.to_string()))?;
     let (agent_stop, mut agent_stop_rx) = broadcast::channel::<()>(1);
     let agent = tokio::spawn(async move {
         let stop = async move {
@@ -166,7 +188,11 @@ pub async fn run(opts: Options, shutdown: impl std::future::Future<Output = ()>)
         loop {
             let tickets = client.get("/api/v1/tickets").await?;
             if let Some(first) = tickets.as_array().and_then(|a| a.last()) {
-                let number = first.get("number").and_then(Json::as_str).unwrap_or_default().to_string();
+                let number = first
+                    .get("number")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let ticket = client.get(&format!("/api/v1/tickets/{number}")).await?;
                 let incidents = client.get("/api/v1/incidents").await?;
                 println!(
@@ -186,7 +212,9 @@ pub async fn run(opts: Options, shutdown: impl std::future::Future<Output = ()>)
     }
     .await;
     if result.is_ok() {
-        println!("\nThe API is up at {api} (try {api}/api/v1/tickets, or: tocsin --api {api} tickets).");
+        println!(
+            "\nThe API is up at {api} (try {api}/api/v1/tickets, or: tocsin --api {api} tickets)."
+        );
         println!("Press Ctrl-C to stop.");
         shutdown.await;
     }

@@ -14,7 +14,10 @@ fn tocsin_cli_reports_an_unreachable_collector_with_exit_code_3() {
         .expect("run tocsin");
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: cannot reach the collector"), "{err}");
+    assert!(
+        err.starts_with("error: cannot reach the collector"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1);
 }
 
@@ -29,6 +32,10 @@ fn collector_check_config_accepts_the_shipped_rules() {
         .arg(&cfg)
         .output()
         .expect("run tocsin-collector");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("config ok:"));
 }

@@ -38,7 +38,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -60,8 +63,12 @@ impl Proc {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).stdin(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        cmd.stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc {
             name: name.to_string(),
             child,
@@ -87,9 +94,11 @@ impl Proc {
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
         let name = self.name.clone();
         let log = self.log.clone();
-        wait_for(&format!("{name} to exit (log: {})", log.display()), timeout, || {
-            self.child.try_wait().ok().flatten()
-        })
+        wait_for(
+            &format!("{name} to exit (log: {})", log.display()),
+            timeout,
+            || self.child.try_wait().ok().flatten(),
+        )
         .code()
     }
 
@@ -112,12 +121,30 @@ impl Drop for Proc {
     }
 }
 
+/// Decode a chunked HTTP body.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size + 2..)?;
+    }
+}
+
 /// Where the `mosquitto` binary is, if installed.
 pub fn mosquitto_binary() -> Option<PathBuf> {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 /// True when the Mosquitto variants must run (CI sets TOCSIN_REQUIRE_MOSQUITTO=1).
@@ -140,7 +167,9 @@ impl Mosquitto {
                 !mosquitto_required(),
                 "mosquitto is not installed but TOCSIN_REQUIRE_MOSQUITTO=1 (apt-get install mosquitto)"
             );
-            eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto); the Mosquitto variant did not run");
+            eprintln!(
+                "SKIPPED: mosquitto is not installed (apt-get install mosquitto); the Mosquitto variant did not run"
+            );
             return None;
         };
         let port = free_port();
@@ -151,36 +180,56 @@ impl Mosquitto {
         let mut cmd = Command::new(binary);
         cmd.arg("-c").arg(&conf);
         let proc = Proc::spawn("mosquitto", cmd, dir);
-        wait_for("mosquitto to listen", Duration::from_secs(10), || port_open(port).then_some(()));
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            port_open(port).then_some(())
+        });
         Some(Mosquitto { port, proc })
     }
 }
 
-/// JSON over HTTP against the collector API.
+/// JSON over HTTP against the collector API (a minimal HTTP/1.1 GET: the API is ours and local).
 #[derive(Debug, Clone)]
 pub struct Api {
     pub base: String,
-    agent: ureq::Agent,
+    port: u16,
 }
 
 impl Api {
     pub fn new(port: u16) -> Api {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
         Api {
             base: format!("http://127.0.0.1:{port}"),
-            agent,
+            port,
         }
     }
 
     /// GET a path; (status, body text). None when the server does not answer.
     pub fn get_raw(&self, path: &str) -> Option<(u16, String)> {
-        let mut resp = self.agent.get(&format!("{}{path}", self.base)).call().ok()?;
-        let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().ok()?;
+        use std::io::Read as _;
+        let mut stream =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(2))
+                .ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        let chunked = head.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("transfer-encoding:") && l.contains("chunked")
+        });
+        let body = if chunked {
+            dechunk(body)?
+        } else {
+            body.to_string()
+        };
         Some((status, body))
     }
 
@@ -215,7 +264,9 @@ impl Api {
 
     pub fn wait_healthy(&self, timeout: Duration) {
         wait_for("the collector API", timeout, || {
-            self.get_raw("/healthz").filter(|(s, _)| *s == 200).map(|_| ())
+            self.get_raw("/healthz")
+                .filter(|(s, _)| *s == 200)
+                .map(|_| ())
         });
     }
 }

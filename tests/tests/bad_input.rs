@@ -51,7 +51,9 @@ fn bad_payloads_are_refused_counted_and_kept() {
     let mut collector = Proc::spawn("collector", cmd, dir.path());
     let api = Api::new(http);
     api.wait_healthy(WAIT);
-    wait_for("collector connected", WAIT, || api.get_raw("/readyz").filter(|(s, _)| *s == 200));
+    wait_for("collector connected", WAIT, || {
+        api.get_raw("/readyz").filter(|(s, _)| *s == 200)
+    });
 
     let mut opts = MqttOptions::new("e2e-bad-publisher", "127.0.0.1", mqtt_port);
     opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -70,10 +72,16 @@ fn bad_payloads_are_refused_counted_and_kept() {
     };
     publish("tocsin/v1/e2e/bad-01/report", b"{not json".to_vec());
     publish("tocsin/v1/e2e/bad-01/report", vec![b' '; 300 * 1024]);
-    publish("tocsin/v1/e2e/bad-01/report", br#"{"v":7,"node":"bad-01","site":"e2e","seq":1,"ts":1}"#.to_vec());
+    publish(
+        "tocsin/v1/e2e/bad-01/report",
+        br#"{"v":7,"node":"bad-01","site":"e2e","seq":1,"ts":1}"#.to_vec(),
+    );
     publish("tocsin/v1/e2e/bad-01/report", report("someone-else", 1));
     publish("tocsin/v1/e2e/bad-01/report", br#"{"v":1,"node":"bad-01","site":"e2e","seq":1,"ts":1,"metrics":[{"name":"Bad Name","value":1}]}"#.to_vec());
-    publish("tocsin/v1/e2e/bad-01/status", br#"{"v":1,"state":"dancing"}"#.to_vec());
+    publish(
+        "tocsin/v1/e2e/bad-01/status",
+        br#"{"v":1,"state":"dancing"}"#.to_vec(),
+    );
     // A good node keeps being heard, and its redelivered report changes nothing.
     publish("tocsin/v1/e2e/good-01/report", report("good-01", 5));
     publish("tocsin/v1/e2e/good-01/report", report("good-01", 5));
@@ -83,12 +91,31 @@ fn bad_payloads_are_refused_counted_and_kept() {
         let r = api.list("/api/v1/rejected");
         (r.len() >= 6).then_some(r)
     });
-    let mut reasons: Vec<&str> = rejected.iter().filter_map(|r| r["reason"].as_str()).collect();
+    let mut reasons: Vec<&str> = rejected
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
     reasons.sort();
-    assert_eq!(reasons, ["invalid", "invalid", "malformed", "malformed", "too_large", "unknown_version"]);
-    let big = rejected.iter().find(|r| r["reason"] == "too_large").expect("too_large row");
+    assert_eq!(
+        reasons,
+        [
+            "invalid",
+            "invalid",
+            "malformed",
+            "malformed",
+            "too_large",
+            "unknown_version"
+        ]
+    );
+    let big = rejected
+        .iter()
+        .find(|r| r["reason"] == "too_large")
+        .expect("too_large row");
     assert_eq!(big["payload_size"], 300 * 1024);
-    assert!(big["payload"].as_str().is_some_and(|p| p.len() <= 4096), "only a bounded excerpt is kept");
+    assert!(
+        big["payload"].as_str().is_some_and(|p| p.len() <= 4096),
+        "only a bounded excerpt is kept"
+    );
     assert_eq!(big["node"], "bad-01");
 
     wait_for("good node's reports counted", WAIT, || {
@@ -96,15 +123,30 @@ fn bad_payloads_are_refused_counted_and_kept() {
     });
     assert_eq!(api.metric("tocsin_reports_total"), 2.0);
     assert_eq!(api.metric("tocsin_reports_duplicate_total"), 1.0);
-    assert_eq!(api.metric("tocsin_ingest_rejected_total{reason=\"malformed\"}"), 2.0);
-    assert_eq!(api.metric("tocsin_ingest_rejected_total{reason=\"too_large\"}"), 1.0);
-    assert_eq!(api.metric("tocsin_ingest_rejected_total{reason=\"unknown_version\"}"), 1.0);
-    assert_eq!(api.metric("tocsin_ingest_rejected_total{reason=\"invalid\"}"), 2.0);
+    assert_eq!(
+        api.metric("tocsin_ingest_rejected_total{reason=\"malformed\"}"),
+        2.0
+    );
+    assert_eq!(
+        api.metric("tocsin_ingest_rejected_total{reason=\"too_large\"}"),
+        1.0
+    );
+    assert_eq!(
+        api.metric("tocsin_ingest_rejected_total{reason=\"unknown_version\"}"),
+        1.0
+    );
+    assert_eq!(
+        api.metric("tocsin_ingest_rejected_total{reason=\"invalid\"}"),
+        2.0
+    );
     let nodes = api.list("/api/v1/nodes");
     let good: Vec<&Value> = nodes.iter().filter(|n| n["node"] == "good-01").collect();
     assert_eq!(good.len(), 1);
     assert_eq!(good[0]["last_seq"], 6);
-    assert!(nodes.iter().all(|n| n["node"] != "bad-01"), "refused payloads create no node");
+    assert!(
+        nodes.iter().all(|n| n["node"] != "bad-01"),
+        "refused payloads create no node"
+    );
     assert!(collector.alive());
     // Bad API input is a clear JSON error too.
     let (status, body) = api.get_raw("/api/v1/tickets?state=sleepy").expect("answer");
@@ -116,8 +158,14 @@ fn bad_payloads_are_refused_counted_and_kept() {
 }
 
 fn run_collector(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(bin("tocsin-collector")).args(args).output().expect("run collector");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin("tocsin-collector"))
+        .args(args)
+        .output()
+        .expect("run collector");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -127,7 +175,10 @@ fn missing_or_invalid_config_is_one_line_and_exit_code_2() {
     let (code, err) = run_collector(&["run", "--config", missing.to_str().expect("path")]);
     assert_eq!(code, Some(2));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("nope.toml") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("nope.toml") && err.contains("cannot read"),
+        "{err}"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[broker]\nembeded = true\n").expect("write");
@@ -140,7 +191,15 @@ fn missing_or_invalid_config_is_one_line_and_exit_code_2() {
     std::fs::create_dir_all(&rules).expect("rules");
     std::fs::write(rules.join("x.toml"), "[[rule]]\nname = \"x\"\nexpr = \"cpu > lots\"\nseverity = \"info\"\ncategory = \"software\"\nsummary = \"s\"\n").expect("write");
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, format!("[rules]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n", rules.display(), dir.path().join("d.duckdb").display())).expect("write");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[rules]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n",
+            rules.display(),
+            dir.path().join("d.duckdb").display()
+        ),
+    )
+    .expect("write");
     let (code, err) = run_collector(&["run", "--config", cfg.to_str().expect("path")]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("x.toml") && err.contains("lots"), "{err}");

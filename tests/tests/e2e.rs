@@ -62,7 +62,10 @@ fn start_collector(dir: tempfile::TempDir, broker: Broker) -> Setup {
     let http = free_port();
     let (broker_toml, mqtt_port) = match broker {
         Broker::Mosquitto(port) => (format!("url = \"mqtt://127.0.0.1:{port}\""), port),
-        Broker::Embedded(port) => (format!("embedded = true\nlisten = \"127.0.0.1:{port}\""), port),
+        Broker::Embedded(port) => (
+            format!("embedded = true\nlisten = \"127.0.0.1:{port}\""),
+            port,
+        ),
     };
     let config = dir.path().join("collector.toml");
     write(
@@ -75,12 +78,17 @@ fn start_collector(dir: tempfile::TempDir, broker: Broker) -> Setup {
         ),
     );
     let mut cmd = Command::new(bin("tocsin-collector"));
-    cmd.arg("run").arg("--config").arg(&config).env("RUST_LOG", "info");
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info");
     let collector = Proc::spawn("collector", cmd, dir.path());
     let api = Api::new(http);
     api.wait_healthy(WAIT);
     wait_for("the collector to connect to the broker", WAIT, || {
-        api.get_raw("/readyz").filter(|(s, _)| *s == 200).map(|_| ())
+        api.get_raw("/readyz")
+            .filter(|(s, _)| *s == 200)
+            .map(|_| ())
     });
     Setup {
         dir,
@@ -104,7 +112,10 @@ fn start_agent(s: &Setup, check_port: u16, name: &str) -> Proc {
         ),
     );
     let mut cmd = Command::new(bin("tocsin-agent"));
-    cmd.arg("run").arg("--config").arg(&config).env("RUST_LOG", "info");
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info");
     Proc::spawn(name, cmd, s.dir.path())
 }
 
@@ -134,12 +145,22 @@ fn incident_lifecycle(broker: Broker) {
     let ticket = &tickets[0];
     assert_eq!(field(ticket, "number"), "INC-000001");
     assert_eq!(field(ticket, "state"), "new");
-    assert_eq!(field(ticket, "priority"), "P1", "criticality high x critical check");
+    assert_eq!(
+        field(ticket, "priority"),
+        "P1",
+        "criticality high x critical check"
+    );
     assert_eq!(field(&incidents[0], "state"), "open");
-    assert!(field(ticket, "summary").contains("check tcp:db is critical"), "{ticket}");
+    assert!(
+        field(ticket, "summary").contains("check tcp:db is critical"),
+        "{ticket}"
+    );
     let detail = s.api.get("/api/v1/tickets/INC-000001");
     assert_eq!(detail["reporter"]["node"], "web-01");
-    assert!(detail["environment"]["inventory"]["hostname"].is_string(), "inventory in ticket: {detail}");
+    assert!(
+        detail["environment"]["inventory"]["hostname"].is_string(),
+        "inventory in ticket: {detail}"
+    );
     assert_eq!(detail["events"][0]["kind"], "opened");
     let firing = s.api.list("/api/v1/alerts?state=firing");
     assert_eq!(firing.len(), 1);
@@ -155,10 +176,14 @@ fn incident_lifecycle(broker: Broker) {
         let t = s.api.get("/api/v1/tickets/INC-000001");
         (field(&inc, "state") == "resolved" && field(&t, "state") == "resolved").then_some(())
     });
-    wait_for("incident and ticket closed after verification", WAIT, || {
-        let t = s.api.get("/api/v1/tickets/INC-000001");
-        (field(&t, "state") == "closed").then_some(t)
-    });
+    wait_for(
+        "incident and ticket closed after verification",
+        WAIT,
+        || {
+            let t = s.api.get("/api/v1/tickets/INC-000001");
+            (field(&t, "state") == "closed").then_some(t)
+        },
+    );
     assert_eq!(s.api.list("/api/v1/incidents?state=closed").len(), 1);
     let log: Vec<String> = s.api.get("/api/v1/tickets/INC-000001")["events"]
         .as_array()
@@ -169,7 +194,12 @@ fn incident_lifecycle(broker: Broker) {
     assert_eq!(log, ["opened", "resolved", "closed"]);
 
     // A clean stop publishes "stopped" and raises nothing.
-    assert_eq!(agent.terminate(), Some(0), "agent log:\n{}", agent.log_text());
+    assert_eq!(
+        agent.terminate(),
+        Some(0),
+        "agent log:\n{}",
+        agent.log_text()
+    );
     wait_for("node state stopped", WAIT, || {
         let n = s.api.list("/api/v1/nodes");
         (field(&n[0], "state") == "stopped").then_some(())
@@ -185,17 +215,29 @@ fn incident_lifecycle(broker: Broker) {
     });
     agent.signal(Signal::SIGKILL);
     let _ = agent.wait(Duration::from_secs(5));
-    let offline = wait_for("node_offline incident from the last will", Duration::from_secs(90), || {
-        s.api
-            .list("/api/v1/incidents?state=open")
-            .into_iter()
-            .find(|i| field(i, "title") == "web-01 is offline")
-    });
-    let t = s.api.get(&format!("/api/v1/tickets/{}", field(&offline, "ticket_number")));
+    let offline = wait_for(
+        "node_offline incident from the last will",
+        Duration::from_secs(90),
+        || {
+            s.api
+                .list("/api/v1/incidents?state=open")
+                .into_iter()
+                .find(|i| field(i, "title") == "web-01 is offline")
+        },
+    );
+    let t = s.api.get(&format!(
+        "/api/v1/tickets/{}",
+        field(&offline, "ticket_number")
+    ));
     assert_eq!(field(&t, "assignment_group"), "network");
     drop(listener);
 
-    assert_eq!(s.collector.terminate(), Some(0), "collector log:\n{}", s.collector.log_text());
+    assert_eq!(
+        s.collector.terminate(),
+        Some(0),
+        "collector log:\n{}",
+        s.collector.log_text()
+    );
     assert!(s.collector_config.exists());
 }
 

@@ -31,7 +31,8 @@ type Resp = Response<Full<Bytes>>;
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -58,13 +59,25 @@ where
 {
     let reader = state.reader.clone();
     match tokio::task::spawn_blocking(move || f(&reader)).await {
-        Ok(Ok(Some(v))) => json_resp(StatusCode::OK, &serde_json::to_value(v).unwrap_or(Json::Null)),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, not_found.unwrap_or_else(|| "not found".into())),
+        Ok(Ok(Some(v))) => json_resp(
+            StatusCode::OK,
+            &serde_json::to_value(v).unwrap_or(Json::Null),
+        ),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            not_found.unwrap_or_else(|| "not found".into()),
+        ),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "store read failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, format!("store read failed: {e}"))
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store read failed: {e}"),
+            )
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("store read task failed: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store read task failed: {e}"),
+        ),
     }
 }
 
@@ -90,19 +103,35 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Resp {
     let q = query(&req);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return error(StatusCode::METHOD_NOT_ALLOWED, format!("{} {path}: only GET is served here", req.method()));
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} {path}: only GET is served here", req.method()),
+        );
     }
     match segments.as_slice() {
         ["healthz"] => json_resp(StatusCode::OK, &json!({"status": "ok"})),
         ["readyz"] => {
             let connected = state.metrics.ingest.connected.load(Ordering::Relaxed);
             let reader = state.reader.clone();
-            let store_ok = tokio::task::spawn_blocking(move || reader.counts().is_ok()).await.unwrap_or(false);
+            let store_ok = tokio::task::spawn_blocking(move || reader.counts().is_ok())
+                .await
+                .unwrap_or(false);
             let ready = connected && store_ok;
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            json_resp(status, &json!({"ready": ready, "mqtt_connected": connected, "store": store_ok}))
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_resp(
+                status,
+                &json!({"ready": ready, "mqtt_connected": connected, "store": store_ok}),
+            )
         }
-        ["metrics"] => respond(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
+        ["metrics"] => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            state.metrics.render(),
+        ),
         ["api", "v1", "nodes"] => read(&state, |r| r.nodes().map(Some), None).await,
         ["api", "v1", "alerts"] => {
             let st = match one_of("state", q.get("state"), ALERT_STATES) {
@@ -119,8 +148,18 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Resp {
             read(&state, move |r| r.incidents(st.as_deref()).map(Some), None).await
         }
         ["api", "v1", "incidents", id] => match id.parse::<i64>() {
-            Ok(id) => read(&state, move |r| r.incident(id), Some(format!("incident {id} does not exist"))).await,
-            Err(_) => error(StatusCode::BAD_REQUEST, format!("incident id {id:?} is not a number")),
+            Ok(id) => {
+                read(
+                    &state,
+                    move |r| r.incident(id),
+                    Some(format!("incident {id} does not exist")),
+                )
+                .await
+            }
+            Err(_) => error(
+                StatusCode::BAD_REQUEST,
+                format!("incident id {id:?} is not a number"),
+            ),
         },
         ["api", "v1", "tickets"] => {
             let filter = TicketFilter {
@@ -135,7 +174,9 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Resp {
                 limit: match q.get("limit").map(|l| l.parse::<usize>()) {
                     None => None,
                     Some(Ok(l)) => Some(l),
-                    Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "limit must be a positive number"),
+                    Some(Err(_)) => {
+                        return error(StatusCode::BAD_REQUEST, "limit must be a positive number");
+                    }
                 },
             };
             read(&state, move |r| r.tickets(&filter).map(Some), None).await
@@ -184,7 +225,10 @@ pub async fn serve(listener: TcpListener, state: ApiState, mut shutdown: broadca
             }
         });
     }
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("http connections still open after 5s; closing them");
     }
 }

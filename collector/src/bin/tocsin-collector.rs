@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tocsin_collector::CollectorConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "tocsin-collector", version, about = "tocsin collector: alerts -> incidents -> tickets")]
+#[command(
+    name = "tocsin-collector",
+    version,
+    about = "tocsin collector: alerts -> incidents -> tickets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,12 +22,20 @@ enum Command {
     /// Run the collector.
     Run {
         /// Config file.
-        #[arg(long, env = "TOCSIN_COLLECTOR_CONFIG", default_value = "/etc/tocsin/collector.toml")]
+        #[arg(
+            long,
+            env = "TOCSIN_COLLECTOR_CONFIG",
+            default_value = "/etc/tocsin/collector.toml"
+        )]
         config: PathBuf,
     },
     /// Check a config file and its rules, print a summary, exit.
     CheckConfig {
-        #[arg(long, env = "TOCSIN_COLLECTOR_CONFIG", default_value = "/etc/tocsin/collector.toml")]
+        #[arg(
+            long,
+            env = "TOCSIN_COLLECTOR_CONFIG",
+            default_value = "/etc/tocsin/collector.toml"
+        )]
         config: PathBuf,
     },
     /// Embedded broker + collector + local agent + a failing demo check; prints the ticket it opens.
@@ -44,13 +56,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -72,13 +85,20 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                let default = if matches!(cli.command, Command::Quickstart { .. }) { "warn" } else { "info" };
+                let default = if matches!(cli.command, Command::Quickstart { .. }) {
+                    "warn"
+                } else {
+                    "info"
+                };
                 tracing_subscriber::EnvFilter::new(default)
             }),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -119,10 +139,18 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            println!("config ok: {} rules from {}", rules.len(), config.rules.dir.display());
+            println!(
+                "config ok: {} rules from {}",
+                rules.len(),
+                config.rules.dir.display()
+            );
             ExitCode::SUCCESS
         }
-        Command::Quickstart { data_dir, mqtt_port, http_port } => {
+        Command::Quickstart {
+            data_dir,
+            mqtt_port,
+            http_port,
+        } => {
             let mut opts = tocsin_collector::quickstart::Options {
                 mqtt_port,
                 http_port,

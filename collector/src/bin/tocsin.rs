@@ -10,7 +10,12 @@ use tocsin_collector::cli::{self, ApiClient, CliError, query_string};
 #[command(name = "tocsin", version, about = "tocsin operator CLI")]
 struct Cli {
     /// Collector API address.
-    #[arg(long, global = true, env = "TOCSIN_API", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "TOCSIN_API",
+        default_value = "http://127.0.0.1:8080"
+    )]
     api: String,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
@@ -49,18 +54,27 @@ async fn call(cli: &Cli) -> Result<String, CliError> {
     let client = ApiClient::new(&cli.api);
     let (path, render): (String, fn(&Json) -> String) = match &cli.command {
         Command::Incidents { state } => (
-            format!("/api/v1/incidents{}", query_string(&[("state", state.as_deref())])),
+            format!(
+                "/api/v1/incidents{}",
+                query_string(&[("state", state.as_deref())])
+            ),
             cli::incidents_table,
         ),
         Command::Tickets { state, priority } => (
             format!(
                 "/api/v1/tickets{}",
-                query_string(&[("state", state.as_deref()), ("priority", priority.as_deref())])
+                query_string(&[
+                    ("state", state.as_deref()),
+                    ("priority", priority.as_deref())
+                ])
             ),
             cli::tickets_table,
         ),
         Command::Ticket { id } => (
-            format!("/api/v1/tickets/{}", form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()),
+            format!(
+                "/api/v1/tickets/{}",
+                form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            ),
             cli::ticket_detail,
         ),
         Command::Nodes => ("/api/v1/nodes".to_string(), cli::nodes_table),
@@ -75,7 +89,10 @@ async fn call(cli: &Cli) -> Result<String, CliError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

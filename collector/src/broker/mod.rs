@@ -5,8 +5,13 @@ use std::net::{SocketAddr, TcpListener};
 /// Why the embedded broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("embedded broker: cannot listen on {addr}: {source} (is another broker running? set [broker] listen to a free port)")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "embedded broker: cannot listen on {addr}: {source} (is another broker running? set [broker] listen to a free port)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("embedded broker: bad configuration: {0}")]
     Config(String),
 }
@@ -40,8 +45,10 @@ pub fn config(listen: SocketAddr) -> Result<rumqttd::Config, BrokerError> {
 /// Start the broker on its own threads. It lives as long as the process.
 pub fn start(listen: SocketAddr) -> Result<(), BrokerError> {
     // rumqttd panics inside its thread when it cannot bind; find out first.
-    TcpListener::bind(listen)
-        .map_err(|source| BrokerError::Bind { addr: listen, source })?;
+    TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+        addr: listen,
+        source,
+    })?;
     let config = config(listen)?;
     std::thread::Builder::new()
         .name("mqtt-broker".into())
@@ -62,7 +69,10 @@ mod tests {
     #[test]
     fn config_parses() {
         let c = config("127.0.0.1:1883".parse().expect("addr")).expect("config");
-        assert!(c.v4.is_some_and(|v| v.values().all(|s| s.connections.max_payload_size >= 1 << 20)));
+        assert!(c.v4.is_some_and(|v| {
+            v.values()
+                .all(|s| s.connections.max_payload_size >= 1 << 20)
+        }));
     }
 
     #[test]

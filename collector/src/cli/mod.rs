@@ -15,10 +15,16 @@ pub use table::{incidents_table, nodes_table, ticket_detail, tickets_table};
 /// Why a CLI call failed; the binary maps these to exit codes.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot reach the collector at {url}: {message} (is it running? set --api or TOCSIN_API)")]
+    #[error(
+        "cannot reach the collector at {url}: {message} (is it running? set --api or TOCSIN_API)"
+    )]
     Unreachable { url: String, message: String },
     #[error("{url}: HTTP {status}: {message}")]
-    Http { url: String, status: u16, message: String },
+    Http {
+        url: String,
+        status: u16,
+        message: String,
+    },
     #[error("{url}: the answer is not JSON: {message}")]
     BadAnswer { url: String, message: String },
 }
@@ -57,10 +63,12 @@ impl ApiClient {
     /// GET `path` (with query) and parse the JSON answer.
     pub async fn get(&self, path: &str) -> Result<Json, CliError> {
         let url = format!("{}{path}", self.base);
-        let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| CliError::Unreachable {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+        let uri: hyper::Uri =
+            url.parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| CliError::Unreachable {
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
         let resp = tokio::time::timeout(Duration::from_secs(30), self.client.get(uri))
             .await
             .map_err(|_| CliError::Unreachable {
@@ -111,7 +119,11 @@ pub fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
             any = true;
         }
     }
-    if any { format!("?{}", ser.finish()) } else { String::new() }
+    if any {
+        format!("?{}", ser.finish())
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]
@@ -121,7 +133,10 @@ mod tests {
     #[test]
     fn query_strings() {
         assert_eq!(query_string(&[("state", None)]), "");
-        assert_eq!(query_string(&[("state", Some("open")), ("priority", Some("P1"))]), "?state=open&priority=P1");
+        assert_eq!(
+            query_string(&[("state", Some("open")), ("priority", Some("P1"))]),
+            "?state=open&priority=P1"
+        );
         assert_eq!(query_string(&[("q", Some("a b&c"))]), "?q=a+b%26c");
     }
 

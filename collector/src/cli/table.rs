@@ -80,7 +80,12 @@ pub fn incidents_table(v: &Json) -> String {
             ]
         })
         .collect();
-    render(&["ID", "STATE", "PRIO", "TICKET", "NODE", "ALERTS", "OPENED", "TITLE"], &rows)
+    render(
+        &[
+            "ID", "STATE", "PRIO", "TICKET", "NODE", "ALERTS", "OPENED", "TITLE",
+        ],
+        &rows,
+    )
 }
 
 pub fn tickets_table(v: &Json) -> String {
@@ -98,7 +103,12 @@ pub fn tickets_table(v: &Json) -> String {
             ]
         })
         .collect();
-    render(&["TICKET", "STATE", "PRIO", "CATEGORY", "GROUP", "OPENED", "SUMMARY"], &rows)
+    render(
+        &[
+            "TICKET", "STATE", "PRIO", "CATEGORY", "GROUP", "OPENED", "SUMMARY",
+        ],
+        &rows,
+    )
 }
 
 pub fn nodes_table(v: &Json) -> String {
@@ -117,7 +127,18 @@ pub fn nodes_table(v: &Json) -> String {
             ]
         })
         .collect();
-    render(&["SITE", "NODE", "KIND", "STATE", "OS", "AGENT", "LAST REPORT"], &rows)
+    render(
+        &[
+            "SITE",
+            "NODE",
+            "KIND",
+            "STATE",
+            "OS",
+            "AGENT",
+            "LAST REPORT",
+        ],
+        &rows,
+    )
 }
 
 /// A ticket with its record and event log, as a dispatcher reads it.
@@ -127,7 +148,11 @@ pub fn ticket_detail(t: &Json) -> String {
         "{}  {} ({})  {}  group {}\n",
         cell(t, "number"),
         cell(t, "priority"),
-        format!("impact {}, urgency {}", cell(t, "impact"), cell(t, "urgency")),
+        format!(
+            "impact {}, urgency {}",
+            cell(t, "impact"),
+            cell(t, "urgency")
+        ),
         cell(t, "state"),
         cell(t, "assignment_group")
     ));
@@ -143,11 +168,20 @@ pub fn ticket_detail(t: &Json) -> String {
             cell(rep, "agent_version")
         ));
     }
-    if let Some(inv) = t.get("environment").and_then(|e| e.get("inventory")).filter(|i| !i.is_null()) {
+    if let Some(inv) = t
+        .get("environment")
+        .and_then(|e| e.get("inventory"))
+        .filter(|i| !i.is_null())
+    {
         let ips = inv
             .get("ip_addresses")
             .and_then(Json::as_array)
-            .map(|a| a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Json::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default();
         o.push_str(&format!(
             "Node:      {} — {} {}, kernel {}, {}, {} cores {}, {} bytes RAM, IPs {}\n",
@@ -171,7 +205,12 @@ pub fn ticket_detail(t: &Json) -> String {
     if !events.is_empty() {
         o.push_str("\nLog:\n");
         for e in events {
-            o.push_str(&format!("  {}  {:<16} {}\n", when(e, "at"), cell(e, "kind"), cell(e, "message")));
+            o.push_str(&format!(
+                "  {}  {:<16} {}\n",
+                when(e, "created_at"),
+                cell(e, "kind"),
+                cell(e, "message")
+            ));
         }
     }
     o
@@ -203,7 +242,7 @@ mod tests {
             "opened_at": "2026-11-29T16:09:01.123Z", "description": "what happened",
             "reporter": {"type": "monitoring", "node": "web-01", "site": "dc1", "agent_version": "0.1.0"},
             "environment": {"inventory": {"hostname": "web-01", "os": "Debian", "ip_addresses": ["10.0.0.5"]}},
-            "events": [{"at": "2026-11-29T16:09:01.123Z", "kind": "opened", "message": "opened by monitoring"}]});
+            "events": [{"created_at": "2026-11-29T16:09:01.123Z", "kind": "opened", "message": "opened by monitoring"}]});
         let d = ticket_detail(&t);
         assert!(d.contains("INC-000001  P2"));
         assert!(d.contains("IPs 10.0.0.5"));

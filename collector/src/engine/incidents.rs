@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::model::{Effect, IncidentAlertRow, IncidentRow, IncidentState, TicketEventRow, TicketState};
+use super::model::{
+    Effect, IncidentAlertRow, IncidentRow, IncidentState, TicketEventRow, TicketState,
+};
 use super::policy::Level;
 use super::{Engine, Incident, LiveAlert, take, tickets};
 use crate::rules::{AlertState, AlertTransition};
@@ -15,15 +17,26 @@ pub const MONITORING: &str = "tocsin";
 
 impl Engine {
     /// Apply one alert transition: store it and move incidents and tickets along.
-    pub(super) fn apply_alert(&mut self, now: Millis, t: AlertTransition, effects: &mut Vec<Effect>) {
+    pub(super) fn apply_alert(
+        &mut self,
+        now: Millis,
+        t: AlertTransition,
+        effects: &mut Vec<Effect>,
+    ) {
         match t.state {
             AlertState::Pending => {
-                self.alerts.insert(t.key.clone(), LiveAlert { incident: None });
+                self.alerts
+                    .insert(t.key.clone(), LiveAlert { incident: None });
                 self.push_alert_row(&t, None, effects);
             }
             AlertState::Firing => {
                 let incident = self.incident_for(now, &t, effects);
-                self.alerts.insert(t.key.clone(), LiveAlert { incident: Some(incident) });
+                self.alerts.insert(
+                    t.key.clone(),
+                    LiveAlert {
+                        incident: Some(incident),
+                    },
+                );
                 self.push_alert_row(&t, Some(incident), effects);
             }
             AlertState::Resolved => {
@@ -128,7 +141,14 @@ impl Engine {
         let opened = tickets::opened_message(&ticket, &self.policy);
         effects.push(Effect::Ticket(Box::new(ticket.clone())));
         self.tickets.insert(ticket_id, ticket);
-        self.ticket_event(now, ticket_id, "opened", opened, json!({"alert": t.key, "incident": id}), effects);
+        self.ticket_event(
+            now,
+            ticket_id,
+            "opened",
+            opened,
+            json!({"alert": t.key, "incident": id}),
+            effects,
+        );
 
         let mut members = BTreeSet::new();
         members.insert(t.key.clone());
@@ -156,14 +176,21 @@ impl Engine {
             effects.push(Effect::IncidentAlert(IncidentAlertRow {
                 incident_id: id,
                 alert_key: t.key.clone(),
-                role: if inc.row.root_alert == t.key { "root" } else { "symptom" }.into(),
+                role: if inc.row.root_alert == t.key {
+                    "root"
+                } else {
+                    "symptom"
+                }
+                .into(),
                 linked_at: now,
             }));
         }
         let mut raised = None;
         if t.severity > inc.row.severity {
             inc.row.severity = t.severity;
-            let priority = self.policy.priority(impact, Level::from_severity(t.severity));
+            let priority = self
+                .policy
+                .priority(impact, Level::from_severity(t.severity));
             if priority < inc.row.priority {
                 raised = Some((inc.row.priority, priority));
                 inc.row.priority = priority;
@@ -176,7 +203,14 @@ impl Engine {
         };
         if t.key != inc.row.root_alert {
             let msg = format!("alert added: {} ({})", t.summary, t.detail);
-            self.ticket_event(now, ticket_id, "alert_added", msg, json!({"alert": t.key}), effects);
+            self.ticket_event(
+                now,
+                ticket_id,
+                "alert_added",
+                msg,
+                json!({"alert": t.key}),
+                effects,
+            );
         }
         if let Some((from, to)) = raised {
             if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
@@ -193,7 +227,14 @@ impl Engine {
                 t.rule,
                 t.severity.as_str()
             );
-            self.ticket_event(now, ticket_id, "priority_changed", msg, json!({"from": from, "to": to}), effects);
+            self.ticket_event(
+                now,
+                ticket_id,
+                "priority_changed",
+                msg,
+                json!({"from": from, "to": to}),
+                effects,
+            );
         }
     }
 
@@ -225,10 +266,23 @@ impl Engine {
             human(was_resolved_for),
             t.summary
         );
-        self.ticket_event(now, ticket_id, "reopened", msg, json!({"alert": t.key}), effects);
+        self.ticket_event(
+            now,
+            ticket_id,
+            "reopened",
+            msg,
+            json!({"alert": t.key}),
+            effects,
+        );
     }
 
-    fn alert_cleared(&mut self, now: Millis, id: i64, t: &AlertTransition, effects: &mut Vec<Effect>) {
+    fn alert_cleared(
+        &mut self,
+        now: Millis,
+        id: i64,
+        t: &AlertTransition,
+        effects: &mut Vec<Effect>,
+    ) {
         let verify = self.policy.incident.verify_for;
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
@@ -238,8 +292,20 @@ impl Engine {
             return;
         };
         if !inc.active.is_empty() || inc.row.state != IncidentState::Open {
-            let msg = format!("alert cleared: {} ({}); {} still firing", t.summary, t.detail, inc.active.len());
-            self.ticket_event(now, ticket_id, "alert_cleared", msg, json!({"alert": t.key}), effects);
+            let msg = format!(
+                "alert cleared: {} ({}); {} still firing",
+                t.summary,
+                t.detail,
+                inc.active.len()
+            );
+            self.ticket_event(
+                now,
+                ticket_id,
+                "alert_cleared",
+                msg,
+                json!({"alert": t.key}),
+                effects,
+            );
             return;
         }
         inc.row.state = IncidentState::Resolved;
@@ -261,7 +327,14 @@ impl Engine {
             human(lasted),
             humantime::format_duration(verify)
         );
-        self.ticket_event(now, ticket_id, "resolved", msg, json!({"alert": t.key}), effects);
+        self.ticket_event(
+            now,
+            ticket_id,
+            "resolved",
+            msg,
+            json!({"alert": t.key}),
+            effects,
+        );
     }
 
     /// Resolved incidents whose verification period passed without recurrence close, with their tickets.
@@ -270,7 +343,10 @@ impl Engine {
         let due: Vec<i64> = self
             .incidents
             .values()
-            .filter(|i| i.row.state == IncidentState::Resolved && i.row.resolved_at.is_some_and(|r| now - r >= verify))
+            .filter(|i| {
+                i.row.state == IncidentState::Resolved
+                    && i.row.resolved_at.is_some_and(|r| now - r >= verify)
+            })
             .map(|i| i.row.id)
             .collect();
         for id in due {

@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tocsin_protocol::{NodeState, Report, Status};
 
 pub use model::{
-    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, NodeRow, TicketEventRow, TicketRow, TicketState,
+    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, NodeRow, TicketEventRow,
+    TicketRow, TicketState,
 };
 pub use policy::{Level, Policy, Priority};
 
@@ -31,7 +32,11 @@ pub enum Input {
     /// A validated report (its topic matched its payload).
     Report(Report),
     /// A validated status for a node.
-    Status { site: String, node: String, status: Status },
+    Status {
+        site: String,
+        node: String,
+        status: Status,
+    },
     /// Time passed: pending node alerts and verification periods are due.
     Tick,
 }
@@ -259,7 +264,14 @@ impl Engine {
         true
     }
 
-    fn observe_status(&mut self, now: Millis, site: &str, node: &str, status: Status, effects: &mut Vec<Effect>) {
+    fn observe_status(
+        &mut self,
+        now: Millis,
+        site: &str,
+        node: &str,
+        status: Status,
+        effects: &mut Vec<Effect>,
+    ) {
         let row = self
             .nodes
             .entry((site.to_string(), node.to_string()))
@@ -290,7 +302,12 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    fn push_alert_row(&mut self, t: &AlertTransition, incident: Option<i64>, effects: &mut Vec<Effect>) {
+    fn push_alert_row(
+        &mut self,
+        t: &AlertTransition,
+        incident: Option<i64>,
+        effects: &mut Vec<Effect>,
+    ) {
         self.counters.alert_transitions += 1;
         let id = take(&mut self.ids.alert);
         effects.push(Effect::Alert(Box::new(AlertRow {

@@ -236,7 +236,9 @@ impl Default for Grouping {
 }
 impl Default for IncidentPolicy {
     fn default() -> Self {
-        IncidentPolicy { verify_for: d_10m() }
+        IncidentPolicy {
+            verify_for: d_10m(),
+        }
     }
 }
 impl Default for ProblemPolicy {
@@ -299,8 +301,10 @@ impl Policy {
         let policy: Policy = toml::from_str(text).map_err(|e| ConfigError::parse(path, e))?;
         for route in &policy.routes {
             for key in route.match_.keys() {
-                let known = matches!(key.as_str(), "category" | "site" | "node" | "rule" | "severity")
-                    || key.strip_prefix("labels.").is_some_and(|k| !k.is_empty());
+                let known = matches!(
+                    key.as_str(),
+                    "category" | "site" | "node" | "rule" | "severity"
+                ) || key.strip_prefix("labels.").is_some_and(|k| !k.is_empty());
                 if !known {
                     return Err(ConfigError::Parse {
                         path: path.to_path_buf(),
@@ -410,7 +414,10 @@ mod tests {
         .expect("design example");
         assert_eq!(p.priority(Level::High, Level::High), Priority::P1);
         assert_eq!(p.priority(Level::Low, Level::Medium), Priority::P4);
-        assert_eq!(p.sla[&Priority::P1].resolution, Duration::from_secs(4 * 3600));
+        assert_eq!(
+            p.sla[&Priority::P1].resolution,
+            Duration::from_secs(4 * 3600)
+        );
         let facts = RouteFacts {
             category: Some(Category::Network),
             ..RouteFacts::default()
@@ -426,7 +433,8 @@ mod tests {
     #[test]
     fn impact_from_labels() {
         let p = Policy::default();
-        let labels: BTreeMap<String, String> = [("criticality".to_string(), "high".to_string())].into();
+        let labels: BTreeMap<String, String> =
+            [("criticality".to_string(), "high".to_string())].into();
         assert_eq!(p.impact(&labels), Level::High);
         assert_eq!(p.impact(&BTreeMap::new()), Level::Medium);
     }
@@ -441,8 +449,13 @@ mod tests {
             "[sla.P1]\nresponse = \"15m\"",
             "surprise = 1",
         ] {
-            let err = Policy::from_toml_str(Path::new("policy.toml"), text).expect_err(text).to_string();
-            assert!(err.starts_with("policy.toml: ") && !err.contains('\n'), "{err}");
+            let err = Policy::from_toml_str(Path::new("policy.toml"), text)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.starts_with("policy.toml: ") && !err.contains('\n'),
+                "{err}"
+            );
         }
     }
 

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tocsin_protocol::{CheckResult, CheckStatus, Inventory, Metric, NodeKind, NodeState, Report, Status};
+use tocsin_protocol::{
+    CheckResult, CheckStatus, Inventory, Metric, NodeKind, NodeState, Report, Status,
+};
 
 use super::*;
 use crate::rules::parse_rules;
@@ -55,13 +57,22 @@ const POLICY: &str = r#"
 
 fn engine() -> Engine {
     let policy = Policy::from_toml_str(Path::new("policy.toml"), POLICY).expect("policy");
-    Engine::new(policy, parse_rules("t", RULES).expect("rules"), Snapshot::default())
+    Engine::new(
+        policy,
+        parse_rules("t", RULES).expect("rules"),
+        Snapshot::default(),
+    )
 }
 
 /// A timed input of a scenario.
 enum Step {
     /// (node, seq, checks, fs value on "/")
-    Report(&'static str, u64, &'static [(&'static str, CheckStatus)], Option<f64>),
+    Report(
+        &'static str,
+        u64,
+        &'static [(&'static str, CheckStatus)],
+        Option<f64>,
+    ),
     Birth(&'static str, &'static str),
     Will(&'static str),
     Tick,
@@ -98,7 +109,9 @@ fn input(now: Millis, step: &Step) -> Input {
                 v: 1,
                 state: NodeState::Online,
                 ts: Some(now),
-                agent: Some(tocsin_protocol::AgentInfo { version: "0.1.0".into() }),
+                agent: Some(tocsin_protocol::AgentInfo {
+                    version: "0.1.0".into(),
+                }),
                 inventory: Some(Inventory {
                     hostname: Some(node.to_string()),
                     os: Some("Debian GNU/Linux".into()),
@@ -145,10 +158,14 @@ fn run(table: &[(i64, Step, Expect)]) -> (Engine, Vec<Effect>) {
         }
         all.extend(out.effects);
         if let Some((id, istate, tstate, prio)) = expect {
-            let inc = incidents.get(id).unwrap_or_else(|| panic!("t={t}: incident {id} missing"));
+            let inc = incidents
+                .get(id)
+                .unwrap_or_else(|| panic!("t={t}: incident {id} missing"));
             assert_eq!(inc.state, *istate, "t={t}: incident state");
             assert_eq!(inc.priority, *prio, "t={t}: priority");
-            let tk = tickets.get(&inc.ticket_id.expect("ticket")).expect("ticket row");
+            let tk = tickets
+                .get(&inc.ticket_id.expect("ticket"))
+                .expect("ticket row");
             assert_eq!(tk.state, *tstate, "t={t}: ticket state");
             assert_eq!(tk.priority, *prio, "t={t}: ticket priority");
         }
@@ -174,12 +191,36 @@ use TicketState as T;
 fn failing_check_opens_one_incident_and_ticket_then_resolves_and_closes_after_verification() {
     let (e, effects) = run(&[
         (0, Step::Birth("web-01", "high"), None),
-        (10, Step::Report("web-01", 1, &[("tcp:pg", Fine)], None), None),
-        (20, Step::Report("web-01", 2, &[("tcp:pg", Critical)], None), Some((1, I::Open, T::New, Priority::P1))),
-        (30, Step::Report("web-01", 3, &[("tcp:pg", Critical)], None), Some((1, I::Open, T::New, Priority::P1))),
-        (40, Step::Report("web-01", 4, &[("tcp:pg", Fine)], None), Some((1, I::Resolved, T::Resolved, Priority::P1))),
-        (70, Step::Tick, Some((1, I::Resolved, T::Resolved, Priority::P1))),
-        (100, Step::Tick, Some((1, I::Closed, T::Closed, Priority::P1))),
+        (
+            10,
+            Step::Report("web-01", 1, &[("tcp:pg", Fine)], None),
+            None,
+        ),
+        (
+            20,
+            Step::Report("web-01", 2, &[("tcp:pg", Critical)], None),
+            Some((1, I::Open, T::New, Priority::P1)),
+        ),
+        (
+            30,
+            Step::Report("web-01", 3, &[("tcp:pg", Critical)], None),
+            Some((1, I::Open, T::New, Priority::P1)),
+        ),
+        (
+            40,
+            Step::Report("web-01", 4, &[("tcp:pg", Fine)], None),
+            Some((1, I::Resolved, T::Resolved, Priority::P1)),
+        ),
+        (
+            70,
+            Step::Tick,
+            Some((1, I::Resolved, T::Resolved, Priority::P1)),
+        ),
+        (
+            100,
+            Step::Tick,
+            Some((1, I::Closed, T::Closed, Priority::P1)),
+        ),
     ]);
     assert_eq!(e.counters().incidents_opened, 1);
     assert_eq!(e.counters().tickets_opened, 1);
@@ -200,8 +241,16 @@ fn failing_check_opens_one_incident_and_ticket_then_resolves_and_closes_after_ve
     assert_eq!(ticket.reporter["agent_version"], "0.1.0");
     assert_eq!(ticket.environment["inventory"]["os"], "Debian GNU/Linux");
     assert_eq!(ticket.environment["parents"][0], "core-sw-1");
-    assert!(ticket.description.contains("tcp:pg says critical"), "{}", ticket.description);
-    assert!(ticket.description.contains("Environment: Debian GNU/Linux 12, kernel 6.1.0, x86_64"));
+    assert!(
+        ticket.description.contains("tcp:pg says critical"),
+        "{}",
+        ticket.description
+    );
+    assert!(
+        ticket
+            .description
+            .contains("Environment: Debian GNU/Linux 12, kernel 6.1.0, x86_64")
+    );
     let kinds: Vec<String> = events(&effects).into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, ["opened", "resolved", "closed"]);
 }
@@ -210,13 +259,48 @@ fn failing_check_opens_one_incident_and_ticket_then_resolves_and_closes_after_ve
 fn second_alert_on_the_node_joins_and_raises_priority() {
     let (_, effects) = run(&[
         (0, Step::Birth("web-01", "medium"), None),
-        (10, Step::Report("web-01", 1, &[("tcp:pg", Warning)], None), Some((1, I::Open, T::New, Priority::P3))),
-        (20, Step::Report("web-01", 2, &[("tcp:pg", Warning), ("tcp:web", Critical)], None), Some((1, I::Open, T::New, Priority::P2))),
-        (30, Step::Report("web-01", 3, &[("tcp:pg", Fine), ("tcp:web", Critical)], None), Some((1, I::Open, T::New, Priority::P2))),
-        (40, Step::Report("web-01", 4, &[("tcp:pg", Fine), ("tcp:web", Fine)], None), Some((1, I::Resolved, T::Resolved, Priority::P2))),
+        (
+            10,
+            Step::Report("web-01", 1, &[("tcp:pg", Warning)], None),
+            Some((1, I::Open, T::New, Priority::P3)),
+        ),
+        (
+            20,
+            Step::Report(
+                "web-01",
+                2,
+                &[("tcp:pg", Warning), ("tcp:web", Critical)],
+                None,
+            ),
+            Some((1, I::Open, T::New, Priority::P2)),
+        ),
+        (
+            30,
+            Step::Report(
+                "web-01",
+                3,
+                &[("tcp:pg", Fine), ("tcp:web", Critical)],
+                None,
+            ),
+            Some((1, I::Open, T::New, Priority::P2)),
+        ),
+        (
+            40,
+            Step::Report("web-01", 4, &[("tcp:pg", Fine), ("tcp:web", Fine)], None),
+            Some((1, I::Resolved, T::Resolved, Priority::P2)),
+        ),
     ]);
     let kinds: Vec<String> = events(&effects).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(kinds, ["opened", "alert_added", "priority_changed", "alert_cleared", "resolved"]);
+    assert_eq!(
+        kinds,
+        [
+            "opened",
+            "alert_added",
+            "priority_changed",
+            "alert_cleared",
+            "resolved"
+        ]
+    );
     let incidents: BTreeSet<i64> = effects
         .iter()
         .filter_map(|x| match x {
@@ -230,15 +314,43 @@ fn second_alert_on_the_node_joins_and_raises_priority() {
 #[test]
 fn recurrence_inside_verification_reopens_and_after_it_opens_new() {
     let (_, effects) = run(&[
-        (0, Step::Report("web-01", 1, &[("tcp:pg", Critical)], None), Some((1, I::Open, T::New, Priority::P2))),
-        (10, Step::Report("web-01", 2, &[("tcp:pg", Fine)], None), Some((1, I::Resolved, T::Resolved, Priority::P2))),
-        (40, Step::Report("web-01", 3, &[("tcp:pg", Critical)], None), Some((1, I::Open, T::New, Priority::P2))),
-        (50, Step::Report("web-01", 4, &[("tcp:pg", Fine)], None), Some((1, I::Resolved, T::Resolved, Priority::P2))),
-        (111, Step::Tick, Some((1, I::Closed, T::Closed, Priority::P2))),
-        (120, Step::Report("web-01", 5, &[("tcp:pg", Critical)], None), Some((2, I::Open, T::New, Priority::P2))),
+        (
+            0,
+            Step::Report("web-01", 1, &[("tcp:pg", Critical)], None),
+            Some((1, I::Open, T::New, Priority::P2)),
+        ),
+        (
+            10,
+            Step::Report("web-01", 2, &[("tcp:pg", Fine)], None),
+            Some((1, I::Resolved, T::Resolved, Priority::P2)),
+        ),
+        (
+            40,
+            Step::Report("web-01", 3, &[("tcp:pg", Critical)], None),
+            Some((1, I::Open, T::New, Priority::P2)),
+        ),
+        (
+            50,
+            Step::Report("web-01", 4, &[("tcp:pg", Fine)], None),
+            Some((1, I::Resolved, T::Resolved, Priority::P2)),
+        ),
+        (
+            111,
+            Step::Tick,
+            Some((1, I::Closed, T::Closed, Priority::P2)),
+        ),
+        (
+            120,
+            Step::Report("web-01", 5, &[("tcp:pg", Critical)], None),
+            Some((2, I::Open, T::New, Priority::P2)),
+        ),
     ]);
     let evs = events(&effects);
-    assert!(evs.iter().any(|(k, m)| k == "reopened" && m.contains("30s")), "{evs:?}");
+    assert!(
+        evs.iter()
+            .any(|(k, m)| k == "reopened" && m.contains("30s")),
+        "{evs:?}"
+    );
     let numbers: BTreeSet<String> = effects
         .iter()
         .filter_map(|x| match x {
@@ -246,20 +358,32 @@ fn recurrence_inside_verification_reopens_and_after_it_opens_new() {
             _ => None,
         })
         .collect();
-    assert_eq!(numbers, ["INC-000001".to_string(), "INC-000002".to_string()].into());
+    assert_eq!(
+        numbers,
+        ["INC-000001".to_string(), "INC-000002".to_string()].into()
+    );
 }
 
 #[test]
 fn redelivered_reports_change_nothing() {
     let mut e = engine();
-    let first = input(10_000, &Step::Report("web-01", 7, &[("tcp:pg", Critical)], None));
+    let first = input(
+        10_000,
+        &Step::Report("web-01", 7, &[("tcp:pg", Critical)], None),
+    );
     let out = e.handle(10_000, first.clone());
     assert!(!out.duplicate && !out.effects.is_empty());
     let again = e.handle(12_000, first);
     assert!(again.duplicate);
     assert!(again.effects.is_empty());
     // An agent that lost its seq file restarts at 1 with a newer ts and is heard.
-    let restarted = e.handle(20_000, input(20_000, &Step::Report("web-01", 1, &[("tcp:pg", Fine)], None)));
+    let restarted = e.handle(
+        20_000,
+        input(
+            20_000,
+            &Step::Report("web-01", 1, &[("tcp:pg", Fine)], None),
+        ),
+    );
     assert!(!restarted.duplicate);
     assert_eq!(e.counters().duplicates, 1);
 }
@@ -271,7 +395,11 @@ fn last_will_raises_node_offline_after_for_and_routes_to_network() {
         (10, Step::Will("sw-agent"), None),
         (20, Step::Tick, None),
         (41, Step::Tick, Some((1, I::Open, T::New, Priority::P3))),
-        (50, Step::Birth("sw-agent", "low"), Some((1, I::Resolved, T::Resolved, Priority::P3))),
+        (
+            50,
+            Step::Birth("sw-agent", "low"),
+            Some((1, I::Resolved, T::Resolved, Priority::P3)),
+        ),
     ]);
     let ticket = effects
         .iter()
@@ -291,7 +419,11 @@ fn pending_threshold_that_clears_opens_nothing() {
         (10, Step::Report("db-01", 2, &[], Some(50.0)), None),
         (20, Step::Report("db-01", 3, &[], Some(95.0)), None),
         (30, Step::Report("db-01", 4, &[], Some(96.0)), None),
-        (40, Step::Report("db-01", 5, &[], Some(97.0)), Some((1, I::Open, T::New, Priority::P3))),
+        (
+            40,
+            Step::Report("db-01", 5, &[], Some(97.0)),
+            Some((1, I::Open, T::New, Priority::P3)),
+        ),
     ]);
     assert_eq!(e.counters().incidents_opened, 1);
     let states: Vec<&str> = effects
@@ -309,8 +441,16 @@ fn replay_is_deterministic() {
     let table = || {
         vec![
             (0, Step::Birth("web-01", "high"), None),
-            (10, Step::Report("web-01", 1, &[("tcp:pg", Critical)][..], Some(95.0)), None),
-            (40, Step::Report("web-01", 2, &[("tcp:pg", Fine)][..], Some(99.0)), None),
+            (
+                10,
+                Step::Report("web-01", 1, &[("tcp:pg", Critical)][..], Some(95.0)),
+                None,
+            ),
+            (
+                40,
+                Step::Report("web-01", 2, &[("tcp:pg", Fine)][..], Some(99.0)),
+                None,
+            ),
             (50, Step::Will("web-01"), None),
             (90, Step::Tick, None),
             (200, Step::Tick, None),
@@ -324,7 +464,13 @@ fn replay_is_deterministic() {
 #[test]
 fn restart_from_snapshot_continues_numbering_and_open_incident() {
     let mut e = engine();
-    let out = e.handle(1_000, input(1_000, &Step::Report("web-01", 1, &[("tcp:pg", Critical)], None)));
+    let out = e.handle(
+        1_000,
+        input(
+            1_000,
+            &Step::Report("web-01", 1, &[("tcp:pg", Critical)], None),
+        ),
+    );
     let incident = out
         .effects
         .iter()
@@ -369,9 +515,22 @@ fn restart_from_snapshot_continues_numbering_and_open_incident() {
     let mut e = Engine::new(policy, parse_rules("t", RULES).expect("rules"), snapshot);
     assert_eq!(e.open_incidents(), 1);
     // Still failing after the restart: nothing new.
-    let out = e.handle(5_000, input(5_000, &Step::Report("web-01", 2, &[("tcp:pg", Critical)], None)));
+    let out = e.handle(
+        5_000,
+        input(
+            5_000,
+            &Step::Report("web-01", 2, &[("tcp:pg", Critical)], None),
+        ),
+    );
     assert!(out.effects.iter().all(|x| !matches!(x, Effect::Ticket(_))));
     // Recovery resolves the restored incident.
-    let out = e.handle(9_000, input(9_000, &Step::Report("web-01", 3, &[("tcp:pg", Fine)], None)));
-    assert!(out.effects.iter().any(|x| matches!(x, Effect::Incident(i) if i.id == 1 && i.state == I::Resolved)));
+    let out = e.handle(
+        9_000,
+        input(9_000, &Step::Report("web-01", 3, &[("tcp:pg", Fine)], None)),
+    );
+    assert!(
+        out.effects
+            .iter()
+            .any(|x| matches!(x, Effect::Incident(i) if i.id == 1 && i.state == I::Resolved))
+    );
 }

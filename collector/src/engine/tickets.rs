@@ -44,7 +44,11 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
     };
     let impact_basis = i
         .node
-        .and_then(|n| n.labels.get("criticality").map(|c| format!("node label criticality={c}")))
+        .and_then(|n| {
+            n.labels
+                .get("criticality")
+                .map(|c| format!("node label criticality={c}"))
+        })
         .unwrap_or_else(|| "no criticality label on the node: default impact".to_string());
     let mut description = String::new();
     description.push_str(&format!("{}\n\n", t.summary));

@@ -15,7 +15,15 @@ pub enum Decoded {
     Ignored,
 }
 
-fn reject(now: Millis, topic: &str, site: Option<&str>, node: Option<&str>, reason: &str, error: String, payload: &[u8]) -> Decoded {
+fn reject(
+    now: Millis,
+    topic: &str,
+    site: Option<&str>,
+    node: Option<&str>,
+    reason: &str,
+    error: String,
+    payload: &[u8],
+) -> Decoded {
     let keep = &payload[..payload.len().min(REJECTED_KEEP_BYTES)];
     Decoded::Rejected(RejectedRow {
         received_at: now,
@@ -79,23 +87,43 @@ mod tests {
     #[test]
     fn accepts_reports_and_statuses() {
         let report = br#"{"v":1,"node":"web-01","site":"dc1","seq":1,"ts":5}"#;
-        assert!(matches!(decode("tocsin", "tocsin/v1/dc1/web-01/report", report, 9), Decoded::Input(Input::Report(_))));
+        assert!(matches!(
+            decode("tocsin", "tocsin/v1/dc1/web-01/report", report, 9),
+            Decoded::Input(Input::Report(_))
+        ));
         let status = br#"{"v":1,"state":"offline"}"#;
         assert!(matches!(
             decode("tocsin", "tocsin/v1/dc1/web-01/status", status, 9),
             Decoded::Input(Input::Status { .. })
         ));
-        assert_eq!(decode("tocsin", "tocsin/v1/dc1/web-01/status", b"", 9), Decoded::Ignored);
+        assert_eq!(
+            decode("tocsin", "tocsin/v1/dc1/web-01/status", b"", 9),
+            Decoded::Ignored
+        );
     }
 
     #[test]
     fn refuses_with_reason_and_keeps_a_bounded_copy() {
         let ok = br#"{"v":1,"node":"web-01","site":"dc1","seq":1,"ts":5}"#;
-        assert_eq!(reason(&decode("tocsin", "tocsin/v1/dc1/web-02/report", ok, 9)), "invalid");
-        assert_eq!(reason(&decode("tocsin", "tocsin/v1/dc1/web-01/other", ok, 9)), "bad_topic");
-        assert_eq!(reason(&decode("tocsin", "tocsin/v1/dc1/web-01/report", b"{", 9)), "malformed");
         assert_eq!(
-            reason(&decode("tocsin", "tocsin/v1/dc1/web-01/report", br#"{"v":9}"#, 9)),
+            reason(&decode("tocsin", "tocsin/v1/dc1/web-02/report", ok, 9)),
+            "invalid"
+        );
+        assert_eq!(
+            reason(&decode("tocsin", "tocsin/v1/dc1/web-01/other", ok, 9)),
+            "bad_topic"
+        );
+        assert_eq!(
+            reason(&decode("tocsin", "tocsin/v1/dc1/web-01/report", b"{", 9)),
+            "malformed"
+        );
+        assert_eq!(
+            reason(&decode(
+                "tocsin",
+                "tocsin/v1/dc1/web-01/report",
+                br#"{"v":9}"#,
+                9
+            )),
             "unknown_version"
         );
         let huge = vec![b'x'; tocsin_protocol::MAX_PAYLOAD_BYTES + 1];
@@ -108,6 +136,14 @@ mod tests {
             }
             other => panic!("expected a rejection, got {other:?}"),
         }
-        assert_eq!(reason(&decode("tocsin", "tocsin/v1/dc1/web-01/status", b"\xff\xfe", 9)), "malformed");
+        assert_eq!(
+            reason(&decode(
+                "tocsin",
+                "tocsin/v1/dc1/web-01/status",
+                b"\xff\xfe",
+                9
+            )),
+            "malformed"
+        );
     }
 }

@@ -111,7 +111,10 @@ pub async fn run(
                 backoff = Duration::from_millis(500);
                 stats.connected.store(true, Ordering::Relaxed);
                 stats.connects.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
                 for filter in &subs {
                     if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         tracing::error!(error = %e, filter, "cannot subscribe");
@@ -121,7 +124,9 @@ pub async fn run(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let now = now_millis();
                 stats.messages.fetch_add(1, Ordering::Relaxed);
-                stats.bytes.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+                stats
+                    .bytes
+                    .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
                 let decoded = decode(&root, &p.topic, &p.payload, now);
                 let ack = (p.qos != QoS::AtMostOnce).then_some(p);
                 // Backpressure: while the pipeline is full we stop reading, and the broker holds the rest.

@@ -112,8 +112,14 @@ struct RuleFile {
 /// What a rule watches.
 #[derive(Debug, Clone)]
 pub enum Condition {
-    Threshold { expr: Expr, clear: Option<Expr> },
-    Check { pattern: String, statuses: Vec<CheckStatus> },
+    Threshold {
+        expr: Expr,
+        clear: Option<Expr>,
+    },
+    Check {
+        pattern: String,
+        statuses: Vec<CheckStatus>,
+    },
     Status(When),
 }
 
@@ -136,14 +142,17 @@ impl Rule {
     pub fn from_raw(raw: RawRule, source: &str) -> Result<Rule, String> {
         let name = &raw.name;
         if !tocsin_protocol::is_valid_name(name) {
-            return Err(format!("rule {name:?}: name must match [A-Za-z0-9._-]{{1,64}}"));
+            return Err(format!(
+                "rule {name:?}: name must match [A-Za-z0-9._-]{{1,64}}"
+            ));
         }
         let condition = match (&raw.expr, &raw.check, &raw.when) {
             (Some(expr), None, None) => {
                 let expr = Expr::parse(expr).map_err(|e| format!("rule {name:?}: {e}"))?;
                 let clear = match &raw.clear {
                     Some(c) => {
-                        let clear = Expr::parse(c).map_err(|e| format!("rule {name:?}: clear: {e}"))?;
+                        let clear =
+                            Expr::parse(c).map_err(|e| format!("rule {name:?}: clear: {e}"))?;
                         if clear.metric != expr.metric {
                             return Err(format!(
                                 "rule {name:?}: clear must test the same metric as expr ({})",
@@ -163,7 +172,10 @@ impl Rule {
                 if raw.clear.is_some() {
                     return Err(format!("rule {name:?}: clear only goes with expr"));
                 }
-                let names = raw.status.clone().unwrap_or_else(|| vec!["critical".into()]);
+                let names = raw
+                    .status
+                    .clone()
+                    .unwrap_or_else(|| vec!["critical".into()]);
                 let mut statuses = Vec::new();
                 for s in &names {
                     let st = CheckStatus::parse(s).ok_or_else(|| {
@@ -175,7 +187,9 @@ impl Rule {
                     statuses.push(st);
                 }
                 if statuses.is_empty() {
-                    return Err(format!("rule {name:?}: status must name at least one status"));
+                    return Err(format!(
+                        "rule {name:?}: status must name at least one status"
+                    ));
                 }
                 Condition::Check {
                     pattern: pattern.clone(),
@@ -184,7 +198,9 @@ impl Rule {
             }
             (None, None, Some(when)) => {
                 if raw.clear.is_some() || raw.status.is_some() {
-                    return Err(format!("rule {name:?}: clear and status do not go with when"));
+                    return Err(format!(
+                        "rule {name:?}: clear and status do not go with when"
+                    ));
                 }
                 Condition::Status(*when)
             }
@@ -194,7 +210,8 @@ impl Rule {
                 ));
             }
         };
-        let summary = Template::parse(&raw.summary).map_err(|e| format!("rule {name:?}: summary: {e}"))?;
+        let summary =
+            Template::parse(&raw.summary).map_err(|e| format!("rule {name:?}: summary: {e}"))?;
         Ok(Rule {
             name: raw.name.clone(),
             condition,
@@ -210,8 +227,12 @@ impl Rule {
 
 /// Parse one rule file's text; `source` names it in errors.
 pub fn parse_rules(source: &str, text: &str) -> Result<Vec<Rule>, String> {
-    let file: RuleFile = toml::from_str(text).map_err(|e| crate::config::one_line(&e.to_string()))?;
-    file.rule.into_iter().map(|r| Rule::from_raw(r, source)).collect()
+    let file: RuleFile =
+        toml::from_str(text).map_err(|e| crate::config::one_line(&e.to_string()))?;
+    file.rule
+        .into_iter()
+        .map(|r| Rule::from_raw(r, source))
+        .collect()
 }
 
 /// Load every `*.toml` in `dir` except `policy.toml`, in name order; rule names must be unique.
@@ -230,15 +251,17 @@ pub fn load_rules_dir(dir: &Path) -> Result<Vec<Rule>, crate::config::ConfigErro
     let mut rules = Vec::new();
     let mut names = BTreeSet::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|source| crate::config::ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| crate::config::ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
         let source = path.display().to_string();
-        let parsed = parse_rules(&source, &text).map_err(|message| crate::config::ConfigError::Parse {
-            path: path.clone(),
-            message,
-        })?;
+        let parsed =
+            parse_rules(&source, &text).map_err(|message| crate::config::ConfigError::Parse {
+                path: path.clone(),
+                message,
+            })?;
         for rule in parsed {
             if !names.insert(rule.name.clone()) {
                 return Err(crate::config::ConfigError::Parse {
@@ -291,9 +314,17 @@ mod tests {
         .expect("valid rules");
         assert_eq!(rules.len(), 3);
         assert_eq!(rules[0].for_ms, 300_000);
-        assert!(matches!(rules[0].condition, Condition::Threshold { clear: Some(_), .. }));
-        assert!(matches!(&rules[1].condition, Condition::Check { statuses, .. } if statuses.len() == 2));
-        assert!(matches!(rules[2].condition, Condition::Status(When::Offline)));
+        assert!(matches!(
+            rules[0].condition,
+            Condition::Threshold { clear: Some(_), .. }
+        ));
+        assert!(
+            matches!(&rules[1].condition, Condition::Check { statuses, .. } if statuses.len() == 2)
+        );
+        assert!(matches!(
+            rules[2].condition,
+            Condition::Status(When::Offline)
+        ));
     }
 
     #[test]
@@ -324,10 +355,16 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
         let rules = load_rules_dir(&dir).expect("shipped rules are valid");
         assert!(rules.iter().any(|r| r.name == "node_offline"));
-        assert!(rules.iter().any(|r| matches!(r.condition, Condition::Check { .. })));
+        assert!(
+            rules
+                .iter()
+                .any(|r| matches!(r.condition, Condition::Check { .. }))
+        );
         // Every metric a shipped rule watches is one the agent emits (docs/METRICS.md lists them).
-        let metrics_doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/METRICS.md"))
-            .expect("docs/METRICS.md");
+        let metrics_doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/METRICS.md"),
+        )
+        .expect("docs/METRICS.md");
         for rule in &rules {
             if let Condition::Threshold { expr, .. } = &rule.condition {
                 assert!(

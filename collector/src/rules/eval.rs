@@ -196,7 +196,11 @@ impl Evaluator {
                             active,
                             clear,
                             value: Some(m.value),
-                            detail: format!("{} = {} (rule: {expr})", m.name, format_value(m.value)),
+                            detail: format!(
+                                "{} = {} (rule: {expr})",
+                                m.name,
+                                format_value(m.value)
+                            ),
                             vars,
                         }
                     })
@@ -223,7 +227,12 @@ impl Evaluator {
                             active,
                             clear: !active,
                             value: Some(f64::from(c.status.exit_code())),
-                            detail: format!("check {} is {}: {}{latency}", c.name, c.status.as_str(), c.output),
+                            detail: format!(
+                                "check {} is {}: {}{latency}",
+                                c.name,
+                                c.status.as_str(),
+                                c.output
+                            ),
                             vars,
                         }
                     })
@@ -232,7 +241,12 @@ impl Evaluator {
             };
             let mut seen = Vec::with_capacity(samples.len());
             for sample in samples {
-                let key = alert_key(&self.rules[idx].name, &report.site, &report.node, &sample.labels);
+                let key = alert_key(
+                    &self.rules[idx].name,
+                    &report.site,
+                    &report.node,
+                    &sample.labels,
+                );
                 seen.push(key.clone());
                 if let Some(t) = self.step(idx, &key, &report.site, &report.node, at, sample) {
                     out.push(t);
@@ -242,7 +256,12 @@ impl Evaluator {
             let gone: Vec<String> = self
                 .series
                 .iter()
-                .filter(|(k, s)| s.rule == idx && s.site == report.site && s.node == report.node && !seen.contains(k))
+                .filter(|(k, s)| {
+                    s.rule == idx
+                        && s.site == report.site
+                        && s.node == report.node
+                        && !seen.contains(k)
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in gone {
@@ -255,7 +274,13 @@ impl Evaluator {
     }
 
     /// Evaluate node-status rules for a status change.
-    pub fn on_status(&mut self, now: Millis, site: &str, node: &str, state: NodeState) -> Vec<AlertTransition> {
+    pub fn on_status(
+        &mut self,
+        now: Millis,
+        site: &str,
+        node: &str,
+        state: NodeState,
+    ) -> Vec<AlertTransition> {
         let mut out = Vec::new();
         for idx in 0..self.rules.len() {
             let Condition::Status(When::Offline) = self.rules[idx].condition else {
@@ -271,7 +296,9 @@ impl Evaluator {
                 value: None,
                 vars: BTreeMap::new(),
                 detail: match state {
-                    NodeState::Offline => "the agent's connection was lost (MQTT last will)".to_string(),
+                    NodeState::Offline => {
+                        "the agent's connection was lost (MQTT last will)".to_string()
+                    }
                     NodeState::Online => "the agent is back online".to_string(),
                     NodeState::Stopped => "the agent stopped cleanly".to_string(),
                 },
@@ -301,17 +328,37 @@ impl Evaluator {
                 s.phase = Phase::Firing;
                 let s = s.clone();
                 let detail = "the agent's connection was lost (MQTT last will)".to_string();
-                out.push(self.transition(&key, &s, AlertState::Firing, now, None, BTreeMap::new(), detail));
+                out.push(self.transition(
+                    &key,
+                    &s,
+                    AlertState::Firing,
+                    now,
+                    None,
+                    BTreeMap::new(),
+                    detail,
+                ));
             }
         }
         out
     }
 
-    fn step(&mut self, idx: usize, key: &str, site: &str, node: &str, at: Millis, sample: Sample) -> Option<AlertTransition> {
+    fn step(
+        &mut self,
+        idx: usize,
+        key: &str,
+        site: &str,
+        node: &str,
+        at: Millis,
+        sample: Sample,
+    ) -> Option<AlertTransition> {
         let for_ms = self.rules[idx].for_ms;
         match self.series.get(key).map(|s| s.phase) {
             None if sample.active => {
-                let phase = if for_ms == 0 { Phase::Firing } else { Phase::Pending };
+                let phase = if for_ms == 0 {
+                    Phase::Firing
+                } else {
+                    Phase::Pending
+                };
                 let s = Series {
                     rule: idx,
                     site: site.to_string(),
@@ -321,7 +368,11 @@ impl Evaluator {
                     since: at,
                 };
                 self.series.insert(key.to_string(), s.clone());
-                let state = if phase == Phase::Firing { AlertState::Firing } else { AlertState::Pending };
+                let state = if phase == Phase::Firing {
+                    AlertState::Firing
+                } else {
+                    AlertState::Pending
+                };
                 Some(self.transition(key, &s, state, at, sample.value, sample.vars, sample.detail))
             }
             None => None,
@@ -330,7 +381,15 @@ impl Evaluator {
                 if at - s.since >= for_ms {
                     s.phase = Phase::Firing;
                     let s = s.clone();
-                    Some(self.transition(key, &s, AlertState::Firing, at, sample.value, sample.vars, sample.detail))
+                    Some(self.transition(
+                        key,
+                        &s,
+                        AlertState::Firing,
+                        at,
+                        sample.value,
+                        sample.vars,
+                        sample.detail,
+                    ))
                 } else {
                     None
                 }
@@ -338,11 +397,27 @@ impl Evaluator {
             Some(Phase::Pending) => {
                 // Not active for long enough: the episode ends without ever firing.
                 let s = self.series.remove(key)?;
-                Some(self.transition(key, &s, AlertState::Resolved, at, sample.value, sample.vars, sample.detail))
+                Some(self.transition(
+                    key,
+                    &s,
+                    AlertState::Resolved,
+                    at,
+                    sample.value,
+                    sample.vars,
+                    sample.detail,
+                ))
             }
             Some(Phase::Firing) if sample.clear && !sample.active => {
                 let s = self.series.remove(key)?;
-                Some(self.transition(key, &s, AlertState::Resolved, at, sample.value, sample.vars, sample.detail))
+                Some(self.transition(
+                    key,
+                    &s,
+                    AlertState::Resolved,
+                    at,
+                    sample.value,
+                    sample.vars,
+                    sample.detail,
+                ))
             }
             Some(Phase::Firing) => None,
         }
@@ -357,7 +432,15 @@ impl Evaluator {
                 vars.insert("check".into(), v.clone());
             }
         }
-        Some(self.transition(key, &s, AlertState::Resolved, at, None, vars, why.to_string()))
+        Some(self.transition(
+            key,
+            &s,
+            AlertState::Resolved,
+            at,
+            None,
+            vars,
+            why.to_string(),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -490,12 +573,28 @@ mod tests {
     #[test]
     fn checks_fire_at_once_and_resolve() {
         let mut ev = evaluator();
-        let out = ev.on_report(&report(1_000, &[], &[("tcp:pg", CheckStatus::Critical), ("tcp:web", CheckStatus::Ok)]));
+        let out = ev.on_report(&report(
+            1_000,
+            &[],
+            &[
+                ("tcp:pg", CheckStatus::Critical),
+                ("tcp:web", CheckStatus::Ok),
+            ],
+        ));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].state, AlertState::Firing);
-        assert_eq!(out[0].summary, "web-01: tcp:pg is critical: connect refused");
-        assert_eq!(out[0].labels.get("check").map(String::as_str), Some("tcp:pg"));
-        assert!(ev.on_report(&report(2_000, &[], &[("tcp:pg", CheckStatus::Critical)])).is_empty());
+        assert_eq!(
+            out[0].summary,
+            "web-01: tcp:pg is critical: connect refused"
+        );
+        assert_eq!(
+            out[0].labels.get("check").map(String::as_str),
+            Some("tcp:pg")
+        );
+        assert!(
+            ev.on_report(&report(2_000, &[], &[("tcp:pg", CheckStatus::Critical)]))
+                .is_empty()
+        );
         let out = ev.on_report(&report(3_000, &[], &[("tcp:pg", CheckStatus::Ok)]));
         assert_eq!(out[0].state, AlertState::Resolved);
         assert_eq!(out[0].started_at, 1_000);
@@ -523,7 +622,10 @@ mod tests {
         let out = ev.on_status(40_000, "dc1", "web-01", NodeState::Online);
         assert_eq!(out[0].state, AlertState::Resolved);
         // A clean stop never raises anything.
-        assert!(ev.on_status(50_000, "dc1", "web-01", NodeState::Stopped).is_empty());
+        assert!(
+            ev.on_status(50_000, "dc1", "web-01", NodeState::Stopped)
+                .is_empty()
+        );
     }
 
     #[test]
@@ -551,7 +653,10 @@ mod tests {
         ]);
         assert_eq!(dropped, vec!["gone:dc1/web-01".to_string()]);
         // Still critical: no new firing transition.
-        assert!(ev.on_report(&report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)])).is_empty());
+        assert!(
+            ev.on_report(&report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)]))
+                .is_empty()
+        );
         let out = ev.on_report(&report(2_000, &[], &[("tcp:pg", CheckStatus::Ok)]));
         assert_eq!(out[0].state, AlertState::Resolved);
         assert_eq!(out[0].started_at, 500);

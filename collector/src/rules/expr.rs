@@ -69,7 +69,14 @@ impl fmt::Display for Expr {
             let parts: Vec<String> = self
                 .selector
                 .iter()
-                .map(|m| format!("{}{}{:?}", m.key, if m.negate { "!=" } else { "=" }, m.pattern))
+                .map(|m| {
+                    format!(
+                        "{}{}{:?}",
+                        m.key,
+                        if m.negate { "!=" } else { "=" },
+                        m.pattern
+                    )
+                })
                 .collect();
             write!(f, "{{{}}}", parts.join(","))?;
         }
@@ -96,7 +103,9 @@ impl Expr {
             .unwrap_or(s.len());
         let metric = &s[..name_end];
         if !tocsin_protocol::is_valid_metric_name(metric) {
-            return Err(format!("expression {src:?}: {metric:?} is not a metric name (dotted lower case)"));
+            return Err(format!(
+                "expression {src:?}: {metric:?} is not a metric name (dotted lower case)"
+            ));
         }
         let mut rest = s[name_end..].trim_start();
         let mut selector = Vec::new();
@@ -119,7 +128,9 @@ impl Expr {
         ]
         .iter()
         .find_map(|(tok, cmp)| rest.strip_prefix(tok).map(|r| (*cmp, r)))
-        .ok_or_else(|| format!("expression {src:?}: expected a comparison (> >= < <= == !=) after the metric"))?;
+        .ok_or_else(|| {
+            format!("expression {src:?}: expected a comparison (> >= < <= == !=) after the metric")
+        })?;
         let threshold: f64 = num
             .trim()
             .parse()
@@ -151,7 +162,11 @@ fn split_matchers(s: &str) -> Vec<&str> {
         }
     }
     parts.push(&s[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn parse_matcher(src: &str, part: &str) -> Result<LabelMatch, String> {
@@ -160,14 +175,18 @@ fn parse_matcher(src: &str, part: &str) -> Result<LabelMatch, String> {
     } else if let Some((k, v)) = part.split_once('=') {
         (k, false, v)
     } else {
-        return Err(format!("expression {src:?}: label matcher {part:?} needs = or !="));
+        return Err(format!(
+            "expression {src:?}: label matcher {part:?} needs = or !="
+        ));
     };
     let key = key.trim();
     let value = value.trim();
     let pattern = value
         .strip_prefix('"')
         .and_then(|v| v.strip_suffix('"'))
-        .ok_or_else(|| format!("expression {src:?}: label value in {part:?} must be in double quotes"))?;
+        .ok_or_else(|| {
+            format!("expression {src:?}: label value in {part:?} must be in double quotes")
+        })?;
     if key.is_empty() {
         return Err(format!("expression {src:?}: empty label name in {part:?}"));
     }
@@ -207,7 +226,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -223,17 +245,31 @@ mod tests {
 
     #[test]
     fn selectors_and_operators() {
-        let e = Expr::parse(r#"fs.used_pct{mount="/var*", fs_type!="nfs"} >= 80.5"#).expect("valid");
+        let e =
+            Expr::parse(r#"fs.used_pct{mount="/var*", fs_type!="nfs"} >= 80.5"#).expect("valid");
         assert_eq!(e.selector.len(), 2);
         assert_eq!(e.cmp, Cmp::Ge);
-        assert!(e.selects("fs.used_pct", &labels(&[("mount", "/var/lib"), ("fs_type", "ext4")])));
-        assert!(!e.selects("fs.used_pct", &labels(&[("mount", "/var/lib"), ("fs_type", "nfs")])));
+        assert!(e.selects(
+            "fs.used_pct",
+            &labels(&[("mount", "/var/lib"), ("fs_type", "ext4")])
+        ));
+        assert!(!e.selects(
+            "fs.used_pct",
+            &labels(&[("mount", "/var/lib"), ("fs_type", "nfs")])
+        ));
         assert!(!e.selects("fs.used_pct", &labels(&[("mount", "/")])));
-        for (src, cmp) in [("a < 1", Cmp::Lt), ("a <= 1", Cmp::Le), ("a == 1", Cmp::Eq), ("a != 1", Cmp::Ne)] {
+        for (src, cmp) in [
+            ("a < 1", Cmp::Lt),
+            ("a <= 1", Cmp::Le),
+            ("a == 1", Cmp::Eq),
+            ("a != 1", Cmp::Ne),
+        ] {
             assert_eq!(Expr::parse(src).expect(src).cmp, cmp);
         }
         assert_eq!(
-            Expr::parse(r#"x.y{a="1,2"} > -3e2"#).expect("valid").to_string(),
+            Expr::parse(r#"x.y{a="1,2"} > -3e2"#)
+                .expect("valid")
+                .to_string(),
             r#"x.y{a="1,2"} > -300"#
         );
     }

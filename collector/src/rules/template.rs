@@ -4,7 +4,15 @@ use std::collections::BTreeMap;
 
 /// Placeholders every rule may use; `labels.<key>` is accepted too.
 pub const PLACEHOLDERS: &[&str] = &[
-    "node", "site", "rule", "value", "threshold", "check", "status", "output", "severity",
+    "node",
+    "site",
+    "rule",
+    "value",
+    "threshold",
+    "check",
+    "status",
+    "output",
+    "severity",
 ];
 
 /// A parsed template: literal text and placeholders.
@@ -77,16 +85,18 @@ mod tests {
     #[test]
     fn renders() {
         let t = Template::parse("{{node}}: {{labels.mount}} is {{value}}% full").expect("valid");
-        let vars: BTreeMap<String, String> = [
-            ("node", "web-01"),
-            ("labels.mount", "/"),
-            ("value", "91.2"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let vars: BTreeMap<String, String> =
+            [("node", "web-01"), ("labels.mount", "/"), ("value", "91.2")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         assert_eq!(t.render(&vars), "web-01: / is 91.2% full");
-        assert_eq!(Template::parse("{{ check }}").expect("valid").render(&BTreeMap::new()), "?");
+        assert_eq!(
+            Template::parse("{{ check }}")
+                .expect("valid")
+                .render(&BTreeMap::new()),
+            "?"
+        );
     }
 
     #[test]

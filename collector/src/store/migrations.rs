@@ -5,7 +5,8 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// (version, name, SQL). Append only: never edit a migration that has shipped.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
 
 /// Apply every migration newer than the database; returns how many ran.
 pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
@@ -16,11 +17,18 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
              applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp
          );",
     )?;
-    let current: i32 = conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let current: i32 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     if let Some(&(latest, _, _)) = MIGRATIONS.last()
         && current > latest
     {
-        return Err(StoreError::TooNew { found: current, known: latest });
+        return Err(StoreError::TooNew {
+            found: current,
+            known: latest,
+        });
     }
     let mut applied = 0;
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
@@ -67,8 +75,14 @@ mod tests {
     fn refuses_a_database_from_a_newer_build() {
         let mut conn = Connection::open_in_memory().expect("open");
         migrate(&mut conn).expect("migrate");
-        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'future')", [])
-            .expect("insert");
-        assert!(matches!(migrate(&mut conn), Err(StoreError::TooNew { found: 999, .. })));
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')",
+            [],
+        )
+        .expect("insert");
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::TooNew { found: 999, .. })
+        ));
     }
 }

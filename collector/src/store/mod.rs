@@ -30,7 +30,9 @@ pub enum StoreError {
     Db(#[from] duckdb::Error),
     #[error("migration {version} failed: {message}")]
     Migration { version: i32, message: String },
-    #[error("the database is at schema version {found}, newer than this build knows ({known}); upgrade tocsin")]
+    #[error(
+        "the database is at schema version {found}, newer than this build knows ({known}); upgrade tocsin"
+    )]
     TooNew { found: i32, known: i32 },
     #[error("stored data is not what this build expects: {0}")]
     Corrupt(String),

@@ -27,12 +27,14 @@ pub struct Reader {
     conn: Arc<Mutex<Connection>>,
 }
 
-const TS_NODE_COLS: &str = "site, node, kind, state, agent_version, inventory::VARCHAR AS inventory,
+const TS_NODE_COLS: &str =
+    "site, node, kind, state, agent_version, inventory::VARCHAR AS inventory,
     labels::VARCHAR AS labels, parents::VARCHAR AS parents, via, last_seq, last_ts, last_report_at,
     last_report::VARCHAR AS last_report, state_changed_at, first_seen, updated_at";
 
-const ALERT_COLS: &str = "id, alert_key, rule, site, node, labels::VARCHAR AS labels, state, severity, category,
-    value, summary, detail, runbook, started_at, at, incident_id";
+const ALERT_COLS: &str =
+    "id, alert_key, rule, site, node, labels::VARCHAR AS labels, state, severity, category,
+    value, summary, detail, runbook, started_at, changed_at, incident_id";
 
 const TICKET_COLS: &str = "id, number, kind, state, priority, impact, urgency, category, assignment_group, summary,
     description, reporter::VARCHAR AS reporter, environment::VARCHAR AS environment, incident_id, site, node,
@@ -43,7 +45,10 @@ impl Reader {
         Reader { conn }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>,
+    ) -> Result<T, StoreError> {
         let guard = self
             .conn
             .lock()
@@ -52,7 +57,13 @@ impl Reader {
     }
 
     pub fn nodes(&self) -> Result<Vec<Map<String, Json>>, StoreError> {
-        self.with(|c| query_json(c, &format!("SELECT {TS_NODE_COLS} FROM nodes ORDER BY site, node"), &[]))
+        self.with(|c| {
+            query_json(
+                c,
+                &format!("SELECT {TS_NODE_COLS} FROM nodes ORDER BY site, node"),
+                &[],
+            )
+        })
     }
 
     /// Current alerts (latest transition of each), optionally by state.
@@ -60,12 +71,12 @@ impl Reader {
         self.with(|c| match state {
             Some(s) => query_json(
                 c,
-                &format!("SELECT {ALERT_COLS} FROM v_alerts_current WHERE state = ? ORDER BY at DESC"),
+                &format!("SELECT {ALERT_COLS} FROM v_alerts_current WHERE state = ? ORDER BY changed_at DESC"),
                 &[&s],
             ),
             None => query_json(
                 c,
-                &format!("SELECT {ALERT_COLS} FROM v_alerts_current ORDER BY at DESC LIMIT 1000"),
+                &format!("SELECT {ALERT_COLS} FROM v_alerts_current ORDER BY changed_at DESC LIMIT 1000"),
                 &[],
             ),
         })
@@ -76,7 +87,11 @@ impl Reader {
                 (SELECT count(*) FROM incident_alerts a WHERE a.incident_id = i.id) AS alert_count
             FROM incidents i LEFT JOIN tickets t ON t.id = i.ticket_id";
         self.with(|c| match state {
-            Some(s) => query_json(c, &format!("{base} WHERE i.state = ? ORDER BY i.id DESC"), &[&s]),
+            Some(s) => query_json(
+                c,
+                &format!("{base} WHERE i.state = ? ORDER BY i.id DESC"),
+                &[&s],
+            ),
             None => query_json(c, &format!("{base} ORDER BY i.id DESC LIMIT 1000"), &[]),
         })
     }
@@ -107,10 +122,20 @@ impl Reader {
                 ),
                 &[&id],
             )?;
-            let (root, symptoms): (Vec<_>, Vec<_>) =
-                alerts.into_iter().partition(|a| a.get("role").and_then(Json::as_str) == Some("root"));
-            inc.insert("root_alert_detail".into(), root.into_iter().next().map(Json::Object).unwrap_or(Json::Null));
-            inc.insert("symptoms".into(), Json::Array(symptoms.into_iter().map(Json::Object).collect()));
+            let (root, symptoms): (Vec<_>, Vec<_>) = alerts
+                .into_iter()
+                .partition(|a| a.get("role").and_then(Json::as_str) == Some("root"));
+            inc.insert(
+                "root_alert_detail".into(),
+                root.into_iter()
+                    .next()
+                    .map(Json::Object)
+                    .unwrap_or(Json::Null),
+            );
+            inc.insert(
+                "symptoms".into(),
+                Json::Array(symptoms.into_iter().map(Json::Object).collect()),
+            );
             Ok(Some(Json::Object(inc)))
         })
     }
@@ -145,7 +170,7 @@ impl Reader {
             let tid = t.get("id").and_then(Json::as_i64).unwrap_or(-1);
             let events = query_json(
                 c,
-                "SELECT id, at, kind, actor, message, data::VARCHAR AS data FROM ticket_events
+                "SELECT id, created_at, kind, actor, message, data::VARCHAR AS data FROM ticket_events
                  WHERE ticket_id = ? ORDER BY id",
                 &[&tid],
             )?;
@@ -172,10 +197,22 @@ impl Reader {
             let mut m = Map::new();
             for (name, sql) in [
                 ("nodes", "SELECT count(*) FROM nodes"),
-                ("alerts_firing", "SELECT count(*) FROM v_alerts_current WHERE state = 'firing'"),
-                ("incidents_open", "SELECT count(*) FROM incidents WHERE state = 'open'"),
-                ("tickets_open", "SELECT count(*) FROM tickets WHERE state NOT IN ('resolved', 'closed')"),
-                ("rejected_payloads", "SELECT count(*) FROM rejected_payloads"),
+                (
+                    "alerts_firing",
+                    "SELECT count(*) FROM v_alerts_current WHERE state = 'firing'",
+                ),
+                (
+                    "incidents_open",
+                    "SELECT count(*) FROM incidents WHERE state = 'open'",
+                ),
+                (
+                    "tickets_open",
+                    "SELECT count(*) FROM tickets WHERE state NOT IN ('resolved', 'closed')",
+                ),
+                (
+                    "rejected_payloads",
+                    "SELECT count(*) FROM rejected_payloads",
+                ),
             ] {
                 let n: i64 = c.query_row(sql, [], |r| r.get(0))?;
                 m.insert(name.into(), json!(n));
@@ -199,7 +236,8 @@ fn ms(row: &duckdb::Row<'_>, i: usize) -> Result<Option<i64>, duckdb::Error> {
 }
 
 fn json_col<T: serde::de::DeserializeOwned + Default>(s: Option<String>) -> T {
-    s.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
+    s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
 }
 
 /// Everything the engine needs to continue after a restart.
@@ -217,17 +255,25 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         snap.nodes.push(NodeRow {
             site: text(r, 0)?,
             node: text(r, 1)?,
-            kind: if kind == "network" { tocsin_protocol::NodeKind::Network } else { tocsin_protocol::NodeKind::Host },
+            kind: if kind == "network" {
+                tocsin_protocol::NodeKind::Network
+            } else {
+                tocsin_protocol::NodeKind::Host
+            },
             state: text(r, 3)?,
             agent_version: r.get(4)?,
-            inventory: r.get::<_, Option<String>>(5)?.and_then(|s| serde_json::from_str(&s).ok()),
+            inventory: r
+                .get::<_, Option<String>>(5)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
             labels: json_col(r.get(6)?),
             parents: json_col(r.get(7)?),
             via: r.get(8)?,
             last_seq: r.get(9)?,
             last_ts: ms(r, 10)?,
             last_report_at: ms(r, 11)?,
-            last_report: r.get::<_, Option<String>>(12)?.and_then(|s| serde_json::from_str(&s).ok()),
+            last_report: r
+                .get::<_, Option<String>>(12)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
             state_changed_at: ms(r, 13)?.unwrap_or(0),
             first_seen: ms(r, 14)?.unwrap_or(0),
             updated_at: ms(r, 15)?.unwrap_or(0),
@@ -282,12 +328,12 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         });
     }
 
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare(
         "SELECT id, number, kind, state, priority, impact, urgency, category, assignment_group, summary,
                 description, reporter::VARCHAR, environment::VARCHAR, incident_id, site, node, runbook,
                 opened_at, acknowledged_at, resolved_at, closed_at, updated_at
-         FROM tickets WHERE state <> 'closed' ORDER BY id"
-    ))?;
+         FROM tickets WHERE state <> 'closed' ORDER BY id",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         snap.tickets.push(TicketRow {
@@ -316,7 +362,9 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         });
     }
 
-    let next = |sql: &str| -> Result<i64, StoreError> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))?) };
+    let next = |sql: &str| -> Result<i64, StoreError> {
+        Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))?)
+    };
     snap.next_ids = Ids {
         alert: next("SELECT coalesce(max(id), 0) + 1 FROM alerts")?,
         incident: next("SELECT coalesce(max(id), 0) + 1 FROM incidents")?,

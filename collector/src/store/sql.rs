@@ -7,7 +7,14 @@ use crate::time::{Millis, rfc3339};
 
 /// Columns holding JSON documents; they are parsed instead of returned as strings.
 const JSON_COLUMNS: &[&str] = &[
-    "inventory", "labels", "parents", "last_report", "reporter", "environment", "data", "payload_json",
+    "inventory",
+    "labels",
+    "parents",
+    "last_report",
+    "reporter",
+    "environment",
+    "data",
+    "payload_json",
 ];
 
 /// One DuckDB value as JSON: timestamps as RFC 3339 strings, JSON columns parsed.
@@ -19,23 +26,42 @@ pub fn to_json(column: &str, v: Value) -> Json {
         Value::SmallInt(i) => i.into(),
         Value::Int(i) => i.into(),
         Value::BigInt(i) => i.into(),
-        Value::HugeInt(i) => i64::try_from(i).map(Json::from).unwrap_or_else(|_| Json::String(i.to_string())),
-        Value::UHugeInt(i) => u64::try_from(i).map(Json::from).unwrap_or_else(|_| Json::String(i.to_string())),
+        Value::HugeInt(i) => i64::try_from(i)
+            .map(Json::from)
+            .unwrap_or_else(|_| Json::String(i.to_string())),
+        Value::UHugeInt(i) => u64::try_from(i)
+            .map(Json::from)
+            .unwrap_or_else(|_| Json::String(i.to_string())),
         Value::UTinyInt(i) => i.into(),
         Value::USmallInt(i) => i.into(),
         Value::UInt(i) => i.into(),
         Value::UBigInt(i) => i.into(),
-        Value::Float(f) => serde_json::Number::from_f64(f64::from(f)).map(Json::Number).unwrap_or(Json::Null),
-        Value::Double(f) => serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null),
+        Value::Float(f) => serde_json::Number::from_f64(f64::from(f))
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Value::Double(f) => serde_json::Number::from_f64(f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
         Value::Decimal(d) => Json::String(d.to_string()),
         Value::Timestamp(unit, t) => Json::String(rfc3339(unit.to_micros(t) / 1000)),
-        Value::Text(s) if JSON_COLUMNS.contains(&column) => serde_json::from_str(&s).unwrap_or(Json::String(s)),
+        Value::Text(s) if JSON_COLUMNS.contains(&column) => {
+            serde_json::from_str(&s).unwrap_or(Json::String(s))
+        }
         Value::Text(s) | Value::Enum(s) => Json::String(s),
         Value::Blob(b) | Value::Geometry(b) => Json::String(format!("<{} bytes>", b.len())),
         Value::Date32(d) => Json::String(rfc3339(i64::from(d) * 86_400_000)[..10].to_string()),
         Value::Time64(unit, t) => Json::String(format!("{}us", unit.to_micros(t))),
-        Value::Interval { months, days, nanos } => Json::String(format!("{months} months {days} days {}ms", nanos / 1_000_000)),
-        Value::List(items) | Value::Array(items) => Json::Array(items.into_iter().map(|i| to_json("", i)).collect()),
+        Value::Interval {
+            months,
+            days,
+            nanos,
+        } => Json::String(format!(
+            "{months} months {days} days {}ms",
+            nanos / 1_000_000
+        )),
+        Value::List(items) | Value::Array(items) => {
+            Json::Array(items.into_iter().map(|i| to_json("", i)).collect())
+        }
         Value::Struct(fields) => {
             let mut m = Map::new();
             for (k, v) in fields.iter() {
@@ -55,6 +81,7 @@ pub fn to_json(column: &str, v: Value) -> Json {
             Json::Object(m)
         }
         Value::Union(inner) => to_json(column, *inner),
+        other => Json::String(format!("{other:?}")),
     }
 }
 

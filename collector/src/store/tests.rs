@@ -62,7 +62,9 @@ fn engine_effects_round_trip_through_duckdb() {
             v: 1,
             state: NodeState::Online,
             ts: Some(1_000),
-            agent: Some(tocsin_protocol::AgentInfo { version: "0.1.0".into() }),
+            agent: Some(tocsin_protocol::AgentInfo {
+                version: "0.1.0".into(),
+            }),
             inventory: Some(Inventory {
                 hostname: Some("web-01".into()),
                 ..Inventory::default()
@@ -97,7 +99,10 @@ fn engine_effects_round_trip_through_duckdb() {
 
     let tickets = reader.tickets(&TicketFilter::default()).expect("tickets");
     assert_eq!(tickets.len(), 1);
-    let ticket = reader.ticket("INC-000001").expect("ticket").expect("exists");
+    let ticket = reader
+        .ticket("INC-000001")
+        .expect("ticket")
+        .expect("exists");
     assert_eq!(ticket["state"], "new");
     assert_eq!(ticket["environment"]["inventory"]["hostname"], "web-01");
     assert_eq!(ticket["events"][0]["kind"], "opened");
@@ -112,12 +117,21 @@ fn engine_effects_round_trip_through_duckdb() {
     assert_eq!(snap.next_ids.incident_number, 2);
     let mut e = engine(snap);
     // The redelivered report is a duplicate after the restart too.
-    assert!(e.handle(11_000, report(1, 10_000, CheckStatus::Critical)).duplicate);
+    assert!(
+        e.handle(11_000, report(1, 10_000, CheckStatus::Critical))
+            .duplicate
+    );
     let out = e.handle(20_000, report(2, 20_000, CheckStatus::Ok));
     write(&mut store, &out.effects);
     let reader = store.reader().expect("reader");
-    assert_eq!(reader.incidents(Some("resolved")).expect("resolved").len(), 1);
-    assert_eq!(reader.ticket("INC-000001").expect("t").expect("t")["state"], "resolved");
+    assert_eq!(
+        reader.incidents(Some("resolved")).expect("resolved").len(),
+        1
+    );
+    assert_eq!(
+        reader.ticket("INC-000001").expect("t").expect("t")["state"],
+        "resolved"
+    );
     let out = e.handle(90_000, Input::Tick);
     write(&mut store, &out.effects);
     let out = e.handle(100_000, report(3, 100_000, CheckStatus::Critical));
@@ -160,7 +174,11 @@ fn rejected_payloads_are_kept_with_reason() {
         ack: Some(42u32),
     })
     .expect("send");
-    assert_eq!(ack_rx.blocking_recv(), Some(42), "ack released after commit");
+    assert_eq!(
+        ack_rx.blocking_recv(),
+        Some(42),
+        "ack released after commit"
+    );
     drop(tx);
     handle.join().expect("writer thread");
     let rows = reader.rejected(10).expect("rejected");
@@ -183,5 +201,8 @@ fn file_database_survives_reopen() {
     let store = Store::open(&path).expect("reopen");
     assert_eq!(store.snapshot().expect("snapshot").incidents.len(), 1);
     let err = Store::open(Path::new("/proc/nope/x.duckdb")).expect_err("unwritable");
-    assert!(err.to_string().starts_with("/proc/nope/x.duckdb: "), "{err}");
+    assert!(
+        err.to_string().starts_with("/proc/nope/x.duckdb: "),
+        "{err}"
+    );
 }

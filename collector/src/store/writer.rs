@@ -10,7 +10,9 @@ use tokio::sync::mpsc;
 
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
-use crate::engine::model::{AlertRow, IncidentAlertRow, IncidentRow, NodeRow, TicketEventRow, TicketRow};
+use crate::engine::model::{
+    AlertRow, IncidentAlertRow, IncidentRow, NodeRow, TicketEventRow, TicketRow,
+};
 
 /// One input's worth of writing: its effects, or its rejection, and the token that acknowledges it.
 #[derive(Debug)]
@@ -102,7 +104,9 @@ impl Writer {
                 }
             }
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
+            stats
+                .rejected
+                .fetch_add(rejected.len() as u64, Ordering::Relaxed);
             stats
                 .last_batch_micros
                 .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -120,7 +124,11 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, effects: &[Effect], rejected: &[RejectedRow]) -> Result<usize, StoreError> {
+    fn commit(
+        &mut self,
+        effects: &[Effect],
+        rejected: &[RejectedRow],
+    ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let rows = write_effects(&tx, effects)? + write_rejected(&tx, rejected)?;
         tx.commit()?;
@@ -198,7 +206,7 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
     if !alerts.is_empty() {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO alerts (id, alert_key, rule, site, node, labels, state, severity, category, value,
-                 summary, detail, runbook, started_at, at, incident_id)
+                 summary, detail, runbook, started_at, changed_at, incident_id)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?)",
         )?;
         for a in &alerts {
@@ -300,11 +308,19 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
     }
     if !events.is_empty() {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO ticket_events (id, ticket_id, at, kind, actor, message, data)
+            "INSERT INTO ticket_events (id, ticket_id, created_at, kind, actor, message, data)
              VALUES (?, ?, epoch_ms(?::BIGINT), ?, ?, ?, ?)",
         )?;
         for ev in &events {
-            stmt.execute(params![ev.id, ev.ticket_id, ev.at, ev.kind, ev.actor, ev.message, json(&ev.data)])?;
+            stmt.execute(params![
+                ev.id,
+                ev.ticket_id,
+                ev.at,
+                ev.kind,
+                ev.actor,
+                ev.message,
+                json(&ev.data)
+            ])?;
             rows += 1;
         }
     }

@@ -36,7 +36,7 @@ CREATE TABLE alerts (
     detail       VARCHAR NOT NULL,
     runbook      VARCHAR,
     started_at   TIMESTAMP NOT NULL,
-    at           TIMESTAMP NOT NULL,
+    changed_at   TIMESTAMP NOT NULL,
     incident_id  BIGINT
 );
 
@@ -113,7 +113,7 @@ CREATE TABLE tickets (
 CREATE TABLE ticket_events (
     id         BIGINT PRIMARY KEY,
     ticket_id  BIGINT NOT NULL,
-    at         TIMESTAMP NOT NULL,
+    created_at TIMESTAMP NOT NULL,
     kind       VARCHAR NOT NULL,
     actor      VARCHAR NOT NULL,
     message    VARCHAR NOT NULL,
