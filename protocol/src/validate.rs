@@ -303,10 +303,10 @@ mod tests {
             ("not json", b"hello".to_vec(), "malformed"),
             ("truncated json", br#"{"v":1,"node":"#.to_vec(), "malformed"),
             ("json array", b"[1,2]".to_vec(), "malformed"),
-            ("missing v", with(|v| { v.as_object_mut().map(|o| o.remove("v")); }), "unknown_version"),
+            ("missing v", with(|v| { if let Some(o) = v.as_object_mut() { o.remove("v"); } }), "unknown_version"),
             ("v = 2", with(|v| v["v"] = 2.into()), "unknown_version"),
             ("v as string", with(|v| v["v"] = "1".into()), "unknown_version"),
-            ("missing seq", with(|v| { v.as_object_mut().map(|o| o.remove("seq")); }), "malformed"),
+            ("missing seq", with(|v| { if let Some(o) = v.as_object_mut() { o.remove("seq"); } }), "malformed"),
             ("negative seq", with(|v| v["seq"] = (-1).into()), "malformed"),
             ("value as string", with(|v| v["metrics"][0]["value"] = "12".into()), "malformed"),
             ("bad status", with(|v| v["checks"][0]["status"] = "bad".into()), "malformed"),
@@ -320,7 +320,9 @@ mod tests {
             ("bad label key", with(|v| v["metrics"][1]["labels"] = serde_json::json!({"mount point": "/"})), "invalid"),
             ("duplicate check", with(|v| {
                 let c = v["checks"][0].clone();
-                v["checks"].as_array_mut().map(|a| a.push(c));
+                if let Some(a) = v["checks"].as_array_mut() {
+                    a.push(c);
+                }
             }), "invalid"),
             ("empty check name", with(|v| v["checks"][0]["name"] = "".into()), "invalid"),
             ("negative latency", with(|v| v["checks"][0]["latency_ms"] = (-1.0).into()), "invalid"),

@@ -206,3 +206,33 @@ fn missing_or_invalid_config_is_one_line_and_exit_code_2() {
     let (code, err) = run_collector(&["check-config", "--config", cfg.to_str().expect("path")]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+#[test]
+fn agent_config_errors_are_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |path: &std::path::Path| {
+        let out = Command::new(bin("tocsin-agent"))
+            .arg("run")
+            .arg("--config")
+            .arg(path)
+            .output()
+            .expect("run agent");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&dir.path().join("missing.toml"));
+    assert_eq!(code, Some(2));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("missing.toml"), "{err}");
+    for (name, text, needle) in [
+        ("unknown-key.toml", "site = \"dc1\"\nintervall = \"10s\"\n", "intervall"),
+        ("bad-duration.toml", "site = \"dc1\"\ninterval = \"soon\"\n", "soon"),
+        ("bad-node.toml", "site = \"dc1\"\nnode = \"web 01\"\n", "web 01"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let (code, err) = run(&path);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+        assert!(err.contains(name) && err.contains(needle), "{name}: {err}");
+    }
+}

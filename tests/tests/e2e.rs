@@ -255,3 +255,62 @@ fn incident_lifecycle_with_mosquitto() {
 fn incident_lifecycle_with_embedded_broker() {
     incident_lifecycle(Broker::Embedded(free_port()));
 }
+
+/// The collector stops while the agent keeps reporting: the broker keeps the persistent
+/// session's messages, and the restarted collector resumes its open incident from the store
+/// and resolves it from the queued reports, without a second incident or ticket.
+#[test]
+fn collector_restart_resumes_from_store_and_broker_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(m) = Mosquitto::start(dir.path()) else {
+        return;
+    };
+    let mut s = start_collector(dir, Broker::Mosquitto(m.port));
+    let check_port = free_port();
+    let _agent = start_agent(&s, check_port, "db-01");
+    wait_for("a ticket", WAIT, || {
+        let t = s.api.list("/api/v1/tickets");
+        (t.len() == 1).then_some(())
+    });
+    let seq_before = s.api.list("/api/v1/nodes")[0]["last_seq"]
+        .as_u64()
+        .expect("seq");
+    assert_eq!(
+        s.collector.terminate(),
+        Some(0),
+        "collector log:\n{}",
+        s.collector.log_text()
+    );
+
+    // While the collector is down the check recovers; the reports wait at the broker.
+    let listener = TcpListener::bind(("127.0.0.1", check_port)).expect("bind the check port");
+    std::thread::sleep(Duration::from_secs(4));
+
+    let mut cmd = Command::new(bin("tocsin-collector"));
+    cmd.arg("run").arg("--config").arg(&s.collector_config);
+    s.collector = Proc::spawn("collector-2", cmd, s.dir.path());
+    s.api.wait_healthy(WAIT);
+    wait_for(
+        "the resumed incident resolved by queued reports",
+        WAIT,
+        || {
+            let t = s.api.get("/api/v1/tickets/INC-000001");
+            (field(&t, "state") == "resolved" || field(&t, "state") == "closed").then_some(())
+        },
+    );
+    assert_eq!(s.api.list("/api/v1/tickets").len(), 1, "no second ticket");
+    assert_eq!(
+        s.api.list("/api/v1/incidents").len(),
+        1,
+        "no second incident"
+    );
+    let seq_after = s.api.list("/api/v1/nodes")[0]["last_seq"]
+        .as_u64()
+        .expect("seq");
+    assert!(
+        seq_after > seq_before + 2,
+        "queued reports were delivered: {seq_before} -> {seq_after}"
+    );
+    drop(listener);
+    assert_eq!(s.collector.terminate(), Some(0));
+}

@@ -60,6 +60,11 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Bytes as GiB with one decimal.
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
 fn items(v: &Json) -> &[Json] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
@@ -184,7 +189,7 @@ pub fn ticket_detail(t: &Json) -> String {
             })
             .unwrap_or_default();
         o.push_str(&format!(
-            "Node:      {} — {} {}, kernel {}, {}, {} cores {}, {} bytes RAM, IPs {}\n",
+            "Node:      {} — {} {}, kernel {}, {}, {} cores {}, {} RAM, IPs {}\n",
             cell(inv, "hostname"),
             cell(inv, "os"),
             cell(inv, "os_version"),
@@ -192,7 +197,10 @@ pub fn ticket_detail(t: &Json) -> String {
             cell(inv, "arch"),
             cell(inv, "cpu_cores"),
             cell(inv, "cpu_model"),
-            cell(inv, "memory_bytes"),
+            inv.get("memory_bytes")
+                .and_then(Json::as_u64)
+                .map(gib)
+                .unwrap_or_else(|| "-".into()),
             if ips.is_empty() { "-".into() } else { ips }
         ));
     }
@@ -241,11 +249,13 @@ mod tests {
             "state": "new", "assignment_group": "service-desk", "summary": "s", "category": "software",
             "opened_at": "2026-11-29T16:09:01.123Z", "description": "what happened",
             "reporter": {"type": "monitoring", "node": "web-01", "site": "dc1", "agent_version": "0.1.0"},
-            "environment": {"inventory": {"hostname": "web-01", "os": "Debian", "ip_addresses": ["10.0.0.5"]}},
+            "environment": {"inventory": {"hostname": "web-01", "os": "Debian", "ip_addresses": ["10.0.0.5"],
+                "memory_bytes": 25_276_502_016u64}},
             "events": [{"created_at": "2026-11-29T16:09:01.123Z", "kind": "opened", "message": "opened by monitoring"}]});
         let d = ticket_detail(&t);
         assert!(d.contains("INC-000001  P2"));
         assert!(d.contains("IPs 10.0.0.5"));
+        assert!(d.contains("23.5 GiB RAM"), "{d}");
         assert!(d.contains("opened by monitoring"));
     }
 }
