@@ -18,14 +18,17 @@ pub fn millis(d: Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
-/// RFC 3339 with milliseconds, UTC (`2026-11-29T16:09:01.123Z`).
+/// RFC 3339 with milliseconds, UTC (`2026-11-29T16:09:01.123Z`). Values outside
+/// 1970..=9999 are clamped to that range (never panics).
 pub fn rfc3339(ms: Millis) -> String {
-    let t = if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms as u64)
-    } else {
-        UNIX_EPOCH
-    };
-    humantime::format_rfc3339_millis(t).to_string()
+    use std::fmt::Write as _;
+    let ms = ms.clamp(0, tocsin_protocol::MAX_TS_MS);
+    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
+    let mut out = String::new();
+    if write!(out, "{}", humantime::format_rfc3339_millis(t)).is_err() {
+        out = format!("@{ms}ms");
+    }
+    out
 }
 
 /// "1h 2m 3s" style for durations shown to people.
@@ -43,5 +46,7 @@ mod tests {
         assert_eq!(rfc3339(1_764_412_345_123), "2025-11-29T10:32:25.123Z");
         assert_eq!(human(3_723_000), "1h 2m 3s");
         assert_eq!(millis(Duration::from_secs(2)), 2000);
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -18,7 +18,7 @@ pub use status::{AgentInfo, Inventory, NodeState, Status};
 pub use topic::{
     Topic, TopicError, TopicKind, event_topic, report_topic, status_topic, subscriptions,
 };
-pub use validate::{decode_report, decode_status, is_valid_metric_name, is_valid_name};
+pub use validate::{MAX_TS_MS, decode_report, decode_status, is_valid_metric_name, is_valid_name};
 
 /// The protocol version this crate speaks (`"v"` in every payload).
 pub const VERSION: u32 = 1;

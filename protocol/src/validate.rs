@@ -12,6 +12,8 @@ const MAX_CHECK_NAME: usize = 128;
 const MAX_CHECK_OUTPUT: usize = 8 * 1024;
 const MAX_METRIC_NAME: usize = 128;
 const MAX_INTERVAL_S: u32 = 86_400;
+/// 9999-12-31T23:59:59.999Z: later timestamps are nonsense and unprintable as RFC 3339.
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
 
 /// Site and node names: `[A-Za-z0-9._-]{1,64}`.
 pub fn is_valid_name(s: &str) -> bool {
@@ -205,7 +207,7 @@ impl Status {
         if self.v != VERSION {
             return Err(ProtocolError::UnknownVersion(self.v.to_string()));
         }
-        if self.ts.is_some_and(|ts| ts <= 0) {
+        if self.ts.is_some_and(|ts| ts <= 0 || ts > MAX_TS_MS) {
             return Err(ProtocolError::invalid(
                 "ts",
                 "must be milliseconds since the Unix epoch",
@@ -315,6 +317,7 @@ mod tests {
             ("empty site", with(|v| v["site"] = "".into()), "invalid"),
             ("long node", with(|v| v["node"] = "a".repeat(65).into()), "invalid"),
             ("zero ts", with(|v| v["ts"] = 0.into()), "invalid"),
+            ("ts after year 9999", with(|v| v["ts"] = (MAX_TS_MS + 1).into()), "invalid"),
             ("upper-case metric", with(|v| v["metrics"][0]["name"] = "CPU.usage".into()), "invalid"),
             ("empty metric segment", with(|v| v["metrics"][0]["name"] = "cpu..usage".into()), "invalid"),
             ("bad label key", with(|v| v["metrics"][1]["labels"] = serde_json::json!({"mount point": "/"})), "invalid"),

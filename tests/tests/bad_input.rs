@@ -217,16 +217,31 @@ fn agent_config_errors_are_one_line_and_exit_code_2() {
             .arg(path)
             .output()
             .expect("run agent");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, err) = run(&dir.path().join("missing.toml"));
     assert_eq!(code, Some(2));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("missing.toml"), "{err}");
     for (name, text, needle) in [
-        ("unknown-key.toml", "site = \"dc1\"\nintervall = \"10s\"\n", "intervall"),
-        ("bad-duration.toml", "site = \"dc1\"\ninterval = \"soon\"\n", "soon"),
-        ("bad-node.toml", "site = \"dc1\"\nnode = \"web 01\"\n", "web 01"),
+        (
+            "unknown-key.toml",
+            "site = \"dc1\"\nintervall = \"10s\"\n",
+            "intervall",
+        ),
+        (
+            "bad-duration.toml",
+            "site = \"dc1\"\ninterval = \"soon\"\n",
+            "soon",
+        ),
+        (
+            "bad-node.toml",
+            "site = \"dc1\"\nnode = \"web 01\"\n",
+            "web 01",
+        ),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");

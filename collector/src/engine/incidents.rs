@@ -288,10 +288,11 @@ impl Engine {
             return;
         };
         inc.active.remove(&t.key);
-        let Some(ticket_id) = inc.row.ticket_id else {
-            return;
-        };
+        let ticket_id = inc.row.ticket_id;
         if !inc.active.is_empty() || inc.row.state != IncidentState::Open {
+            let Some(ticket_id) = ticket_id else {
+                return;
+            };
             let msg = format!(
                 "alert cleared: {} ({}); {} still firing",
                 t.summary,
@@ -314,6 +315,9 @@ impl Engine {
         self.counters.incidents_resolved += 1;
         effects.push(Effect::Incident(Box::new(inc.row.clone())));
         let lasted = now - inc.row.opened_at;
+        let Some(ticket_id) = ticket_id else {
+            return;
+        };
         if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
             ticket.state = TicketState::Resolved;
             ticket.resolved_at = Some(now);

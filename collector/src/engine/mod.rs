@@ -132,6 +132,10 @@ pub struct Engine {
     tickets: BTreeMap<i64, TicketRow>,
     ids: Ids,
     counters: Counters,
+    /// Latest `now` seen: time never runs backwards inside the engine.
+    clock: Millis,
+    /// Live alerts restored from the store whose rule no longer exists; resolved on the first input.
+    orphans: Vec<ActiveAlert>,
 }
 
 impl Engine {
@@ -153,6 +157,8 @@ impl Engine {
             tickets: snapshot.tickets.into_iter().map(|t| (t.id, t)).collect(),
             ids: snapshot.next_ids,
             counters: Counters::default(),
+            clock: 0,
+            orphans: Vec::new(),
         };
         for row in snapshot.incidents {
             engine.incidents.insert(
@@ -166,7 +172,7 @@ impl Engine {
         }
         for (alert, incident) in snapshot.alerts {
             if dropped.contains(&alert.key) {
-                continue;
+                engine.orphans.push(alert.clone());
             }
             if let Some(inc) = incident.and_then(|id| engine.incidents.get_mut(&id)) {
                 inc.members.insert(alert.key.clone());
@@ -177,6 +183,30 @@ impl Engine {
             engine.alerts.insert(alert.key, LiveAlert { incident });
         }
         engine
+    }
+
+    /// Resolve alerts whose rule was removed while the collector was down, so their
+    /// incidents do not stay open forever.
+    fn resolve_orphans(&mut self, now: Millis, effects: &mut Vec<Effect>) {
+        for a in std::mem::take(&mut self.orphans) {
+            let t = AlertTransition {
+                summary: format!("{} on {}: rule removed", a.rule, a.node),
+                detail: format!("rule {} no longer exists in the rule files", a.rule),
+                key: a.key,
+                rule: a.rule,
+                site: a.site,
+                node: a.node,
+                labels: a.labels,
+                state: crate::rules::AlertState::Resolved,
+                severity: crate::rules::Severity::Info,
+                category: crate::rules::Category::Configuration,
+                value: None,
+                runbook: None,
+                started_at: a.started_at,
+                at: now,
+            };
+            self.apply_alert(now, t, effects);
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -203,7 +233,12 @@ impl Engine {
 
     /// Feed one input received at `now`.
     pub fn handle(&mut self, now: Millis, input: Input) -> Outcome {
+        let now = now.max(self.clock);
+        self.clock = now;
         let mut out = Outcome::default();
+        if !self.orphans.is_empty() {
+            self.resolve_orphans(now, &mut out.effects);
+        }
         match input {
             Input::Report(report) => {
                 if !self.observe_report(now, &report, &mut out.effects) {

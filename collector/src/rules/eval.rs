@@ -253,7 +253,7 @@ impl Evaluator {
                 }
             }
             // A live series of this rule and node that the report no longer carries resolves.
-            let gone: Vec<String> = self
+            let mut gone: Vec<String> = self
                 .series
                 .iter()
                 .filter(|(k, s)| {
@@ -264,6 +264,7 @@ impl Evaluator {
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
+            gone.sort(); // HashMap order is random: sorted, a replay gives the same ids.
             for key in gone {
                 if let Some(t) = self.resolve(&key, at, "no longer reported by the agent") {
                     out.push(t);
@@ -312,7 +313,7 @@ impl Evaluator {
 
     /// Promote node-status series whose `for` elapsed; nothing else depends on the clock.
     pub fn tick(&mut self, now: Millis) -> Vec<AlertTransition> {
-        let due: Vec<String> = self
+        let mut due: Vec<String> = self
             .series
             .iter()
             .filter(|(_, s)| {
@@ -323,6 +324,7 @@ impl Evaluator {
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
+        due.sort();
         for key in due {
             if let Some(s) = self.series.get_mut(&key) {
                 s.phase = Phase::Firing;
