@@ -38,6 +38,8 @@ pub enum StartError {
     },
     #[error("internal: {0}")]
     Internal(String),
+    #[error("stopped: {0}")]
+    Fatal(String),
 }
 
 /// Bounded queue sizes: full queues push back on the broker instead of growing.
@@ -56,9 +58,19 @@ pub struct Running {
     shutdown: broadcast::Sender<()>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Reasons a part stopped on its own (store failure, pipeline panic).
+    fatal: mpsc::Receiver<String>,
 }
 
 impl Running {
+    /// Resolves when a part of the collector stopped on its own; says why.
+    pub async fn failed(&mut self) -> String {
+        self.fatal
+            .recv()
+            .await
+            .unwrap_or_else(|| "every part stopped".to_string())
+    }
+
     /// Stop intake, drain the pipeline, commit what is queued, close the database.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(());
@@ -121,11 +133,17 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let (write_tx, write_rx) = mpsc::channel::<WriteMsg<Publish>>(WRITE_QUEUE);
     let (ack_tx, ack_rx) = mpsc::channel::<Publish>(ACK_QUEUE);
 
+    let (fatal_tx, fatal) = mpsc::channel::<String>(4);
     let writer = store.into_writer(&config.store);
     let writer_stats = metrics.writer.clone();
+    let writer_fatal = fatal_tx.clone();
     let writer = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || writer.run(write_rx, ack_tx, writer_stats))
+        .spawn(move || {
+            if let Err(e) = writer.run(write_rx, ack_tx, writer_stats) {
+                let _ = writer_fatal.blocking_send(format!("the store writer gave up: {e}"));
+            }
+        })
         .map_err(|e| StartError::Internal(format!("cannot start the writer thread: {e}")))?;
 
     let mut tasks = Vec::new();
@@ -140,9 +158,32 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
             shutdown.subscribe(),
         )),
     ));
+    let pipeline_task = tokio::spawn(pipeline(engine, in_rx, write_tx, metrics.clone()));
+    let pipeline_fatal = fatal_tx;
+    let mut pipeline_shutdown = shutdown.subscribe();
     tasks.push((
         "pipeline",
-        tokio::spawn(pipeline(engine, in_rx, write_tx, metrics.clone())),
+        tokio::spawn(async move {
+            // The pipeline ends by itself only at shutdown (intake closed); anything else is fatal.
+            let result = pipeline_task.await;
+            let stopping = !matches!(
+                pipeline_shutdown.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty)
+            );
+            match result {
+                Err(e) => {
+                    let _ = pipeline_fatal
+                        .send(format!("the engine pipeline failed: {e}"))
+                        .await;
+                }
+                Ok(()) if !stopping => {
+                    let _ = pipeline_fatal
+                        .send("the engine pipeline stopped".to_string())
+                        .await;
+                }
+                Ok(()) => {}
+            }
+        }),
     ));
     let api_state = ApiState {
         reader,
@@ -160,6 +201,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         shutdown,
         tasks,
         writer: Some(writer),
+        fatal,
     })
 }
 
@@ -168,11 +210,20 @@ pub async fn run(
     config: CollectorConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let running = start(config).await?;
-    shutdown.await;
-    tracing::info!("shutting down");
+    let mut running = start(config).await?;
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        why = running.failed() => Some(why),
+    };
+    match &failure {
+        None => tracing::info!("shutting down"),
+        Some(why) => tracing::error!(reason = %why, "shutting down after a failure"),
+    }
     running.stop().await;
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(why) => Err(StartError::Fatal(why)),
+    }
 }
 
 /// The engine's task: every inbound message and every tick through the pure engine, effects to the writer.

@@ -180,7 +180,10 @@ fn rejected_payloads_are_kept_with_reason() {
         "ack released after commit"
     );
     drop(tx);
-    handle.join().expect("writer thread");
+    handle
+        .join()
+        .expect("writer thread")
+        .expect("writer ends cleanly");
     let rows = reader.rejected(10).expect("rejected");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["reason"], "malformed");
@@ -204,5 +207,45 @@ fn file_database_survives_reopen() {
     assert!(
         err.to_string().starts_with("/proc/nope/x.duckdb: "),
         "{err}"
+    );
+}
+
+#[test]
+fn a_batch_that_cannot_be_stored_is_never_acknowledged() {
+    let store = Store::open_in_memory().expect("store");
+    let mut e = engine(crate::engine::Snapshot::default());
+    let alert = e
+        .handle(10_000, report(1, 10_000, CheckStatus::Critical))
+        .effects
+        .into_iter()
+        .find(|x| matches!(x, Effect::Alert(_)))
+        .expect("alert effect");
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel(8);
+    let mut writer = store.into_writer(&crate::config::StoreConfig::default());
+    writer.retry_delays = vec![std::time::Duration::from_millis(1)];
+    let stats = std::sync::Arc::new(WriterStats::default());
+    let s2 = stats.clone();
+    let handle = std::thread::spawn(move || writer.run(rx, ack_tx, s2));
+    let msg = |ack: u32| WriteMsg {
+        effects: vec![alert.clone()],
+        rejected: None,
+        ack: Some(ack),
+    };
+    tx.blocking_send(msg(1)).expect("send");
+    assert_eq!(ack_rx.blocking_recv(), Some(1));
+    // The same alert row again violates its primary key: the commit fails every time.
+    tx.blocking_send(msg(2)).expect("send");
+    assert_eq!(
+        ack_rx.blocking_recv(),
+        None,
+        "no ack for data that was not stored"
+    );
+    let result = handle.join().expect("writer thread");
+    assert!(result.is_err(), "the writer reports that it gave up");
+    assert_eq!(
+        stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "first try and one retry"
     );
 }

@@ -39,7 +39,12 @@ pub struct Writer {
     conn: Connection,
     batch_size: usize,
     flush_interval: Duration,
+    /// Pauses between attempts at a failing batch; after the last, the writer gives up.
+    pub retry_delays: Vec<Duration>,
 }
+
+/// How long the queue must stay empty before a batch is committed.
+const LINGER: Duration = Duration::from_millis(3);
 
 fn json<T: serde::Serialize>(v: &T) -> Option<String> {
     serde_json::to_string(v).ok()
@@ -51,17 +56,27 @@ impl Writer {
             conn,
             batch_size: batch_size.max(1),
             flush_interval,
+            retry_delays: vec![
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+            ],
         }
     }
 
-    /// Drain `rx` until it closes: gather up to `batch_size` messages or `flush_interval`,
-    /// commit them together, then pass their ack tokens to `acks`. Blocks the calling thread.
+    /// Drain `rx` until it closes: gather messages while they keep coming (up to
+    /// `batch_size`, at most `flush_interval`), commit them in one transaction, then pass
+    /// their ack tokens to `acks`. Blocks the calling thread.
+    ///
+    /// A batch that cannot be committed is retried with backoff; if it still fails the writer
+    /// stops with the error and its tokens are dropped unacknowledged, so the broker
+    /// redelivers those messages to the next run. Nothing is acknowledged that is not stored.
     pub fn run<A: Send + 'static>(
         mut self,
         mut rx: mpsc::Receiver<WriteMsg<A>>,
         acks: mpsc::Sender<A>,
         stats: Arc<WriterStats>,
-    ) {
+    ) -> Result<(), StoreError> {
         loop {
             let Some(first) = rx.blocking_recv() else {
                 break;
@@ -69,14 +84,20 @@ impl Writer {
             let deadline = Instant::now() + self.flush_interval;
             let mut batch = vec![first];
             let mut closed = false;
+            let mut idle_since: Option<Instant> = None;
             while batch.len() < self.batch_size {
                 match rx.try_recv() {
-                    Ok(m) => batch.push(m),
+                    Ok(m) => {
+                        batch.push(m);
+                        idle_since = None;
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        if Instant::now() >= deadline {
+                        // Commit once the queue stayed empty for a moment (or the batch is old).
+                        let idle = *idle_since.get_or_insert_with(Instant::now);
+                        if Instant::now() >= deadline || idle.elapsed() >= LINGER {
                             break;
                         }
-                        std::thread::sleep(Duration::from_millis(5).min(self.flush_interval));
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         closed = true;
@@ -93,16 +114,24 @@ impl Writer {
                 rejected.extend(m.rejected);
                 tokens.extend(m.ack);
             }
-            match self.commit(&effects, &rejected) {
-                Ok(rows) => {
-                    stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+            let mut attempt = 0;
+            let rows = loop {
+                match self.commit(&effects, &rejected) {
+                    Ok(rows) => break rows,
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        let Some(delay) = self.retry_delays.get(attempt).copied() else {
+                            tracing::error!(error = %e, effects = effects.len(),
+                                "cannot store a batch; stopping without acknowledging it (the broker will redeliver)");
+                            return Err(e);
+                        };
+                        tracing::warn!(error = %e, attempt = attempt + 1, "batch write failed; retrying");
+                        attempt += 1;
+                        std::thread::sleep(delay);
+                    }
                 }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, effects = effects.len(), "batch write failed; writing rows one by one");
-                    self.salvage(&effects, &rejected, &stats);
-                }
-            }
+            };
+            stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats
                 .rejected
@@ -122,6 +151,7 @@ impl Writer {
         if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
             tracing::warn!(error = %e, "checkpoint at shutdown failed");
         }
+        Ok(())
     }
 
     fn commit(
@@ -133,19 +163,6 @@ impl Writer {
         let rows = write_effects(&tx, effects)? + write_rejected(&tx, rejected)?;
         tx.commit()?;
         Ok(rows)
-    }
-
-    /// After a failed batch, keep every row that can be kept and log the rest.
-    fn salvage(&mut self, effects: &[Effect], rejected: &[RejectedRow], stats: &WriterStats) {
-        for e in effects {
-            if let Err(err) = self.commit(std::slice::from_ref(e), &[]) {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %err, effect = ?e, "row could not be stored");
-            }
-        }
-        if let Err(err) = self.commit(&[], rejected) {
-            tracing::error!(error = %err, "rejected payloads could not be stored");
-        }
     }
 }
 
