@@ -31,6 +31,8 @@ pub enum QuickstartError {
     Agent(String),
     #[error("no ticket appeared within {0:?}; see the log above")]
     NoTicket(Duration),
+    #[error("{0}: not empty and not made by a quickstart; choose another --data-dir")]
+    ForeignDir(PathBuf),
     #[error(transparent)]
     Api(#[from] cli::CliError),
 }
@@ -108,18 +110,36 @@ fn write(path: PathBuf, text: &str) -> Result<(), QuickstartError> {
     std::fs::write(&path, text).map_err(|source| QuickstartError::Io { path, source })
 }
 
+/// Marks a folder as the quickstart's own, so a rerun may wipe it.
+const MARKER: &str = ".tocsin-quickstart";
+
+/// Empty the data folder for a fresh demo, but only one that is empty or was made by a quickstart.
+fn prepare_dir(dir: &std::path::Path) -> Result<(), QuickstartError> {
+    let io = |source| QuickstartError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            return Err(QuickstartError::ForeignDir(dir.to_path_buf()));
+        }
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    write(
+        dir.join(MARKER),
+        "made by tocsin-collector quickstart; removed on the next run\n",
+    )
+}
+
 /// Run the demo until `shutdown` resolves.
 pub async fn run(
     opts: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), QuickstartError> {
     let dir = &opts.data_dir;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|source| QuickstartError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-    }
+    prepare_dir(dir)?;
     let rules_dir = dir.join("rules");
     std::fs::create_dir_all(&rules_dir).map_err(|source| QuickstartError::Io {
         path: rules_dir.clone(),
@@ -184,7 +204,8 @@ pub async fn run(
 
     let client = ApiClient::new(&api);
     let started = Instant::now();
-    let result = async {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let wait_for_ticket = async {
         loop {
             let tickets = client.get("/api/v1/tickets").await?;
             if let Some(first) = tickets.as_array().and_then(|a| a.last()) {
@@ -209,15 +230,24 @@ pub async fn run(
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    }
-    .await;
-    if result.is_ok() {
-        println!(
-            "\nThe API is up at {api} (try {api}/api/v1/tickets, or: tocsin --api {api} tickets)."
-        );
-        println!("Press Ctrl-C to stop.");
-        shutdown.await;
-    }
+    };
+    // Ctrl-C is honoured while waiting too, and always stops cleanly.
+    let result = tokio::select! {
+        r = wait_for_ticket => Some(r),
+        _ = &mut shutdown => None,
+    };
+    let result = match result {
+        Some(Ok(())) => {
+            println!(
+                "\nThe API is up at {api} (try {api}/api/v1/tickets, or: tocsin --api {api} tickets)."
+            );
+            println!("Press Ctrl-C to stop.");
+            shutdown.await;
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        None => Ok(()),
+    };
     println!("stopping ...");
     let _ = agent_stop.send(());
     match tokio::time::timeout(Duration::from_secs(5), agent).await {
@@ -229,4 +259,54 @@ pub async fn run(
     running.stop().await;
     println!("stopped.");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_is_only_wiped_when_it_is_the_quickstarts_own() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let foreign = base.path().join("mine");
+        std::fs::create_dir_all(&foreign).expect("mkdir");
+        std::fs::write(foreign.join("precious.txt"), "keep me").expect("write");
+        assert!(matches!(
+            prepare_dir(&foreign),
+            Err(QuickstartError::ForeignDir(_))
+        ));
+        assert!(foreign.join("precious.txt").exists());
+
+        let own = base.path().join("qs");
+        prepare_dir(&own).expect("new dir");
+        std::fs::write(own.join("tocsin.duckdb"), "old").expect("write");
+        prepare_dir(&own).expect("rerun wipes its own dir");
+        assert!(!own.join("tocsin.duckdb").exists());
+        assert!(own.join(MARKER).exists());
+    }
+
+    #[test]
+    fn built_in_rules_are_the_shipped_ones_and_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in DEFAULT_RULES {
+            let shipped = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../rules")
+                    .join(name),
+            )
+            .expect("shipped rule file");
+            assert_eq!(&shipped, text, "{name}");
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        let shipped_files =
+            std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .expect("rules dir")
+                .count();
+        assert_eq!(
+            shipped_files,
+            DEFAULT_RULES.len(),
+            "every shipped rule file is built in"
+        );
+        crate::rules::load_rules_dir(dir.path()).expect("rules load");
+    }
 }

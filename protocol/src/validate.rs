@@ -116,10 +116,10 @@ impl Report {
                 "must match [A-Za-z0-9._-]{1,64}",
             ));
         }
-        if self.ts <= 0 {
+        if self.ts <= 0 || self.ts > MAX_TS_MS {
             return Err(ProtocolError::invalid(
                 "ts",
-                "must be milliseconds since the Unix epoch",
+                "must be milliseconds since the Unix epoch, before the year 10000",
             ));
         }
         if self.interval_s > MAX_INTERVAL_S {

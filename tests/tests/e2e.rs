@@ -314,3 +314,46 @@ fn collector_restart_resumes_from_store_and_broker_session() {
     drop(listener);
     assert_eq!(s.collector.terminate(), Some(0));
 }
+
+/// The README's first command: the quickstart prints the incident and ticket within 60 s,
+/// serves the API, and stops cleanly on Ctrl-C.
+#[test]
+fn quickstart_prints_incident_and_ticket_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mqtt, http) = (free_port(), free_port());
+    let mut cmd = Command::new(bin("tocsin-collector"));
+    cmd.arg("quickstart")
+        .arg("--data-dir")
+        .arg(dir.path().join("qs"))
+        .args([
+            "--mqtt-port",
+            &mqtt.to_string(),
+            "--http-port",
+            &http.to_string(),
+        ]);
+    let mut qs = Proc::spawn("quickstart", cmd, dir.path());
+    wait_for(
+        "the quickstart to print its ticket",
+        Duration::from_secs(60),
+        || {
+            let out = qs.log_text();
+            out.contains("The API is up").then_some(out)
+        },
+    );
+    let out = qs.log_text();
+    assert!(out.contains("INC-000001"), "{out}");
+    assert!(out.contains("demo-db"), "{out}");
+    assert!(out.contains("Reporter:  monitoring node"), "{out}");
+    let api = Api::new(http);
+    let tickets = api.list("/api/v1/tickets");
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(field(&tickets[0], "priority"), "P1");
+    qs.signal(Signal::SIGINT);
+    assert_eq!(
+        qs.wait(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        qs.log_text()
+    );
+    assert!(qs.log_text().contains("stopped."));
+}
