@@ -15,7 +15,7 @@ use crate::api::{self, ApiState};
 use crate::config::{CollectorConfig, ConfigError};
 use crate::engine::{Effect, Engine, Input, Policy};
 use crate::ingest::Decoded;
-use crate::ingest::mqtt::{self, Inbound, RejectLog};
+use crate::ingest::mqtt::{self, Inbound, RateLimit};
 use crate::metrics::{EngineGauges, Metrics};
 use crate::store::{Store, StoreError, WriteMsg};
 use crate::time::now_millis;
@@ -46,6 +46,8 @@ pub enum StartError {
 const INBOUND_QUEUE: usize = 1024;
 const WRITE_QUEUE: usize = 1024;
 const ACK_QUEUE: usize = 4096;
+/// Refused payloads stored per node per minute (a stuck publisher must not fill the disk).
+const REJECTED_KEPT_PER_MINUTE: u32 = 20;
 
 /// A running collector.
 #[derive(Debug)]
@@ -236,7 +238,9 @@ async fn pipeline(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut reject_log = RejectLog::default();
+    let mut reject_log = RateLimit::log_once_a_minute();
+    // Refused payloads kept per node and minute; beyond that they are only counted.
+    let mut reject_store = RateLimit::new(REJECTED_KEPT_PER_MINUTE, 60_000);
     loop {
         let msg = tokio::select! {
             biased;
@@ -272,13 +276,20 @@ async fn pipeline(
                     (Some(s), Some(n)) => format!("{s}/{n}"),
                     _ => row.topic.clone(),
                 };
-                if reject_log.should_log(&who, msg.received_at) {
+                if reject_log.allow(&who, msg.received_at) {
                     tracing::warn!(from = %who, topic = %row.topic, reason = %row.reason, error = %row.error,
                         "payload refused (further refusals from this node are counted, not logged, for a minute)");
                 }
+                let keep = reject_store.allow(&who, msg.received_at);
+                if !keep {
+                    metrics
+                        .ingest
+                        .rejected_unstored
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 WriteMsg {
                     effects: Vec::new(),
-                    rejected: Some(row),
+                    rejected: keep.then_some(row),
                     ack: msg.ack,
                 }
             }

@@ -80,6 +80,13 @@ impl Metrics {
                 let _ = writeln!(o, "tocsin_ingest_rejected_total{{reason=\"{reason}\"}} {n}");
             }
         }
+        line(
+            &mut o,
+            "tocsin_ingest_rejected_unstored_total",
+            "counter",
+            "Refused payloads counted but not stored (over 20 per node and minute).",
+            i.rejected_unstored.load(Ordering::Relaxed),
+        );
         if let Ok(e) = self.engine.lock() {
             let c = &e.counters;
             line(

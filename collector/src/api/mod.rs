@@ -81,14 +81,11 @@ where
     }
 }
 
-fn one_of(name: &str, value: Option<&String>, allowed: &[&str]) -> Result<Option<String>, Resp> {
+fn one_of(name: &str, value: Option<&String>, allowed: &[&str]) -> Result<Option<String>, String> {
     match value {
         None => Ok(None),
         Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-        Some(v) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("{name}={v:?} is not one of {}", allowed.join(", ")),
-        )),
+        Some(v) => Err(format!("{name}={v:?} is not one of {}", allowed.join(", "))),
     }
 }
 
@@ -136,14 +133,14 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Resp {
         ["api", "v1", "alerts"] => {
             let st = match one_of("state", q.get("state"), ALERT_STATES) {
                 Ok(s) => s,
-                Err(resp) => return resp,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
             };
             read(&state, move |r| r.alerts(st.as_deref()).map(Some), None).await
         }
         ["api", "v1", "incidents"] => {
             let st = match one_of("state", q.get("state"), INCIDENT_STATES) {
                 Ok(s) => s,
-                Err(resp) => return resp,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
             };
             read(&state, move |r| r.incidents(st.as_deref()).map(Some), None).await
         }
@@ -165,11 +162,11 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Resp {
             let filter = TicketFilter {
                 state: match one_of("state", q.get("state"), TICKET_STATES) {
                     Ok(s) => s,
-                    Err(resp) => return resp,
+                    Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
                 },
                 priority: match one_of("priority", q.get("priority"), PRIORITIES) {
                     Ok(s) => s,
-                    Err(resp) => return resp,
+                    Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
                 },
                 limit: match q.get("limit").map(|l| l.parse::<usize>()) {
                     None => None,

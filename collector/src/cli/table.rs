@@ -150,14 +150,11 @@ pub fn nodes_table(v: &Json) -> String {
 pub fn ticket_detail(t: &Json) -> String {
     let mut o = String::new();
     o.push_str(&format!(
-        "{}  {} ({})  {}  group {}\n",
+        "{}  {} (impact {}, urgency {})  {}  group {}\n",
         cell(t, "number"),
         cell(t, "priority"),
-        format!(
-            "impact {}, urgency {}",
-            cell(t, "impact"),
-            cell(t, "urgency")
-        ),
+        cell(t, "impact"),
+        cell(t, "urgency"),
         cell(t, "state"),
         cell(t, "assignment_group")
     ));
@@ -204,7 +201,7 @@ pub fn ticket_detail(t: &Json) -> String {
             if ips.is_empty() { "-".into() } else { ips }
         ));
     }
-    o.push_str("\n");
+    o.push('\n');
     o.push_str(&cell(t, "description"));
     if !o.ends_with('\n') {
         o.push('\n');

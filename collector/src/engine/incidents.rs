@@ -50,15 +50,21 @@ impl Engine {
         }
     }
 
-    /// The incident a firing alert belongs to: the node's open one, the node's resolved one
-    /// still in verification (a recurrence reopens it), or a new one.
+    /// The incident a firing alert belongs to: the node's open one if it saw activity within
+    /// the grouping window, the node's resolved one still in verification (a recurrence
+    /// reopens it), or a new one.
     fn incident_for(&mut self, now: Millis, t: &AlertTransition, effects: &mut Vec<Effect>) -> i64 {
         let verify = self.policy.verify_ms();
+        let grouping = self.policy.grouping_ms();
         let same_node = |i: &Incident| i.row.site == t.site && i.row.node == t.node;
         let open = self
             .incidents
             .values()
-            .filter(|i| same_node(i) && i.row.state == IncidentState::Open)
+            .filter(|i| {
+                same_node(i)
+                    && i.row.state == IncidentState::Open
+                    && now - i.row.updated_at <= grouping
+            })
             .map(|i| i.row.id)
             .next_back();
         if let Some(id) = open {

@@ -30,12 +30,12 @@ use crate::time::Millis;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A validated report (its topic matched its payload).
-    Report(Report),
+    Report(Box<Report>),
     /// A validated status for a node.
     Status {
         site: String,
         node: String,
-        status: Status,
+        status: Box<Status>,
     },
     /// Time passed: pending node alerts and verification periods are due.
     Tick,
@@ -254,7 +254,7 @@ impl Engine {
             Input::Status { site, node, status } => {
                 self.counters.statuses += 1;
                 let state = status.state;
-                self.observe_status(now, &site, &node, status, &mut out.effects);
+                self.observe_status(now, &site, &node, *status, &mut out.effects);
                 for t in self.rules.on_status(now, &site, &node, state) {
                     self.apply_alert(now, t, &mut out.effects);
                 }

@@ -80,7 +80,7 @@ enum Step {
 
 fn input(now: Millis, step: &Step) -> Input {
     match step {
-        Step::Report(node, seq, checks, fs) => Input::Report(Report {
+        Step::Report(node, seq, checks, fs) => Input::Report(Box::new(Report {
             v: 1,
             node: node.to_string(),
             site: "dc1".into(),
@@ -101,11 +101,11 @@ fn input(now: Millis, step: &Step) -> Input {
                     latency_ms: Some(0.5),
                 })
                 .collect(),
-        }),
+        })),
         Step::Birth(node, criticality) => Input::Status {
             site: "dc1".into(),
             node: node.to_string(),
-            status: Status {
+            status: Box::new(Status {
                 v: 1,
                 state: NodeState::Online,
                 ts: Some(now),
@@ -122,12 +122,12 @@ fn input(now: Millis, step: &Step) -> Input {
                 }),
                 parents: vec!["core-sw-1".into()],
                 labels: [("criticality".to_string(), criticality.to_string())].into(),
-            },
+            }),
         },
         Step::Will(node) => Input::Status {
             site: "dc1".into(),
             node: node.to_string(),
-            status: Status::last_will(),
+            status: Box::new(Status::last_will()),
         },
         Step::Tick => Input::Tick,
     }
@@ -649,4 +649,44 @@ fn alerts_of_a_removed_rule_resolve_after_restart() {
             .any(|x| matches!(x, Effect::Incident(i) if i.state == I::Resolved))
     );
     assert_eq!(e.live_alerts(), 0);
+}
+
+#[test]
+fn an_alert_long_after_the_last_activity_opens_its_own_incident() {
+    // Grouping window 5m (default): tcp:pg fails at 0 and stays failing; tcp:web fails 10 minutes later.
+    let (_, effects) = run(&[
+        (
+            0,
+            Step::Report("web-01", 1, &[("tcp:pg", Critical)], None),
+            Some((1, I::Open, T::New, Priority::P2)),
+        ),
+        (
+            600,
+            Step::Report(
+                "web-01",
+                2,
+                &[("tcp:pg", Critical), ("tcp:web", Critical)],
+                None,
+            ),
+            Some((2, I::Open, T::New, Priority::P2)),
+        ),
+        (
+            610,
+            Step::Report(
+                "web-01",
+                3,
+                &[("tcp:pg", Fine), ("tcp:web", Critical)],
+                None,
+            ),
+            Some((1, I::Resolved, T::Resolved, Priority::P2)),
+        ),
+    ]);
+    let tickets: BTreeSet<String> = effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Ticket(t) => Some(t.number.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tickets.len(), 2);
 }

@@ -58,7 +58,7 @@ pub fn decode(root: &str, topic: &str, payload: &[u8], now: Millis) -> Decoded {
                 ),
                 payload,
             ),
-            Ok(report) => Decoded::Input(Input::Report(report)),
+            Ok(report) => Decoded::Input(Input::Report(Box::new(report))),
             Err(e) => reject(now, topic, site, node, e.reason(), e.to_string(), payload),
         },
         TopicKind::Status if payload.is_empty() => Decoded::Ignored,
@@ -66,7 +66,7 @@ pub fn decode(root: &str, topic: &str, payload: &[u8], now: Millis) -> Decoded {
             Ok(status) => Decoded::Input(Input::Status {
                 site: t.site,
                 node: t.node,
-                status,
+                status: Box::new(status),
             }),
             Err(e) => reject(now, topic, site, node, e.reason(), e.to_string(), payload),
         },

@@ -30,6 +30,8 @@ pub struct IngestStats {
     pub bytes: AtomicU64,
     pub connection_errors: AtomicU64,
     pub rejected: Mutex<BTreeMap<String, u64>>,
+    /// Refusals counted but not stored (over the per-node budget).
+    pub rejected_unstored: AtomicU64,
 }
 
 impl IngestStats {
@@ -172,26 +174,51 @@ pub async fn run(
     ack_task.abort();
 }
 
-/// Logs a refused payload at most once per node per minute; the rest are only counted.
-#[derive(Debug, Default)]
-pub struct RejectLog {
-    last: BTreeMap<String, Millis>,
+/// Allows at most `limit` events per sender per window; used to log refusals once a minute
+/// and to keep at most a few refused payloads per node and minute (the rest are counted).
+#[derive(Debug)]
+pub struct RateLimit {
+    limit: u32,
+    window_ms: Millis,
+    /// Sender -> (window start, events in it).
+    seen: BTreeMap<String, (Millis, u32)>,
 }
 
-impl RejectLog {
-    pub const EVERY_MS: Millis = 60_000;
+impl RateLimit {
+    /// Senders remembered at most; older windows are forgotten first.
+    const MAX_SENDERS: usize = 10_000;
 
-    /// Should a rejection from `who` at `now` be logged?
-    pub fn should_log(&mut self, who: &str, now: Millis) -> bool {
-        match self.last.get(who) {
-            Some(&t) if now - t < Self::EVERY_MS => false,
-            _ => {
-                if self.last.len() > 10_000 {
-                    self.last.retain(|_, t| now - *t < Self::EVERY_MS);
-                }
-                self.last.insert(who.to_string(), now);
-                true
+    pub fn new(limit: u32, window_ms: Millis) -> Self {
+        RateLimit {
+            limit,
+            window_ms,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Once per sender per minute: for log lines.
+    pub fn log_once_a_minute() -> Self {
+        RateLimit::new(1, 60_000)
+    }
+
+    /// Is one more event from `who` at `now` allowed?
+    pub fn allow(&mut self, who: &str, now: Millis) -> bool {
+        if self.seen.len() >= Self::MAX_SENDERS && !self.seen.contains_key(who) {
+            let window = self.window_ms;
+            self.seen.retain(|_, (start, _)| now - *start < window);
+            if self.seen.len() >= Self::MAX_SENDERS {
+                return false;
             }
+        }
+        let entry = self.seen.entry(who.to_string()).or_insert((now, 0));
+        if now - entry.0 >= self.window_ms {
+            *entry = (now, 0);
+        }
+        if entry.1 < self.limit {
+            entry.1 += 1;
+            true
+        } else {
+            false
         }
     }
 }
@@ -201,18 +228,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reject_log_is_rate_limited_per_node() {
-        let mut log = RejectLog::default();
-        assert!(log.should_log("dc1/a", 0));
-        assert!(!log.should_log("dc1/a", 30_000));
-        assert!(log.should_log("dc1/b", 30_000));
-        assert!(log.should_log("dc1/a", 60_000));
+    fn rate_limit_is_per_sender_and_window() {
+        let mut log = RateLimit::log_once_a_minute();
+        assert!(log.allow("dc1/a", 0));
+        assert!(!log.allow("dc1/a", 30_000));
+        assert!(log.allow("dc1/b", 30_000));
+        assert!(log.allow("dc1/a", 60_000));
+        let mut store = RateLimit::new(3, 60_000);
+        let allowed = (0..10).filter(|i| store.allow("dc1/a", i * 1_000)).count();
+        assert_eq!(allowed, 3);
+        assert!(store.allow("dc1/a", 61_000));
     }
 
     #[test]
     fn options_from_config() {
-        let mut cfg = BrokerConfig::default();
-        cfg.url = "mqtt://127.0.0.1:1999".into();
+        let mut cfg = BrokerConfig {
+            url: "mqtt://127.0.0.1:1999".into(),
+            ..BrokerConfig::default()
+        };
         let opts = options(&cfg).expect("options");
         assert_eq!(opts.broker_address(), ("127.0.0.1".to_string(), 1999));
         assert!(!opts.clean_session());

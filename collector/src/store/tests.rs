@@ -26,7 +26,7 @@ fn engine(snapshot: crate::engine::Snapshot) -> Engine {
 }
 
 fn report(seq: u64, ts: i64, status: CheckStatus) -> Input {
-    Input::Report(Report {
+    Input::Report(Box::new(Report {
         v: 1,
         node: "web-01".into(),
         site: "dc1".into(),
@@ -42,7 +42,7 @@ fn report(seq: u64, ts: i64, status: CheckStatus) -> Input {
             output: "refused".into(),
             latency_ms: None,
         }],
-    })
+    }))
 }
 
 fn write(store: &mut Store, effects: &[Effect]) {
@@ -58,7 +58,7 @@ fn engine_effects_round_trip_through_duckdb() {
     let birth = Input::Status {
         site: "dc1".into(),
         node: "web-01".into(),
-        status: Status {
+        status: Box::new(Status {
             v: 1,
             state: NodeState::Online,
             ts: Some(1_000),
@@ -71,7 +71,7 @@ fn engine_effects_round_trip_through_duckdb() {
             }),
             parents: vec![],
             labels: [("criticality".to_string(), "high".to_string())].into(),
-        },
+        }),
     };
     let out = e.handle(1_000, birth);
     write(&mut store, &out.effects);
