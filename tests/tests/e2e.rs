@@ -162,6 +162,40 @@ fn incident_lifecycle(broker: Broker) {
         "inventory in ticket: {detail}"
     );
     assert_eq!(detail["events"][0]["kind"], "opened");
+    // The operator CLI prints the same from the API, as a table and as JSON.
+    let tocsin = |args: &[&str]| {
+        let out = Command::new(bin("tocsin"))
+            .arg("--api")
+            .arg(&s.api.base)
+            .args(args)
+            .output()
+            .expect("run tocsin");
+        assert!(
+            out.status.success(),
+            "tocsin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = tocsin(&["tickets"]);
+    assert!(
+        table.starts_with("TICKET") && table.contains("INC-000001") && table.contains("P1"),
+        "{table}"
+    );
+    let table = tocsin(&["incidents", "--state", "open"]);
+    assert!(
+        table.contains("INC-000001") && table.contains("e2e/web-01"),
+        "{table}"
+    );
+    let json: Value =
+        serde_json::from_str(&tocsin(&["tickets", "--json"])).expect("--json is JSON");
+    assert_eq!(json[0]["number"], "INC-000001");
+    let detail = tocsin(&["ticket", "INC-000001"]);
+    assert!(
+        detail.contains("Reporter:  monitoring node web-01")
+            && detail.contains("opened by monitoring"),
+        "{detail}"
+    );
     let firing = s.api.list("/api/v1/alerts?state=firing");
     assert_eq!(firing.len(), 1);
     let nodes = s.api.list("/api/v1/nodes");
