@@ -396,8 +396,9 @@ impl Evaluator {
                     None
                 }
             }
-            Some(Phase::Pending) => {
-                // Not active for long enough: the episode ends without ever firing.
+            // Pending but no longer active: the episode ends without ever firing.
+            // Firing and the clear condition holds: resolved.
+            Some(phase) if phase == Phase::Pending || (sample.clear && !sample.active) => {
                 let s = self.series.remove(key)?;
                 Some(self.transition(
                     key,
@@ -409,19 +410,7 @@ impl Evaluator {
                     sample.detail,
                 ))
             }
-            Some(Phase::Firing) if sample.clear && !sample.active => {
-                let s = self.series.remove(key)?;
-                Some(self.transition(
-                    key,
-                    &s,
-                    AlertState::Resolved,
-                    at,
-                    sample.value,
-                    sample.vars,
-                    sample.detail,
-                ))
-            }
-            Some(Phase::Firing) => None,
+            Some(_) => None,
         }
     }
 
