@@ -173,6 +173,28 @@ fn run(table: &[(i64, Step, Expect)]) -> (Engine, Vec<Effect>) {
     (e, all)
 }
 
+/// Every ticket row in the effects, in order.
+fn tickets_in(effects: &[Effect]) -> Vec<TicketRow> {
+    effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Ticket(t) => Some((**t).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every incident row in the effects, in order.
+fn incidents_in(effects: &[Effect]) -> Vec<IncidentRow> {
+    effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Incident(i) => Some((**i).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn events(effects: &[Effect]) -> Vec<(String, String)> {
     effects
         .iter()
@@ -225,13 +247,7 @@ fn failing_check_opens_one_incident_and_ticket_then_resolves_and_closes_after_ve
     assert_eq!(e.counters().incidents_opened, 1);
     assert_eq!(e.counters().tickets_opened, 1);
     assert_eq!(e.open_incidents(), 0);
-    let ticket = effects
-        .iter()
-        .find_map(|x| match x {
-            Effect::Ticket(t) => Some(t.clone()),
-            _ => None,
-        })
-        .expect("ticket");
+    let ticket = tickets_in(&effects).into_iter().next().expect("ticket");
     assert_eq!(ticket.number, "INC-000001");
     assert_eq!(ticket.impact, Level::High);
     assert_eq!(ticket.urgency, Level::High);
@@ -401,13 +417,7 @@ fn last_will_raises_node_offline_after_for_and_routes_to_network() {
             Some((1, I::Resolved, T::Resolved, Priority::P3)),
         ),
     ]);
-    let ticket = effects
-        .iter()
-        .find_map(|x| match x {
-            Effect::Ticket(t) => Some(t.clone()),
-            _ => None,
-        })
-        .expect("ticket");
+    let ticket = tickets_in(&effects).into_iter().next().expect("ticket");
     assert_eq!(ticket.assignment_group, "network");
     assert_eq!(ticket.summary, "sw-agent is offline");
 }
@@ -471,22 +481,11 @@ fn restart_from_snapshot_continues_numbering_and_open_incident() {
             &Step::Report("web-01", 1, &[("tcp:pg", Critical)], None),
         ),
     );
-    let incident = out
-        .effects
-        .iter()
-        .find_map(|x| match x {
-            Effect::Incident(i) => Some((**i).clone()),
-            _ => None,
-        })
+    let incident = incidents_in(&out.effects)
+        .into_iter()
+        .next()
         .expect("incident");
-    let ticket = out
-        .effects
-        .iter()
-        .find_map(|x| match x {
-            Effect::Ticket(t) => Some((**t).clone()),
-            _ => None,
-        })
-        .expect("ticket");
+    let ticket = tickets_in(&out.effects).into_iter().next().expect("ticket");
     let snapshot = Snapshot {
         nodes: Vec::new(),
         alerts: vec![(
@@ -603,13 +602,9 @@ fn alerts_of_a_removed_rule_resolve_after_restart() {
             &Step::Report("web-01", 1, &[("tcp:pg", Critical)], None),
         ),
     );
-    let incident = out
-        .effects
-        .iter()
-        .find_map(|x| match x {
-            Effect::Incident(i) => Some((**i).clone()),
-            _ => None,
-        })
+    let incident = incidents_in(&out.effects)
+        .into_iter()
+        .next()
         .expect("incident");
     let snapshot = Snapshot {
         alerts: vec![(
