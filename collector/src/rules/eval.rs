@@ -5,7 +5,7 @@
 //! flushed after an outage is judged on the timeline it was collected on; node
 //! status series are timed by the collector's `now`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use tocsin_protocol::{NodeState, Report};
@@ -110,6 +110,8 @@ struct Sample {
 pub struct Evaluator {
     rules: Vec<Rule>,
     series: HashMap<String, Series>,
+    /// Live series keys per (site, node), so a report only looks at its own node's series.
+    by_node: HashMap<(String, String), BTreeSet<String>>,
 }
 
 /// `rule:site/node{k=v,...}`
@@ -129,6 +131,7 @@ impl Evaluator {
         Evaluator {
             rules,
             series: HashMap::new(),
+            by_node: HashMap::new(),
         }
     }
 
@@ -154,7 +157,7 @@ impl Evaluator {
                 AlertState::Firing => Phase::Firing,
                 AlertState::Resolved => continue,
             };
-            self.series.insert(
+            self.insert_series(
                 a.key.clone(),
                 Series {
                     rule,
@@ -253,18 +256,15 @@ impl Evaluator {
                 }
             }
             // A live series of this rule and node that the report no longer carries resolves.
-            let mut gone: Vec<String> = self
-                .series
-                .iter()
-                .filter(|(k, s)| {
-                    s.rule == idx
-                        && s.site == report.site
-                        && s.node == report.node
-                        && !seen.contains(k)
-                })
-                .map(|(k, _)| k.clone())
+            // (A BTreeSet: sorted, so a replay gives the same ids.)
+            let gone: Vec<String> = self
+                .by_node
+                .get(&(report.site.clone(), report.node.clone()))
+                .into_iter()
+                .flatten()
+                .filter(|k| !seen.contains(k) && self.series.get(*k).is_some_and(|s| s.rule == idx))
+                .cloned()
                 .collect();
-            gone.sort(); // HashMap order is random: sorted, a replay gives the same ids.
             for key in gone {
                 if let Some(t) = self.resolve(&key, at, "no longer reported by the agent") {
                     out.push(t);
@@ -344,6 +344,26 @@ impl Evaluator {
         out
     }
 
+    fn insert_series(&mut self, key: String, s: Series) {
+        self.by_node
+            .entry((s.site.clone(), s.node.clone()))
+            .or_default()
+            .insert(key.clone());
+        self.series.insert(key, s);
+    }
+
+    fn remove_series(&mut self, key: &str) -> Option<Series> {
+        let s = self.series.remove(key)?;
+        let node = (s.site.clone(), s.node.clone());
+        if let Some(keys) = self.by_node.get_mut(&node) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_node.remove(&node);
+            }
+        }
+        Some(s)
+    }
+
     fn step(
         &mut self,
         idx: usize,
@@ -369,7 +389,7 @@ impl Evaluator {
                     phase,
                     since: at,
                 };
-                self.series.insert(key.to_string(), s.clone());
+                self.insert_series(key.to_string(), s.clone());
                 let state = if phase == Phase::Firing {
                     AlertState::Firing
                 } else {
@@ -399,7 +419,7 @@ impl Evaluator {
             // Pending but no longer active: the episode ends without ever firing.
             // Firing and the clear condition holds: resolved.
             Some(phase) if phase == Phase::Pending || (sample.clear && !sample.active) => {
-                let s = self.series.remove(key)?;
+                let s = self.remove_series(key)?;
                 Some(self.transition(
                     key,
                     &s,
@@ -415,7 +435,7 @@ impl Evaluator {
     }
 
     fn resolve(&mut self, key: &str, at: Millis, why: &str) -> Option<AlertTransition> {
-        let s = self.series.remove(key)?;
+        let s = self.remove_series(key)?;
         let mut vars = BTreeMap::new();
         for (k, v) in &s.labels {
             vars.insert(format!("labels.{k}"), v.clone());
@@ -599,6 +619,20 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].state, AlertState::Resolved);
         assert!(out[0].detail.contains("no longer reported"));
+    }
+
+    #[test]
+    fn a_report_only_resolves_its_own_nodes_vanished_series() {
+        let mut ev = evaluator();
+        let mut other = report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)]);
+        other.node = "db-01".into();
+        assert_eq!(ev.on_report(&other).len(), 1);
+        ev.on_report(&report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)]));
+        // web-01 stops reporting its check: only web-01's alert resolves.
+        let out = ev.on_report(&report(2_000, &[], &[]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].node, "web-01");
+        assert_eq!(ev.active_series(), 1);
     }
 
     #[test]
