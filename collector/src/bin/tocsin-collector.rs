@@ -85,10 +85,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // rumqttd logs ordinary disconnects (and its own shutdown) as errors.
                 let default = if matches!(cli.command, Command::Quickstart { .. }) {
-                    "warn"
+                    "warn,rumqttd=off"
                 } else {
-                    "info"
+                    "info,rumqttd=warn,rumqttd::router::routing=off"
                 };
                 tracing_subscriber::EnvFilter::new(default)
             }),
