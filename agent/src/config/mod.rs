@@ -13,6 +13,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tocsin_protocol::{DEFAULT_TOPIC_ROOT, Status, is_valid_name};
 
+pub mod check;
+pub mod device;
+
+pub use check::{CheckConfig, CheckKind, FileCheck};
+pub use device::{DeviceConfig, FileDevice};
+
 /// Where the binary looks for its config unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tocsin/agent.toml";
 /// Default broker URL.
@@ -27,8 +33,6 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest reporting interval the protocol accepts (`interval_s` up to one day).
 const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
-/// Longest check name the protocol accepts in a report (`<kind>:<name>`).
-const MAX_CHECK_NAME: usize = 128;
 
 /// Why a config could not be used. Displays as one line: `<file>: <problem>`.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +84,9 @@ pub struct AgentConfig {
     /// `[[check]]` tables.
     #[serde(rename = "check")]
     pub checks: Vec<CheckConfig>,
+    /// `[[device]]` tables: network gear this agent probes (ICMP, SNMP).
+    #[serde(rename = "device")]
+    pub devices: Vec<DeviceConfig>,
 }
 
 /// Same schema, defaults and rules as a config file, so an agent config can be embedded in
@@ -141,102 +148,6 @@ impl Default for SpoolConfig {
         SpoolConfig {
             dir: PathBuf::from(DEFAULT_SPOOL_DIR),
         }
-    }
-}
-
-/// One `[[check]]`. The report names it `<kind>:<name>` (e.g. `tcp:postgres`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CheckConfig {
-    pub name: String,
-    pub kind: CheckKind,
-    /// What to check; for `tcp`: `host:port`.
-    pub target: String,
-    /// At most the interval. In a file it defaults to 5s, or the interval when that is shorter.
-    #[serde(serialize_with = "ser_duration")]
-    pub timeout: Duration,
-}
-
-/// A `[[check]]` as written: the timeout default depends on the interval.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileCheck {
-    name: String,
-    kind: CheckKind,
-    target: String,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    timeout: Option<Duration>,
-}
-
-impl CheckConfig {
-    /// A TCP connect check with the default timeout.
-    pub fn tcp(name: impl Into<String>, target: impl Into<String>) -> Self {
-        CheckConfig {
-            name: name.into(),
-            kind: CheckKind::Tcp,
-            target: target.into(),
-            timeout: DEFAULT_CHECK_TIMEOUT,
-        }
-    }
-
-    /// The check name as it appears in a report: `<kind>:<name>`.
-    pub fn report_name(&self) -> String {
-        format!("{}:{}", self.kind.as_str(), self.name)
-    }
-}
-
-/// The kinds of check this build runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckKind {
-    /// TCP connect to `host:port`.
-    Tcp,
-}
-
-/// Kinds named in the design that later versions add; refused with a clearer message.
-const PLANNED_CHECK_KINDS: &[&str] = &["http", "process", "systemd", "command"];
-
-impl CheckKind {
-    pub const ALL: &'static [CheckKind] = &[CheckKind::Tcp];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckKind::Tcp => "tcp",
-        }
-    }
-
-    /// Parse a kind name; the error is a one-line explanation.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "tcp" => Ok(CheckKind::Tcp),
-            other => {
-                let supported = CheckKind::ALL
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if PLANNED_CHECK_KINDS.contains(&other) {
-                    Err(format!(
-                        "check kind {other:?} is not supported by this agent version yet (supported: {supported})"
-                    ))
-                } else {
-                    Err(format!(
-                        "unknown check kind {other:?} (supported: {supported})"
-                    ))
-                }
-            }
-        }
-    }
-}
-
-impl Serialize for CheckKind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for CheckKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        CheckKind::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -359,16 +270,18 @@ pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     de_duration(d).map(Some)
 }
 
-fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
 }
 
@@ -393,6 +306,8 @@ struct FileConfig {
     spool: SpoolConfig,
     #[serde(default, rename = "check")]
     checks: Vec<FileCheck>,
+    #[serde(default, rename = "device")]
+    devices: Vec<FileDevice>,
 }
 
 fn default_interval() -> Duration {
@@ -421,6 +336,7 @@ impl AgentConfig {
             broker: BrokerConfig::default(),
             spool: SpoolConfig::default(),
             checks: Vec::new(),
+            devices: Vec::new(),
         }
     }
 
@@ -480,15 +396,13 @@ impl AgentConfig {
             checks: file
                 .checks
                 .into_iter()
-                .map(|c| CheckConfig {
-                    name: c.name,
-                    kind: c.kind,
-                    target: c.target,
-                    timeout: c
-                        .timeout
-                        .unwrap_or_else(|| DEFAULT_CHECK_TIMEOUT.min(interval)),
-                })
-                .collect(),
+                .map(|c| check::resolve(c, interval))
+                .collect::<Result<_, _>>()?,
+            devices: file
+                .devices
+                .into_iter()
+                .map(|d| device::resolve(d, interval))
+                .collect::<Result<_, _>>()?,
         };
         config.check()?;
         Ok(config)
@@ -556,36 +470,20 @@ impl AgentConfig {
         }
         let mut seen = HashSet::new();
         for check in &self.checks {
-            let report_name = check.report_name();
-            if check.name.is_empty()
-                || report_name.len() > MAX_CHECK_NAME
-                || check.name.chars().any(char::is_control)
-            {
+            check.validate(self.interval)?;
+            if !seen.insert(check.report_name()) {
+                return Err(format!("check {:?} is defined twice", check.report_name()));
+            }
+        }
+        let mut names = HashSet::new();
+        names.insert(self.node.as_str());
+        for device in &self.devices {
+            device.validate(self.interval)?;
+            if !names.insert(device.name.as_str()) {
                 return Err(format!(
-                    "check name {:?} must be 1 to {} printable characters",
-                    check.name,
-                    MAX_CHECK_NAME - check.kind.as_str().len() - 1
+                    "device {:?}: the name is already used by the agent's node or another device",
+                    device.name
                 ));
-            }
-            if !seen.insert(report_name.clone()) {
-                return Err(format!("check {report_name:?} is defined twice"));
-            }
-            if check.timeout.is_zero() || check.timeout > self.interval {
-                return Err(format!(
-                    "check {report_name:?}: timeout {} must be more than 0 and at most the interval ({})",
-                    format_duration(check.timeout),
-                    format_duration(self.interval)
-                ));
-            }
-            match check.kind {
-                CheckKind::Tcp => {
-                    if crate::checks::tcp::split_target(&check.target).is_none() {
-                        return Err(format!(
-                            "check {report_name:?}: target {:?} must be host:port",
-                            check.target
-                        ));
-                    }
-                }
             }
         }
         Ok(())
