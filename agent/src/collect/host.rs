@@ -3,17 +3,17 @@
 //! One [`HostCollector`] lives for the whole agent run so CPU usage and network rates are
 //! deltas between two cycles. Metric names are listed in `docs/METRICS.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use sysinfo::{
-    CpuRefreshKind, Disks, MemoryRefreshKind, Networks, ProcessRefreshKind, ProcessesToUpdate,
-    RefreshKind, System,
-};
+use std::path::Path;
+
+use nix::sys::statvfs::statvfs;
+use sysinfo::{Components, CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
 use tocsin_protocol::{Inventory, Metric};
 
-use super::{counter_rate, pct, round2};
+use super::{counter_rate, pct, procfs, round2};
 
 /// Filesystem types that hold no user data (kernel interfaces, RAM, images, container layers).
 const PSEUDO_FS: &[&str] = &[
@@ -71,22 +71,23 @@ fn skip_interface(name: &str) -> bool {
     name == "lo" || name.starts_with("lo0")
 }
 
-#[derive(Debug, Clone, Copy)]
-struct NetSample {
-    at: Instant,
-    rx_bytes: u64,
-    tx_bytes: u64,
-    rx_errors: u64,
-    tx_errors: u64,
+/// Counters of the previous cycle, the base of this cycle's rates.
+#[derive(Debug, Default)]
+struct Previous {
+    at: Option<Instant>,
+    boot_time: u64,
+    cpu: Option<procfs::CpuTimes>,
+    disks: BTreeMap<String, procfs::DiskCounters>,
+    nets: BTreeMap<String, procfs::NetCounters>,
 }
 
 /// Collects host metrics; keep one across cycles.
 #[derive(Debug)]
 pub struct HostCollector {
     system: System,
-    disks: Disks,
     networks: Networks,
-    net_prev: HashMap<String, NetSample>,
+    components: Components,
+    prev: Previous,
     cpu_baseline: Instant,
 }
 
@@ -97,69 +98,137 @@ impl Default for HostCollector {
 }
 
 impl HostCollector {
-    /// Take the baselines (CPU times, network counters) that the first collection compares with.
+    /// Take the baselines (CPU times, disk and network counters) that the first collection
+    /// compares with.
     pub fn new() -> Self {
         // sysinfo would otherwise keep every /proc/<pid>/stat open between refreshes.
         sysinfo::set_open_files_limit(0);
         let system = System::new_with_specifics(
             RefreshKind::nothing()
-                .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
+                .with_cpu(CpuRefreshKind::nothing())
                 .with_memory(MemoryRefreshKind::everything()),
         );
-        let disks = Disks::new_with_refreshed_list();
-        let networks = Networks::new_with_refreshed_list();
         let mut collector = HostCollector {
             system,
-            disks,
-            networks,
-            net_prev: HashMap::new(),
+            networks: Networks::new_with_refreshed_list(),
+            components: Components::new_with_refreshed_list(),
+            prev: Previous::default(),
             cpu_baseline: Instant::now(),
         };
-        let now = Instant::now();
-        collector.net_prev = collector
-            .networks
-            .iter()
-            .map(|(name, data)| {
-                (
-                    name.clone(),
-                    NetSample {
-                        at: now,
-                        rx_bytes: data.total_received(),
-                        tx_bytes: data.total_transmitted(),
-                        rx_errors: data.total_errors_on_received(),
-                        tx_errors: data.total_errors_on_transmitted(),
-                    },
-                )
-            })
-            .collect();
+        let mut scratch = Vec::new();
+        collector.collect_rates(&mut scratch);
         collector
     }
 
-    /// One cycle of host metrics. Blocking (reads /proc); at most ~200 ms on the very first call
-    /// so CPU usage has a measurable window.
+    /// One cycle of host metrics. Blocking (reads /proc and /sys); the very first call waits
+    /// up to ~200 ms so CPU usage has a measurable window.
     pub fn collect(&mut self) -> Vec<Metric> {
-        let mut out = Vec::with_capacity(64);
-        self.collect_cpu(&mut out);
-        self.collect_memory(&mut out);
-        self.collect_filesystems(&mut out);
-        self.collect_network(&mut out);
-        self.collect_system(&mut out);
-        out
-    }
-
-    fn collect_cpu(&mut self, out: &mut Vec<Metric>) {
+        let mut out = Vec::with_capacity(96);
         let since = self.cpu_baseline.elapsed();
         if since < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
             std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL - since);
         }
-        self.system.refresh_cpu_usage();
-        self.cpu_baseline = Instant::now();
-        let usage = f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0);
-        out.push(Metric::new("cpu.usage_pct", round2(usage)));
+        self.collect_rates(&mut out);
+        self.collect_memory(&mut out);
+        self.collect_filesystems(&mut out);
+        self.collect_system(&mut out);
+        self.collect_tcp(&mut out);
+        self.collect_temperatures(&mut out);
+        out
+    }
+
+    /// Everything computed from counters between two cycles: CPU, disk I/O, network. After a
+    /// reboot (boot time changed) the old counters are meaningless: no rates that cycle.
+    fn collect_rates(&mut self, out: &mut Vec<Metric>) {
+        let now = Instant::now();
+        self.cpu_baseline = now;
+        let boot_time = System::boot_time();
+        let rebooted = self.prev.boot_time != 0 && boot_time != self.prev.boot_time;
+        let elapsed = match self.prev.at {
+            Some(at) if !rebooted => now.saturating_duration_since(at),
+            _ => Duration::ZERO,
+        };
+
+        let cpu = procfs::read("/proc/stat").and_then(|t| procfs::parse_cpu_times(&t));
+        if let (Some(prev), Some(cur)) = (&self.prev.cpu, &cpu)
+            && !elapsed.is_zero()
+            && let Some((busy, states)) = procfs::cpu_usage(prev, cur)
+        {
+            out.push(Metric::new("cpu.usage_pct", round2(busy)));
+            for (state, value) in states {
+                out.push(Metric::new(format!("cpu.{state}_pct"), round2(value)));
+            }
+        }
         let load = System::load_average();
         out.push(Metric::new("load.avg_1m", round2(load.one)));
         out.push(Metric::new("load.avg_5m", round2(load.five)));
         out.push(Metric::new("load.avg_15m", round2(load.fifteen)));
+
+        let disks = procfs::read("/proc/diskstats")
+            .map(|t| {
+                procfs::parse_diskstats(&t, |name| Path::new("/sys/block").join(name).exists())
+            })
+            .unwrap_or_default();
+        for (name, cur) in &disks {
+            let Some(prev) = self.prev.disks.get(name) else {
+                continue;
+            };
+            let with = |m: Metric| m.with_label("device", name.clone());
+            let rates = [
+                ("disk.read_bytes_per_s", prev.read_bytes, cur.read_bytes),
+                ("disk.write_bytes_per_s", prev.write_bytes, cur.write_bytes),
+                ("disk.read_ops_per_s", prev.reads, cur.reads),
+                ("disk.write_ops_per_s", prev.writes, cur.writes),
+            ];
+            for (metric, before, after) in rates {
+                if let Some(rate) = counter_rate(before, after, elapsed) {
+                    out.push(with(Metric::new(metric, round2(rate))));
+                }
+            }
+            // Milliseconds busy per second elapsed, as a percentage.
+            if let Some(ms_per_s) = counter_rate(prev.io_ms, cur.io_ms, elapsed) {
+                out.push(with(Metric::new(
+                    "disk.busy_pct",
+                    round2((ms_per_s / 10.0).clamp(0.0, 100.0)),
+                )));
+            }
+        }
+
+        let nets = procfs::read("/proc/net/dev")
+            .map(|t| procfs::parse_net_dev(&t))
+            .unwrap_or_default();
+        for (name, cur) in &nets {
+            let Some(prev) = self.prev.nets.get(name) else {
+                continue;
+            };
+            if skip_interface(name) {
+                continue;
+            }
+            let rates = [
+                ("net.rx_bytes_per_s", prev.rx_bytes, cur.rx_bytes),
+                ("net.tx_bytes_per_s", prev.tx_bytes, cur.tx_bytes),
+                ("net.rx_packets_per_s", prev.rx_packets, cur.rx_packets),
+                ("net.tx_packets_per_s", prev.tx_packets, cur.tx_packets),
+                ("net.rx_errors_per_s", prev.rx_errors, cur.rx_errors),
+                ("net.tx_errors_per_s", prev.tx_errors, cur.tx_errors),
+                ("net.rx_drops_per_s", prev.rx_drops, cur.rx_drops),
+                ("net.tx_drops_per_s", prev.tx_drops, cur.tx_drops),
+            ];
+            for (metric, before, after) in rates {
+                if let Some(rate) = counter_rate(before, after, elapsed) {
+                    out.push(
+                        Metric::new(metric, round2(rate)).with_label("interface", name.clone()),
+                    );
+                }
+            }
+        }
+        self.prev = Previous {
+            at: Some(now),
+            boot_time,
+            cpu,
+            disks,
+            nets,
+        };
     }
 
     fn collect_memory(&mut self, out: &mut Vec<Metric>) {
@@ -179,85 +248,45 @@ impl HostCollector {
     }
 
     fn collect_filesystems(&mut self, out: &mut Vec<Metric>) {
-        self.disks.refresh(true);
-        // One entry per mount point; per device keep the shortest mount (bind mounts repeat it).
-        let mut by_device: BTreeMap<String, (String, String, u64, u64)> = BTreeMap::new();
-        for disk in self.disks.list() {
-            let fs_type = disk.file_system().to_string_lossy().into_owned();
-            let mount = disk.mount_point().to_string_lossy().into_owned();
-            let total = disk.total_space();
-            // Files bind-mounted into containers (/etc/hosts...) are not filesystems of their own.
-            if total == 0 || is_pseudo_fs(&fs_type, &mount) || !disk.mount_point().is_dir() {
+        let Some(mounts) = procfs::read("/proc/self/mounts") else {
+            return;
+        };
+        for fs in mounted_filesystems(&mounts) {
+            let Ok(st) = statvfs(Path::new(&fs.mount)) else {
+                continue;
+            };
+            let frsize = st.fragment_size() as u64;
+            let total = (st.blocks() as u64).saturating_mul(frsize);
+            if total == 0 {
                 continue;
             }
-            let device = disk.name().to_string_lossy().into_owned();
-            let key = if device.starts_with('/') {
-                device
-            } else {
-                format!("{device}@{mount}")
-            };
-            let entry = (mount, fs_type, total, disk.available_space());
-            match by_device.get(&key) {
-                Some(existing) if existing.0.len() <= entry.0.len() => {}
-                _ => {
-                    by_device.insert(key, entry);
-                }
-            }
-        }
-        let mut filesystems: Vec<_> = by_device.into_values().collect();
-        filesystems.sort_by(|a, b| a.0.cmp(&b.0));
-        filesystems.dedup_by(|a, b| a.0 == b.0);
-        for (mount, fs_type, total, available) in filesystems {
-            let used = total.saturating_sub(available);
+            let free = (st.blocks_free() as u64).saturating_mul(frsize);
+            let available = (st.blocks_available() as u64).saturating_mul(frsize);
+            // Like df: used excludes free blocks; use% is of what non-root users can reach.
+            let used = total.saturating_sub(free);
             let with = |m: Metric| {
-                m.with_label("mount", mount.clone())
-                    .with_label("fs_type", fs_type.clone())
+                m.with_label("mount", fs.mount.clone())
+                    .with_label("fs_type", fs.fs_type.clone())
             };
             out.push(with(Metric::new("fs.total_bytes", total as f64)));
             out.push(with(Metric::new("fs.used_bytes", used as f64)));
             out.push(with(Metric::new("fs.available_bytes", available as f64)));
-            out.push(with(Metric::new("fs.used_pct", pct(used, total))));
-        }
-    }
-
-    fn collect_network(&mut self, out: &mut Vec<Metric>) {
-        self.networks.refresh(true);
-        let now = Instant::now();
-        let mut names: Vec<&String> = self.networks.keys().collect();
-        names.sort();
-        let mut next = HashMap::with_capacity(names.len());
-        for name in names {
-            let Some(data) = self.networks.get(name) else {
-                continue;
-            };
-            let sample = NetSample {
-                at: now,
-                rx_bytes: data.total_received(),
-                tx_bytes: data.total_transmitted(),
-                rx_errors: data.total_errors_on_received(),
-                tx_errors: data.total_errors_on_transmitted(),
-            };
-            if !skip_interface(name)
-                && let Some(prev) = self.net_prev.get(name)
-            {
-                let elapsed = now.saturating_duration_since(prev.at);
-                let rates = [
-                    ("net.rx_bytes_per_s", prev.rx_bytes, sample.rx_bytes),
-                    ("net.tx_bytes_per_s", prev.tx_bytes, sample.tx_bytes),
-                    ("net.rx_errors_per_s", prev.rx_errors, sample.rx_errors),
-                    ("net.tx_errors_per_s", prev.tx_errors, sample.tx_errors),
-                ];
-                for (metric, before, after) in rates {
-                    if let Some(rate) = counter_rate(before, after, elapsed) {
-                        out.push(
-                            Metric::new(metric, round2(rate)).with_label("interface", name.clone()),
-                        );
-                    }
-                }
+            out.push(with(Metric::new(
+                "fs.used_pct",
+                pct(used, used + available),
+            )));
+            // Filesystems without a fixed inode table (btrfs, some network ones) report 0.
+            let files = st.files() as u64;
+            if files > 0 {
+                let inodes_used = files.saturating_sub(st.files_free() as u64);
+                out.push(with(Metric::new("fs.inodes_total", files as f64)));
+                out.push(with(Metric::new("fs.inodes_used", inodes_used as f64)));
+                out.push(with(Metric::new(
+                    "fs.inodes_used_pct",
+                    pct(inodes_used, files),
+                )));
             }
-            next.insert(name.clone(), sample);
         }
-        self.net_prev = next;
     }
 
     fn collect_system(&mut self, out: &mut Vec<Metric>) {
@@ -266,18 +295,59 @@ impl HostCollector {
             "system.boot_time_s",
             System::boot_time() as f64,
         ));
-        self.system.refresh_processes_specifics(
-            ProcessesToUpdate::All,
-            true,
-            ProcessRefreshKind::nothing(),
-        );
-        let processes = self
-            .system
-            .processes()
-            .values()
-            .filter(|p| p.thread_kind().is_none())
-            .count();
-        out.push(Metric::new("system.process_count", processes as f64));
+        if let Some(counts) = procfs::read_process_counts(Path::new("/proc")) {
+            out.push(Metric::new("system.process_count", counts.processes as f64));
+            out.push(Metric::new("system.zombie_count", counts.zombies as f64));
+        }
+        if let Some(threads) =
+            procfs::read("/proc/loadavg").and_then(|t| procfs::parse_loadavg_threads(&t))
+        {
+            out.push(Metric::new("system.thread_count", threads as f64));
+        }
+    }
+
+    fn collect_tcp(&mut self, out: &mut Vec<Metric>) {
+        let mut counts = [0u64; 11];
+        let mut any = false;
+        for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            if let Some(text) = procfs::read(path) {
+                procfs::count_tcp_states(&text, &mut counts);
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+        for (state, count) in procfs::TCP_STATES.iter().zip(counts) {
+            out.push(Metric::new("tcp.connections", count as f64).with_label("state", *state));
+        }
+    }
+
+    fn collect_temperatures(&mut self, out: &mut Vec<Metric>) {
+        if self.components.list().is_empty() {
+            return;
+        }
+        self.components.refresh(false);
+        let mut seen = std::collections::HashSet::new();
+        for component in self.components.list() {
+            let Some(celsius) = component.temperature() else {
+                continue;
+            };
+            if !celsius.is_finite() {
+                continue;
+            }
+            let mut label = sanitize_label(component.label());
+            // Two sensors with one label (several identical chips): number them.
+            let mut n = 1;
+            while !seen.insert(label.clone()) {
+                n += 1;
+                label = format!("{} #{n}", sanitize_label(component.label()));
+            }
+            out.push(
+                Metric::new("sensor.temperature_celsius", round2(f64::from(celsius)))
+                    .with_label("sensor", label),
+            );
+        }
     }
 
     /// What a dispatcher needs to know about this host, for the birth status.
@@ -312,6 +382,93 @@ impl HostCollector {
     /// Time since the CPU baseline (for tests and callers that pace the first cycle).
     pub fn since_last_cpu_sample(&self) -> Duration {
         self.cpu_baseline.elapsed()
+    }
+}
+
+/// A real filesystem from /proc/self/mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedFs {
+    pub device: String,
+    pub mount: String,
+    pub fs_type: String,
+}
+
+/// The real filesystems of a mounts table: pseudo filesystems skipped, one entry per device
+/// (its shortest mount point: bind mounts repeat it), sorted by mount point.
+pub fn mounted_filesystems(mounts: &str) -> Vec<MountedFs> {
+    let mut by_device: BTreeMap<String, MountedFs> = BTreeMap::new();
+    for line in mounts.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(device), Some(mount), Some(fs_type)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let mount = unescape_mount(mount);
+        if is_pseudo_fs(fs_type, &mount) || !Path::new(&mount).is_dir() {
+            continue;
+        }
+        // Devices that are not paths (e.g. "server:/export", "none") are keyed per mount.
+        let key = if device.starts_with('/') {
+            device.to_string()
+        } else {
+            format!("{device}@{mount}")
+        };
+        let fs = MountedFs {
+            device: device.to_string(),
+            mount,
+            fs_type: fs_type.to_string(),
+        };
+        match by_device.get(&key) {
+            Some(existing) if existing.mount.len() <= fs.mount.len() => {}
+            _ => {
+                by_device.insert(key, fs);
+            }
+        }
+    }
+    let mut out: Vec<MountedFs> = by_device.into_values().collect();
+    out.sort_by(|a, b| a.mount.cmp(&b.mount));
+    out.dedup_by(|a, b| a.mount == b.mount);
+    out
+}
+
+/// Undo the octal escapes of /proc/mounts (`\040` for a space, `\011` tab, `\012`, `\134`).
+fn unescape_mount(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sensor labels as label values: printable, at most 64 characters, never empty.
+fn sanitize_label(label: &str) -> String {
+    let clean: String = label
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect::<String>()
+        .trim()
+        .to_string();
+    if clean.is_empty() {
+        "sensor".to_string()
+    } else {
+        clean
     }
 }
 
@@ -374,6 +531,52 @@ mod tests {
         ] {
             assert!(!is_pseudo_fs(fs, mount), "{fs} {mount}");
         }
+    }
+
+    #[test]
+    fn mounts_table_gives_real_filesystems_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spaced = dir.path().join("with space");
+        std::fs::create_dir(&spaced).expect("mkdir");
+        let escaped = spaced.display().to_string().replace(' ', "\\040");
+        let mounts = format!(
+            "/dev/sda1 / ext4 rw 0 0\n\
+             proc /proc proc rw 0 0\n\
+             tmpfs /run tmpfs rw 0 0\n\
+             /dev/sda1 {tmp} ext4 rw 0 0\n\
+             /dev/sdb1 {escaped} xfs rw 0 0\n\
+             server:/export /nonexistent-mount nfs rw 0 0\n\
+             short line\n",
+            tmp = dir.path().display()
+        );
+        let fs = mounted_filesystems(&mounts);
+        let mounts: Vec<(&str, &str)> = fs
+            .iter()
+            .map(|f| (f.mount.as_str(), f.fs_type.as_str()))
+            .collect();
+        let spaced = spaced.display().to_string();
+        // sda1 twice (a bind mount): only "/" is kept; the escaped space is decoded.
+        assert_eq!(mounts, vec![("/", "ext4"), (spaced.as_str(), "xfs")]);
+    }
+
+    #[test]
+    fn mount_escapes() {
+        assert_eq!(unescape_mount("/a\\040b"), "/a b");
+        assert_eq!(unescape_mount("/a\\011b\\134"), "/a\tb\\");
+        assert_eq!(unescape_mount("/plain"), "/plain");
+        // Not an escape: kept as it is.
+        assert_eq!(unescape_mount("/a\\9x"), "/a\\9x");
+        assert_eq!(unescape_mount("/end\\04"), "/end\\04");
+    }
+
+    #[test]
+    fn sensor_labels_are_clean() {
+        assert_eq!(
+            sanitize_label("coretemp Package id 0"),
+            "coretemp Package id 0"
+        );
+        assert_eq!(sanitize_label("\u{7}\n"), "sensor");
+        assert_eq!(sanitize_label(&"x".repeat(100)).len(), 64);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! the wire payload and is usable on its own in tests.
 
 pub mod host;
+pub mod procfs;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
