@@ -16,6 +16,8 @@
 pub mod checks;
 pub mod collect;
 pub mod config;
+pub mod devices;
+pub mod logging;
 pub mod publish;
 pub mod run;
 pub mod state;
@@ -40,5 +42,11 @@ pub enum AgentError {
     PasswordFile {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// A TLS file for the broker connection is missing or unusable.
+    #[error("{}{problem}", file.as_ref().map(|f| format!("{f}: ")).unwrap_or_else(|| "broker TLS: ".to_string()))]
+    Tls {
+        file: Option<String>,
+        problem: String,
     },
 }

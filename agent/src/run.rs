@@ -1,22 +1,36 @@
-//! The agent's main loop: collect every interval, publish, persist `seq`, stop cleanly on shutdown.
+//! The agent's main loop: collect every interval, probe devices on their own schedules, publish, persist `seq`, reload on request, stop cleanly.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tocsin_protocol::{AgentInfo, Inventory, Metric, NodeState, Status, VERSION};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::collect::{Collector, now_ms};
-use crate::config::{AgentConfig, format_duration};
-use crate::publish::{Publisher, StopOutcome};
-use crate::state::SeqStore;
+use crate::collect::{Collector, now_ms, round2};
+use crate::config::{AgentConfig, DeviceConfig, format_duration};
+use crate::devices::{DeviceProber, IcmpPinger};
+use crate::publish::{Publisher, PublisherHandle, StopOutcome};
+use crate::state::{SeqStore, Sequences};
 use crate::{AGENT_VERSION, AgentError};
 
-/// How long a shutdown waits for the broker to acknowledge the `stopped` status.
+/// How long a shutdown waits for the broker to acknowledge the `stopped` statuses.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Metrics the run loop adds to each report (besides the host metrics).
-pub const RUN_METRICS: &[&str] = &["agent.collect_duration_ms", "agent.reports_dropped_count"];
+/// Metrics the run loop adds to each host report (besides the host metrics).
+pub const RUN_METRICS: &[&str] = &[
+    "agent.collect_duration_ms",
+    "agent.reports_dropped_count",
+    "agent.spool_reports",
+    "agent.spool_bytes",
+    "agent.spool_errors_count",
+    "agent.broker_connected",
+    "agent.memory_rss_bytes",
+    "agent.cpu_seconds",
+];
 
 /// The retained birth status announced on every (re)connect.
 pub fn birth_status(config: &AgentConfig, inventory: Inventory) -> Status {
@@ -43,40 +57,226 @@ pub fn read_password(path: &Path) -> Result<String, AgentError> {
 }
 
 /// Run the agent until `shutdown` resolves: one report per interval, then a clean stop.
-///
-/// Errors only for what cannot work at all (an invalid config, an unreadable password file);
-/// an unreachable broker or an unwritable spool are logged and retried.
 pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    run_with_reload(config, shutdown, None).await
+}
+
+/// Lock the sequence numbers; a panic elsewhere while holding them leaves valid numbers.
+fn lock(seqs: &Mutex<Sequences>) -> MutexGuard<'_, Sequences> {
+    seqs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One device's probing task.
+struct DeviceTask {
+    config: DeviceConfig,
+    task: JoinHandle<()>,
+}
+
+impl Drop for DeviceTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Probe one device on its own interval and publish its births and reports.
+fn spawn_device(
+    device: DeviceConfig,
+    agent: &AgentConfig,
+    pinger: IcmpPinger,
+    publisher: PublisherHandle,
+    seqs: Arc<Mutex<Sequences>>,
+) -> DeviceTask {
+    let status_topic = tocsin_protocol::status_topic(&agent.topic_root, &agent.site, &device.name);
+    let report_topic = tocsin_protocol::report_topic(&agent.topic_root, &agent.site, &device.name);
+    let mut prober = DeviceProber::new(device.clone(), agent).with_icmp(pinger);
+    let task = tokio::spawn(async move {
+        publisher.set_birth(&status_topic, prober.birth());
+        let mut ticker = tokio::time::interval(prober.every());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let seq = lock(&seqs).take_device(prober.name());
+            let report = prober.probe(seq).await;
+            if prober.inventory_changed() {
+                publisher.set_birth(&status_topic, prober.birth());
+            }
+            if let Err(e) = publisher.publish_report(&report_topic, &report) {
+                tracing::warn!(device = prober.name(), seq, "device report dropped: {e}");
+            }
+        }
+    });
+    DeviceTask {
+        config: device,
+        task,
+    }
+}
+
+/// The agent's own process figures (`/proc/self`): resident memory and CPU time used.
+fn self_usage() -> Option<(u64, f64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(4096);
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_ascii_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the command.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)
+        .unwrap_or(100) as f64;
+    Some((pages * page_size, ticks as f64 / hz))
+}
+
+/// Apply a reloaded config: checks, devices, parents and labels change in place; other
+/// changes need a restart and are reported as ignored.
+fn apply_reload(
+    current: &mut AgentConfig,
+    new: AgentConfig,
+    collector: &mut Collector,
+    devices: &mut BTreeMap<String, DeviceTask>,
+    spawn: &dyn Fn(DeviceConfig, &AgentConfig) -> DeviceTask,
+    publisher: &Publisher,
+) {
+    let mut ignored = Vec::new();
+    if new.site != current.site {
+        ignored.push("site");
+    }
+    if new.node != current.node {
+        ignored.push("node");
+    }
+    if new.interval != current.interval {
+        ignored.push("interval");
+    }
+    if new.topic_root != current.topic_root {
+        ignored.push("topic_root");
+    }
+    if new.broker != current.broker {
+        ignored.push("[broker]");
+    }
+    if new.spool != current.spool {
+        ignored.push("[spool]");
+    }
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "reload: changes to {} take effect only after a restart",
+            ignored.join(", ")
+        );
+    }
+    // Keep what cannot change now; take checks, devices, parents and labels.
+    let mut next = current.clone();
+    next.checks = new.checks;
+    next.devices = new.devices;
+    next.parents = new.parents;
+    next.labels = new.labels;
+
+    if next.parents != current.parents || next.labels != current.labels {
+        publisher.set_birth(
+            &next.status_topic(),
+            birth_status(&next, collector.inventory()),
+        );
+    }
+    let (mut kept, mut started, mut stopped) = (0, 0, 0);
+    let wanted: BTreeMap<String, DeviceConfig> = next
+        .devices
+        .iter()
+        .map(|d| (d.name.clone(), d.clone()))
+        .collect();
+    devices.retain(|name, task| {
+        let keep = wanted.get(name) == Some(&task.config);
+        if !keep && !wanted.contains_key(name) {
+            publisher.forget_birth(&tocsin_protocol::status_topic(
+                &next.topic_root,
+                &next.site,
+                name,
+            ));
+            stopped += 1;
+        }
+        keep
+    });
+    for (name, device) in wanted {
+        if devices.contains_key(&name) {
+            kept += 1;
+            continue;
+        }
+        devices.insert(name, spawn(device, &next));
+        started += 1;
+    }
+    collector.set_checks(next.checks.clone());
+    tracing::info!(
+        checks = next.checks.len(),
+        devices_kept = kept,
+        devices_started = started,
+        devices_removed = stopped,
+        "configuration reloaded"
+    );
+    *current = next;
+}
+
+/// [`run`], plus reloading: every config received on `reloads` replaces the checks, devices,
+/// parents and labels (the caller validated it; SIGHUP in the binary).
+pub async fn run_with_reload(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: Option<mpsc::Receiver<AgentConfig>>,
 ) -> Result<(), AgentError> {
     config.validate()?;
     let password = match &config.broker.password_file {
         Some(path) => Some(read_password(path)?),
         None => None,
     };
+    let mut config = config;
     let store = SeqStore::new(&config.spool.dir);
     if let Err(e) = std::fs::create_dir_all(&config.spool.dir) {
         tracing::warn!(
             dir = %config.spool.dir.display(),
             error = %e,
-            "cannot create the spool directory; the report sequence will not survive a restart"
+            "cannot create the spool directory; unsent reports are kept in memory and the report sequence will not survive a restart"
         );
     }
-    let mut seq = store.next_seq();
+    let seqs = Arc::new(Mutex::new(store.load_sequences()));
     let mut collector = Collector::new(&config);
     let publisher = Publisher::start(
         &config,
         password,
         birth_status(&config, collector.inventory()),
-    );
+    )?;
+    let pinger = IcmpPinger::new();
+    let spawn = {
+        let pinger = pinger.clone();
+        let handle = publisher.handle();
+        let seqs = Arc::clone(&seqs);
+        move |device: DeviceConfig, agent: &AgentConfig| {
+            spawn_device(
+                device,
+                agent,
+                pinger.clone(),
+                handle.clone(),
+                Arc::clone(&seqs),
+            )
+        }
+    };
+    let mut devices: BTreeMap<String, DeviceTask> = config
+        .devices
+        .iter()
+        .map(|d| (d.name.clone(), spawn(d.clone(), &config)))
+        .collect();
     tracing::info!(
         site = %config.site,
         node = %config.node,
         broker = %config.broker.url,
         interval = %format_duration(config.interval),
         checks = config.checks.len(),
-        seq,
+        devices = config.devices.len(),
+        seq = lock(&seqs).agent,
         "tocsin-agent {AGENT_VERSION} started"
     );
 
@@ -88,35 +288,54 @@ pub async fn run(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
+            Some(new) = async {
+                match reloads.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                apply_reload(&mut config, new, &mut collector, &mut devices, &spawn, &publisher);
+                continue;
+            }
             _ = ticker.tick() => {}
         }
+        let seq = {
+            let mut s = lock(&seqs);
+            let seq = s.agent;
+            s.agent += 1;
+            seq
+        };
         let started = Instant::now();
         let mut report = tokio::select! {
             biased;
             () = &mut shutdown => break,
             report = collector.collect(seq) => report,
         };
-        report.metrics.push(Metric::new(
+        let stats = publisher.stats();
+        let mut add = |name: &str, value: f64| report.metrics.push(Metric::new(name, value));
+        add(
             "agent.collect_duration_ms",
-            crate::collect::round2(started.elapsed().as_secs_f64() * 1000.0),
-        ));
-        report.metrics.push(Metric::new(
-            "agent.reports_dropped_count",
-            publisher.dropped() as f64,
-        ));
+            round2(started.elapsed().as_secs_f64() * 1000.0),
+        );
+        add("agent.reports_dropped_count", stats.dropped as f64);
+        add("agent.spool_reports", stats.queued as f64);
+        add("agent.spool_bytes", stats.queued_bytes as f64);
+        add("agent.spool_errors_count", stats.spool_errors as f64);
+        add("agent.broker_connected", f64::from(u8::from(stats.connected)));
+        if let Some((rss, cpu)) = self_usage() {
+            add("agent.memory_rss_bytes", rss as f64);
+            add("agent.cpu_seconds", round2(cpu));
+        }
         if let Err(e) = report.validate() {
             // A bug, not an operational condition: say so loudly, the collector would refuse it.
             tracing::error!(seq, error = %e, "collected report is invalid; publishing it anyway");
         }
-        match publisher.publish_report(&report) {
+        match publisher.publish_report(&config.report_topic(), &report) {
             Ok(()) => tracing::debug!(seq, metrics = report.metrics.len(), "report queued"),
-            Err(e) => tracing::warn!(
-                seq,
-                dropped_total = publisher.dropped(),
-                "report dropped: {e}"
-            ),
+            Err(e) => tracing::warn!(seq, dropped_total = publisher.dropped(), "report dropped: {e}"),
         }
-        match store.save(seq) {
+        let snapshot = lock(&seqs).clone();
+        match store.save_sequences(&snapshot) {
             Ok(()) if !state_ok => {
                 tracing::info!(path = %store.path().display(), "state file writable again");
                 state_ok = true;
@@ -128,10 +347,14 @@ pub async fn run(
             }
             Err(_) => {}
         }
-        seq += 1;
     }
 
     tracing::info!("stopping");
+    devices.clear();
+    let snapshot = lock(&seqs).clone();
+    if let Err(e) = store.save_sequences(&snapshot) {
+        tracing::warn!(error = %e, "cannot save the report sequence");
+    }
     match publisher.shutdown(SHUTDOWN_TIMEOUT).await {
         StopOutcome::Clean => tracing::info!("stopped"),
         StopOutcome::TimedOut => tracing::warn!("stopped without confirming the stopped status"),
@@ -171,6 +394,13 @@ mod tests {
         let missing = dir.path().join("missing");
         let e = read_password(&missing).expect_err("missing").to_string();
         assert!(e.starts_with(&missing.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn own_usage_is_measured() {
+        let (rss, cpu) = self_usage().expect("/proc/self is readable");
+        assert!(rss > 1024 * 1024, "{rss}");
+        assert!(cpu >= 0.0);
     }
 
     #[tokio::test]

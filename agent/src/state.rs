@@ -1,8 +1,10 @@
-//! Persistent agent state: the report sequence number in `<spool.dir>/state.json`, written atomically.
+//! Persistent agent state: the report sequence numbers in `<spool.dir>/state.json`, written atomically.
 //!
-//! `seq` grows by one per report and survives restarts (the collector drops redelivered
-//! duplicates by it). A missing file starts at 1; a corrupt one is reported and starts at 1.
+//! `seq` grows by one per report and node and survives restarts (the collector drops
+//! redelivered duplicates by it): one for the agent's own node and one per probed device.
+//! A missing file starts at 1; a corrupt one is reported and starts at 1.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,27 @@ pub enum StateError {
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     seq: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    devices: BTreeMap<String, u64>,
+}
+
+/// The next sequence number of every node this agent reports for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sequences {
+    /// Next `seq` of the agent's own node.
+    pub agent: u64,
+    /// Next `seq` of each device, by device name.
+    pub devices: BTreeMap<String, u64>,
+}
+
+impl Sequences {
+    /// Take the next sequence number of a device (starting at 1 for a new one).
+    pub fn take_device(&mut self, name: &str) -> u64 {
+        let next = self.devices.entry(name.to_string()).or_insert(1);
+        let seq = *next;
+        *next += 1;
+        seq
+    }
 }
 
 /// What [`SeqStore::load`] found.
@@ -55,16 +78,63 @@ impl SeqStore {
         &self.path
     }
 
-    /// Read the last stored sequence number.
-    pub fn load(&self) -> Loaded {
+    fn load_file(&self) -> Result<Option<StateFile>, String> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
-                Ok(state) => Loaded::Seq(state.seq),
-                Err(e) => Loaded::Corrupt(e.to_string()),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Loaded::Missing,
-            Err(e) => Loaded::Corrupt(e.to_string()),
+            Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Read the last stored sequence number of the agent's node.
+    pub fn load(&self) -> Loaded {
+        match self.load_file() {
+            Ok(Some(state)) => Loaded::Seq(state.seq),
+            Ok(None) => Loaded::Missing,
+            Err(why) => Loaded::Corrupt(why),
+        }
+    }
+
+    /// The next sequence numbers of the agent and its devices (warning if the file is corrupt).
+    pub fn load_sequences(&self) -> Sequences {
+        match self.load_file() {
+            Ok(Some(state)) => Sequences {
+                agent: state.seq.saturating_add(1),
+                devices: state
+                    .devices
+                    .into_iter()
+                    .map(|(name, seq)| (name, seq.saturating_add(1)))
+                    .collect(),
+            },
+            Ok(None) => Sequences {
+                agent: 1,
+                devices: BTreeMap::new(),
+            },
+            Err(why) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "state file is unreadable ({why}); report sequences restart at 1"
+                );
+                Sequences {
+                    agent: 1,
+                    devices: BTreeMap::new(),
+                }
+            }
+        }
+    }
+
+    /// Store the last used sequence numbers (one less than each next).
+    pub fn save_sequences(&self, seqs: &Sequences) -> Result<(), StateError> {
+        self.write(&StateFile {
+            seq: seqs.agent.saturating_sub(1),
+            devices: seqs
+                .devices
+                .iter()
+                .map(|(name, next)| (name.clone(), next.saturating_sub(1)))
+                .collect(),
+        })
     }
 
     /// The sequence number the next report gets: stored + 1, or 1 (warning if corrupt).
@@ -85,6 +155,13 @@ impl SeqStore {
     /// Store `seq` atomically: write a temp file, flush it to disk, rename over the old one.
     /// Creates the directory if needed.
     pub fn save(&self, seq: u64) -> Result<(), StateError> {
+        self.write(&StateFile {
+            seq,
+            devices: BTreeMap::new(),
+        })
+    }
+
+    fn write(&self, state: &StateFile) -> Result<(), StateError> {
         let err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StateError::Io { path, source }
@@ -93,7 +170,7 @@ impl SeqStore {
             std::fs::create_dir_all(dir).map_err(err(dir))?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        let body = serde_json::to_vec(&StateFile { seq }).unwrap_or_default();
+        let body = serde_json::to_vec(state).unwrap_or_default();
         {
             let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
             f.write_all(&body).map_err(err(&tmp))?;
@@ -127,6 +204,25 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn device_sequences_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SeqStore::new(dir.path());
+        let mut seqs = store.load_sequences();
+        assert_eq!(seqs, Sequences { agent: 1, devices: BTreeMap::new() });
+        assert_eq!(seqs.take_device("sw1"), 1);
+        assert_eq!(seqs.take_device("sw1"), 2);
+        seqs.agent = 10;
+        store.save_sequences(&seqs).expect("save");
+        let back = store.load_sequences();
+        assert_eq!(back.agent, 10);
+        assert_eq!(back.devices["sw1"], 3);
+        // Files written before devices existed still load.
+        std::fs::write(store.path(), r#"{"seq":5}"#).expect("write");
+        assert_eq!(store.load_sequences().agent, 6);
+        assert_eq!(store.load(), Loaded::Seq(5));
     }
 
     #[test]

@@ -157,12 +157,32 @@ pub fn mosquitto_required() -> bool {
 pub struct Mosquitto {
     pub port: u16,
     pub proc: Proc,
+    conf: PathBuf,
+    dir: PathBuf,
 }
 
 impl Mosquitto {
     /// Start one, or None (with a message) when the binary is missing and not required.
     pub fn start(dir: &Path) -> Option<Mosquitto> {
-        let Some(binary) = mosquitto_binary() else {
+        Self::start_with(dir, "persistence false\n")
+    }
+
+    /// Start one that keeps sessions and queued messages across a restart (like a production
+    /// broker), in `dir/mosquitto-data`.
+    pub fn start_persistent(dir: &Path) -> Option<Mosquitto> {
+        let data = dir.join("mosquitto-data");
+        std::fs::create_dir_all(&data).expect("mosquitto data dir");
+        Self::start_with(
+            dir,
+            &format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+                data.display()
+            ),
+        )
+    }
+
+    fn start_with(dir: &Path, extra: &str) -> Option<Mosquitto> {
+        let Some(_) = mosquitto_binary() else {
             assert!(
                 !mosquitto_required(),
                 "mosquitto is not installed but TOCSIN_REQUIRE_MOSQUITTO=1 (apt-get install mosquitto)"
@@ -175,15 +195,42 @@ impl Mosquitto {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).expect("mosquitto.conf");
-        writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000")
-            .expect("write mosquitto.conf");
+        writeln!(
+            f,
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n{extra}"
+        )
+        .expect("write mosquitto.conf");
+        let proc = Self::spawn(&conf, dir, port);
+        Some(Mosquitto {
+            port,
+            proc,
+            conf,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn spawn(conf: &Path, dir: &Path, port: u16) -> Proc {
+        let binary = mosquitto_binary().expect("mosquitto binary");
         let mut cmd = Command::new(binary);
-        cmd.arg("-c").arg(&conf);
+        cmd.arg("-c").arg(conf);
         let proc = Proc::spawn("mosquitto", cmd, dir);
         wait_for("mosquitto to listen", Duration::from_secs(10), || {
             port_open(port).then_some(())
         });
-        Some(Mosquitto { port, proc })
+        proc
+    }
+
+    /// Stop it (SIGTERM: a persistent broker saves its sessions) and wait until it is gone.
+    pub fn stop(&mut self) {
+        self.proc.terminate();
+    }
+
+    /// Start it again on the same port with the same config.
+    pub fn restart(&mut self) {
+        if self.proc.alive() {
+            self.stop();
+        }
+        self.proc = Self::spawn(&self.conf, &self.dir, self.port);
     }
 }
 

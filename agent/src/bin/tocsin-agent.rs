@@ -1,19 +1,20 @@
-//! `tocsin-agent`: command line for the agent (run, once, check-config); the work is in the library.
+//! `tocsin-agent`: command line for the agent (run, once, check-config, print-config); the work is in the library.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tocsin_agent::config::DEFAULT_CONFIG_PATH;
 use tocsin_agent::state::SeqStore;
 use tocsin_agent::{AgentConfig, AgentError};
+use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tocsin-agent",
     version,
-    about = "tocsin agent: host health and checks over MQTT"
+    about = "tocsin agent: host health, service checks and network probes over MQTT"
 )]
 struct Cli {
     /// Agent config file.
@@ -25,12 +26,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run until SIGTERM or SIGINT: one report per interval.
+    /// Run until SIGTERM or SIGINT: one report per interval; SIGHUP reloads checks and devices.
     Run,
-    /// Collect once (host metrics and checks), print the report as JSON, exit.
+    /// Collect once (host metrics, checks, devices), print the reports as JSON, exit.
     Once,
-    /// Load and validate the config, then exit.
+    /// Validate the config, the broker credentials and TLS files, then exit.
     CheckConfig,
+    /// Print the effective config, defaults filled in, as TOML.
+    PrintConfig,
 }
 
 /// Exit code for a missing or invalid config (and other usage errors, like clap's).
@@ -47,16 +50,27 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::CheckConfig => {
-            println!(
-                "{}: ok (site {}, node {}, broker {}, interval {}, {} checks)",
-                cli.config.display(),
-                config.site,
-                config.node,
-                config.broker.url,
-                tocsin_agent::config::format_duration(config.interval),
-                config.checks.len()
-            );
+        Command::CheckConfig => match check_connection_settings(&config) {
+            Ok(()) => {
+                println!(
+                    "{}: ok (site {}, node {}, broker {}, interval {}, {} checks, {} devices)",
+                    cli.config.display(),
+                    config.site,
+                    config.node,
+                    config.broker.url,
+                    tocsin_agent::config::format_duration(config.interval),
+                    config.checks.len(),
+                    config.devices.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::PrintConfig => {
+            print!("{}", config.to_toml_string());
             ExitCode::SUCCESS
         }
         Command::Once => match runtime().map(|rt| rt.block_on(once(&config))) {
@@ -67,24 +81,40 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
+            let path = cli.config.clone();
             let result = runtime().and_then(|rt| {
-                rt.block_on(tocsin_agent::run(config, shutdown_signal()))
-                    .map_err(anyhow::Error::from)
+                rt.block_on(async move {
+                    let (tx, rx) = mpsc::channel(1);
+                    tokio::spawn(reload_on_sighup(path, tx));
+                    tocsin_agent::run::run_with_reload(config, shutdown_signal(), Some(rx)).await
+                })
+                .map_err(anyhow::Error::from)
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     match e.downcast_ref::<AgentError>() {
-                        Some(AgentError::Config(_) | AgentError::PasswordFile { .. }) => {
-                            ExitCode::from(EXIT_CONFIG)
-                        }
+                        Some(
+                            AgentError::Config(_)
+                            | AgentError::PasswordFile { .. }
+                            | AgentError::Tls { .. },
+                        ) => ExitCode::from(EXIT_CONFIG),
                         None => ExitCode::FAILURE,
                     }
                 }
             }
         }
     }
+}
+
+/// What `check-config` checks beyond the file: the password file and the TLS files load.
+fn check_connection_settings(config: &AgentConfig) -> Result<(), AgentError> {
+    let password = match &config.broker.password_file {
+        Some(path) => Some(tocsin_agent::run::read_password(path)?),
+        None => None,
+    };
+    tocsin_agent::publish::mqtt_options(config, password).map(|_| ())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -94,47 +124,106 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Collect one report and print it; `seq` is the one the next report would get (not saved).
+/// Collect one host report and one report per device and print them; `seq` is the one the
+/// next report would get (not saved).
 async fn once(config: &AgentConfig) -> anyhow::Result<()> {
-    let seq = SeqStore::new(&config.spool.dir).next_seq();
-    let report = tocsin_agent::collect_once(config, seq).await;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    let seqs = SeqStore::new(&config.spool.dir).load_sequences();
+    let host = tocsin_agent::collect_once(config, seqs.agent);
+    let devices = futures_join_all(config, &seqs);
+    let (host, devices) = tokio::join!(host, devices);
+    if devices.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&host)?);
+    } else {
+        let mut all = vec![serde_json::to_value(&host)?];
+        for d in devices {
+            all.push(serde_json::to_value(&d)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    }
     Ok(())
 }
 
+/// Probe every device once, concurrently.
+async fn futures_join_all(
+    config: &AgentConfig,
+    seqs: &tocsin_agent::state::Sequences,
+) -> Vec<tocsin_protocol::Report> {
+    let pinger = tocsin_agent::devices::IcmpPinger::new();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, device) in config.devices.iter().enumerate() {
+        let seq = seqs.devices.get(&device.name).copied().unwrap_or(1);
+        let mut prober = tocsin_agent::devices::DeviceProber::new(device.clone(), config)
+            .with_icmp(pinger.clone());
+        set.spawn(async move { (i, prober.probe(seq).await) });
+    }
+    let mut out: Vec<(usize, tocsin_protocol::Report)> = set.join_all().await;
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// On every SIGHUP: read the config file again; a valid one is handed to the run loop, an
+/// invalid one is reported and the running config stays.
+async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<AgentConfig>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(path = %path.display(), "SIGHUP received: reloading checks and devices");
+        match load_for_reload(&path) {
+            Ok(config) => {
+                if tx.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+        }
+    }
+}
+
+fn load_for_reload(path: &Path) -> Result<AgentConfig, AgentError> {
+    let config = AgentConfig::load(path)?;
+    Ok(config)
+}
+
+/// Log to stderr. Under systemd (stderr is the journal) lines carry the `<N>` syslog
+/// priority prefix journald reads and no timestamp (journald adds its own).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .init();
+    if tocsin_agent::logging::stderr_is_journal() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .event_format(tocsin_agent::logging::JournalFormat::default())
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init();
+    }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C elsewhere).
+/// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = int.recv() => tracing::info!("SIGINT received"),
-                }
-            }
-            _ => {
-                tracing::warn!("cannot install signal handlers; waiting for Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        _ => {
+            tracing::warn!("cannot install signal handlers; waiting for Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

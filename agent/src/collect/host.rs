@@ -247,6 +247,8 @@ impl HostCollector {
         out.push(Metric::new("swap.used_pct", pct(swap_used, swap_total)));
     }
 
+    // statvfs field types (fsblkcnt_t, c_ulong) are u32 on some targets: keep the casts.
+    #[allow(clippy::unnecessary_cast)]
     fn collect_filesystems(&mut self, out: &mut Vec<Metric>) {
         let Some(mounts) = procfs::read("/proc/self/mounts") else {
             return;

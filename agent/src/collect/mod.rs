@@ -90,6 +90,12 @@ impl Collector {
         }
     }
 
+    /// Replace the checks (a reload).
+    pub fn set_checks(&mut self, checks: Vec<CheckConfig>) {
+        self.config.checks = checks.clone();
+        self.checks = checks;
+    }
+
     /// Inventory for the birth status.
     pub fn inventory(&self) -> Inventory {
         self.host

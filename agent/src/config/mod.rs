@@ -112,6 +112,15 @@ pub struct BrokerConfig {
     /// File holding the password (first line, trailing newline ignored).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// For `mqtts://`: CA certificates (PEM) to trust instead of the system store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// For `mqtts://`: client certificate chain (PEM), with `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// For `mqtts://`: the client certificate's private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
     #[serde(
         serialize_with = "ser_duration",
         deserialize_with = "de_duration",
@@ -126,36 +135,99 @@ impl Default for BrokerConfig {
             url: BrokerUrl {
                 host: "127.0.0.1".to_string(),
                 port: 1883,
+                tls: false,
             },
             client_id: None,
             username: None,
             password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
             keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 }
 
-/// `[spool]`: local state kept across restarts.
+/// `[spool]`: local state kept across restarts and reports waiting for the broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
-    /// Directory of `state.json` (the report sequence number).
+    /// Directory of `state.json` (report sequence numbers) and `queue/` (unsent reports).
     pub dir: PathBuf,
+    /// Most bytes of unsent reports kept; beyond, the oldest are dropped (`"64MiB"`, `"500KB"`).
+    #[serde(
+        rename = "max_size",
+        serialize_with = "ser_size",
+        deserialize_with = "de_size"
+    )]
+    pub max_bytes: u64,
 }
+
+/// Default spool limit: about 5 days of reports of a typical host at a 10 s interval.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
             dir: PathBuf::from(DEFAULT_SPOOL_DIR),
+            max_bytes: DEFAULT_SPOOL_MAX_BYTES,
         }
     }
 }
 
-/// A parsed broker URL. Only `mqtt://` for now (TLS with `mqtts://` comes later).
+/// Parse a size such as `"64MiB"`, `"500 KB"`, `"1GiB"` or `"4096"` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("invalid size {s:?}: unknown unit (examples: \"64MiB\", \"500KB\", \"1GiB\")")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (examples: \"64MiB\", \"500KB\", \"1GiB\")"))?;
+    let bytes = value * factor as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("invalid size {s:?}"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Format a size the way [`parse_size`] reads it (`"64MiB"`).
+pub fn format_size(bytes: u64) -> String {
+    for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    format!("{bytes}B")
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_size(&s).map_err(serde::de::Error::custom)
+}
+
+fn ser_size<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_size(*bytes))
+}
+
+/// A parsed broker URL: `mqtt://host[:1883]` or, with TLS, `mqtts://host[:8883]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: TLS to the broker.
+    pub tls: bool,
 }
 
 impl BrokerUrl {
@@ -166,19 +238,15 @@ impl BrokerUrl {
                 "broker url {url:?} must look like mqtt://host:port"
             ));
         };
-        match scheme {
-            "mqtt" | "tcp" => {}
-            "mqtts" | "ssl" | "tls" => {
-                return Err(format!(
-                    "broker url {url:?}: TLS ({scheme}://) is not supported by this agent version yet; use mqtt://host:port"
-                ));
-            }
+        let tls = match scheme {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" | "tls" => true,
             other => {
                 return Err(format!(
-                    "broker url {url:?}: unsupported scheme {other:?}; use mqtt://host:port"
+                    "broker url {url:?}: unsupported scheme {other:?}; use mqtt://host:port or mqtts://host:port"
                 ));
             }
-        }
+        };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('@') {
             return Err(format!(
@@ -213,6 +281,7 @@ impl BrokerUrl {
             return Err(format!("broker url {url:?} has no host"));
         }
         let port = match port {
+            None if tls => 8883,
             None => 1883,
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
@@ -226,16 +295,18 @@ impl BrokerUrl {
         Ok(BrokerUrl {
             host: host.to_string(),
             port,
+            tls,
         })
     }
 }
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         if self.host.contains(':') {
-            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "mqtt://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -465,8 +536,33 @@ impl AgentConfig {
         {
             return Err("[broker] client_id must be 1 to 256 bytes".to_string());
         }
+        let tls_files = [
+            ("ca_file", &self.broker.ca_file),
+            ("cert_file", &self.broker.cert_file),
+            ("key_file", &self.broker.key_file),
+        ];
+        if !self.broker.url.tls
+            && let Some((key, _)) = tls_files.iter().find(|(_, v)| v.is_some())
+        {
+            return Err(format!(
+                "[broker] {key} is set but url {} does not use TLS; use mqtts://",
+                self.broker.url
+            ));
+        }
+        if self.broker.cert_file.is_some() != self.broker.key_file.is_some() {
+            return Err("[broker] cert_file and key_file must be set together".to_string());
+        }
+        if self.broker.password_file.is_some() && self.broker.username.is_none() {
+            return Err("[broker] password_file is set without username".to_string());
+        }
         if self.spool.dir.as_os_str().is_empty() {
             return Err("[spool] dir must not be empty".to_string());
+        }
+        if self.spool.max_bytes < 64 * 1024 {
+            return Err(format!(
+                "[spool] max_size {} must be at least 64KiB",
+                format_size(self.spool.max_bytes)
+            ));
         }
         let mut seen = HashSet::new();
         for check in &self.checks {

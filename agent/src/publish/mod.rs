@@ -1,0 +1,757 @@
+//! MQTT publishing with store-and-forward: retained births on every connect, reports through the disk spool, clean stop.
+//!
+//! A [`Publisher`] owns a background task that drives the rumqttc event loop. Reports are
+//! handed over with a non-blocking enqueue; the task writes each to the [`spool::Spool`]
+//! first and publishes from the spool in order (oldest first, so reports queued during an
+//! outage go out before new ones, with their original timestamps). A report leaves the spool
+//! only when the broker's PUBACK for it arrives: the task assigns packet ids itself, so every
+//! PUBACK is matched to exactly one report. After a broken connection, everything not
+//! acknowledged is sent again (the collector drops duplicates by `seq`).
+//!
+//! Births (the agent's and one per probed device) are published retained on every ConnAck,
+//! ahead of the backlog. [`Publisher::shutdown`] publishes the retained `stopped` status of
+//! each, waits (bounded) for their PUBACKs and disconnects cleanly, so the broker does not
+//! send the last will.
+
+pub mod spool;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
+    Publish, QoS, Request,
+};
+use tocsin_protocol::{MAX_PAYLOAD_BYTES, NodeState, Report, Status};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::AgentError;
+use crate::collect::now_ms;
+use crate::config::AgentConfig;
+use spool::{Spool, SpoolStats};
+
+/// Reports that may wait between the run loop and the MQTT task (normally empty: the task
+/// moves each to the spool at once).
+pub const COMMAND_CAPACITY: usize = 256;
+/// Publishes in flight (sent, PUBACK not yet received) at most.
+pub const WINDOW: u16 = 32;
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Pause between reconnect attempts while stopping (the whole stop is bounded by its caller).
+const STOP_RETRY: Duration = Duration::from_millis(100);
+
+/// Why a report was not handed to the MQTT task.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("publish queue is full ({COMMAND_CAPACITY} reports waiting for the spool)")]
+    QueueFull,
+    #[error("report is {0} bytes, over the protocol limit of {MAX_PAYLOAD_BYTES} bytes")]
+    TooLarge(usize),
+    #[error("cannot serialise: {0}")]
+    Serialise(#[from] serde_json::Error),
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Every `stopped` was acknowledged and the connection closed with DISCONNECT.
+    Clean,
+    /// No acknowledgement in time: the connection was dropped (the broker sends the last will).
+    TimedOut,
+}
+
+/// Counters shared between the MQTT task and the run loop (for the agent's own metrics).
+#[derive(Debug, Default)]
+struct Shared {
+    /// Reports that never reached the broker and never will (queue full, too large, spool full).
+    dropped: AtomicU64,
+    /// Reports acknowledged by the broker.
+    acked: AtomicU64,
+    queued: AtomicU64,
+    queued_bytes: AtomicU64,
+    spool_errors: AtomicU64,
+    connected: AtomicBool,
+}
+
+/// What the publisher's counters say, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublisherStats {
+    pub dropped: u64,
+    pub acked: u64,
+    /// Reports in the spool (waiting for the broker).
+    pub queued: u64,
+    pub queued_bytes: u64,
+    pub spool_errors: u64,
+    pub connected: bool,
+}
+
+enum Command {
+    Report { topic: String, payload: Vec<u8> },
+    Birth { topic: String, status: Box<Status> },
+    ForgetBirth { topic: String },
+}
+
+/// The retained `stopped` status.
+pub fn stopped_status() -> Status {
+    Status {
+        state: NodeState::Stopped,
+        ts: Some(now_ms()),
+        ..Status::last_will()
+    }
+}
+
+/// MQTT options for an agent config: client id, keep-alive, credentials, last will, TLS.
+/// Fails when a TLS file cannot be read or used.
+pub fn mqtt_options(
+    config: &AgentConfig,
+    password: Option<String>,
+) -> Result<MqttOptions, AgentError> {
+    let url = &config.broker.url;
+    let mut options = MqttOptions::new(config.client_id(), url.host.clone(), url.port);
+    options.set_keep_alive(config.broker.keep_alive);
+    options.set_clean_session(true);
+    options.set_inflight(WINDOW);
+    // Topic and header overhead on top of the largest payload the protocol accepts.
+    options.set_max_packet_size(MAX_PAYLOAD_BYTES + 4096, MAX_PAYLOAD_BYTES + 4096);
+    if let Some(user) = &config.broker.username {
+        options.set_credentials(user.clone(), password.unwrap_or_default());
+    }
+    let will = serde_json::to_vec(&Status::last_will()).unwrap_or_default();
+    options.set_last_will(LastWill::new(
+        config.status_topic(),
+        will,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if url.tls {
+        options.set_transport(tls::transport(&config.broker)?);
+    }
+    Ok(options)
+}
+
+/// Publishes one agent's births and reports (its own and its devices').
+#[derive(Debug)]
+pub struct Publisher {
+    handle: PublisherHandle,
+    stop_tx: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<StopOutcome>>,
+}
+
+/// A cheap, cloneable way to hand reports and births to a [`Publisher`] (one per device task).
+#[derive(Debug, Clone)]
+pub struct PublisherHandle {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for Publisher {
+    type Target = PublisherHandle;
+    fn deref(&self) -> &PublisherHandle {
+        &self.handle
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Report { topic, payload } => {
+                write!(f, "Report({topic}, {} bytes)", payload.len())
+            }
+            Command::Birth { topic, .. } => write!(f, "Birth({topic})"),
+            Command::ForgetBirth { topic } => write!(f, "ForgetBirth({topic})"),
+        }
+    }
+}
+
+impl Publisher {
+    /// Start the connection task with the spool in `config.spool.dir`. Returns at once;
+    /// connecting happens in the background. `birth` (the agent's own status) is published
+    /// retained on every ConnAck, with a fresh `ts`.
+    pub fn start(
+        config: &AgentConfig,
+        password: Option<String>,
+        birth: Status,
+    ) -> Result<Self, AgentError> {
+        let options = mqtt_options(config, password)?;
+        let (client, eventloop) = AsyncClient::new(options, 10);
+        let shared = Arc::new(Shared::default());
+        let spool = Spool::open(&config.spool.dir, config.spool.max_bytes);
+        let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let driver = Driver {
+            eventloop,
+            _client: client,
+            spool,
+            births: vec![(config.status_topic(), birth)],
+            inflight: HashMap::new(),
+            last_pkid: 0,
+            cursor: 0,
+            connected: false,
+            shared: Arc::clone(&shared),
+            broker: config.broker.url.to_string(),
+        };
+        driver.update_stats();
+        let task = tokio::spawn(driver.run(rx, stop_rx));
+        Ok(Publisher {
+            handle: PublisherHandle { tx, shared },
+            stop_tx: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+
+    /// A handle for other tasks.
+    pub fn handle(&self) -> PublisherHandle {
+        self.handle.clone()
+    }
+
+    /// Publish the retained `stopped` statuses, wait up to `timeout` for their PUBACKs, then
+    /// disconnect cleanly. Past the timeout the connection is dropped instead, and the broker
+    /// publishes the last will (`offline`): never a stale `online`. Unsent reports stay in
+    /// the spool for the next start.
+    pub async fn shutdown(mut self, timeout: Duration) -> StopOutcome {
+        if let Some(stop) = self.stop_tx.take() {
+            let _ = stop.send(());
+        }
+        let Some(mut task) = self.task.take() else {
+            return StopOutcome::TimedOut;
+        };
+        match tokio::time::timeout(timeout, &mut task).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "MQTT task failed");
+                StopOutcome::TimedOut
+            }
+            Err(_) => {
+                task.abort();
+                let _ = task.await;
+                tracing::warn!(
+                    "broker did not acknowledge the stopped status within {timeout:?}; dropping the connection (the broker will announce offline)"
+                );
+                StopOutcome::TimedOut
+            }
+        }
+    }
+}
+
+impl PublisherHandle {
+    /// Hand a report to the spool without waiting. An error means it was dropped (counted).
+    pub fn publish_report(&self, topic: &str, report: &Report) -> Result<(), PublishError> {
+        let result = serde_json::to_vec(report)
+            .map_err(PublishError::from)
+            .and_then(|payload| {
+                if payload.len() > MAX_PAYLOAD_BYTES {
+                    return Err(PublishError::TooLarge(payload.len()));
+                }
+                self.tx
+                    .try_send(Command::Report {
+                        topic: topic.to_string(),
+                        payload,
+                    })
+                    .map_err(|_| PublishError::QueueFull)
+            });
+        if result.is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Set (or replace) the retained birth published on `topic` now and on every connect.
+    pub fn set_birth(&self, topic: &str, status: Status) {
+        let cmd = Command::Birth {
+            topic: topic.to_string(),
+            status: Box::new(status),
+        };
+        if self.tx.try_send(cmd).is_err() {
+            tracing::warn!(topic, "publish queue full; birth status not updated");
+        }
+    }
+
+    /// Stop announcing a birth on `topic` (a device removed by a reload); publishes its
+    /// `stopped` status so the collector does not page for it.
+    pub fn forget_birth(&self, topic: &str) {
+        let cmd = Command::ForgetBirth {
+            topic: topic.to_string(),
+        };
+        if self.tx.try_send(cmd).is_err() {
+            tracing::warn!(topic, "publish queue full; removed device not announced");
+        }
+    }
+
+    /// The counters for the agent's own metrics.
+    pub fn stats(&self) -> PublisherStats {
+        let s = &self.shared;
+        PublisherStats {
+            dropped: s.dropped.load(Ordering::Relaxed),
+            acked: s.acked.load(Ordering::Relaxed),
+            queued: s.queued.load(Ordering::Relaxed),
+            queued_bytes: s.queued_bytes.load(Ordering::Relaxed),
+            spool_errors: s.spool_errors.load(Ordering::Relaxed),
+            connected: s.connected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reports dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What a packet id in flight stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Spooled(u64),
+    Birth,
+    Stopped,
+}
+
+/// The MQTT task's state: event loop, spool, births, and the packet ids in flight.
+struct Driver {
+    eventloop: EventLoop,
+    /// Kept so the event loop's request channel stays open.
+    _client: AsyncClient,
+    spool: Spool,
+    births: Vec<(String, Status)>,
+    inflight: HashMap<u16, Item>,
+    last_pkid: u16,
+    /// Next spool id to send (everything below is in flight or acknowledged).
+    cursor: u64,
+    connected: bool,
+    shared: Arc<Shared>,
+    broker: String,
+}
+
+impl Driver {
+    fn update_stats(&self) {
+        let SpoolStats {
+            queued,
+            bytes,
+            errors,
+            ..
+        } = self.spool.stats();
+        self.shared.queued.store(queued, Ordering::Relaxed);
+        self.shared.queued_bytes.store(bytes, Ordering::Relaxed);
+        self.shared.spool_errors.store(errors, Ordering::Relaxed);
+        self.shared
+            .connected
+            .store(self.connected, Ordering::Relaxed);
+    }
+
+    /// A free packet id (1..=WINDOW). Only called with fewer than WINDOW in flight.
+    fn next_pkid(&mut self) -> u16 {
+        for _ in 0..WINDOW {
+            self.last_pkid = self.last_pkid % WINDOW + 1;
+            if !self.inflight.contains_key(&self.last_pkid) {
+                return self.last_pkid;
+            }
+        }
+        // Broken invariant: the caller checks the window first.
+        unreachable!("no free packet id with {} in flight", self.inflight.len())
+    }
+
+    /// Queue a QoS 1 publish with our own packet id at the end of the event loop's queue.
+    fn send(&mut self, topic: &str, payload: Vec<u8>, retain: bool, item: Item) {
+        let pkid = self.next_pkid();
+        let mut publish = Publish::new(topic, QoS::AtLeastOnce, payload);
+        publish.retain = retain;
+        publish.pkid = pkid;
+        self.inflight.insert(pkid, item);
+        self.eventloop.pending.push_back(Request::Publish(publish));
+    }
+
+    fn send_birth(&mut self, index: usize) {
+        let Some((topic, status)) = self.births.get_mut(index) else {
+            return;
+        };
+        status.ts = Some(now_ms());
+        let topic = topic.clone();
+        match serde_json::to_vec(status) {
+            Ok(payload) => self.send(&topic, payload, true, Item::Birth),
+            Err(e) => tracing::error!(error = %e, topic, "cannot serialise a birth status"),
+        }
+    }
+
+    /// Move spooled reports into the event loop while the window has room.
+    fn fill(&mut self) {
+        self.fill_up_to(usize::from(WINDOW));
+    }
+
+    /// Move spooled reports into the event loop while fewer than `limit` are in flight.
+    fn fill_up_to(&mut self, limit: usize) {
+        while self.connected && self.inflight.len() < limit {
+            let Some(message) = self.spool.next_from(self.cursor) else {
+                break;
+            };
+            self.cursor = message.id + 1;
+            self.send(&message.topic, message.payload, false, Item::Spooled(message.id));
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Report { topic, payload } => {
+                let outcome = self.spool.push(&topic, &payload);
+                if outcome.dropped > 0 {
+                    self.shared
+                        .dropped
+                        .fetch_add(outcome.dropped, Ordering::Relaxed);
+                }
+            }
+            Command::Birth { topic, status } => {
+                let index = match self.births.iter().position(|(t, _)| *t == topic) {
+                    Some(i) => {
+                        self.births[i].1 = *status;
+                        i
+                    }
+                    None => {
+                        self.births.push((topic, *status));
+                        self.births.len() - 1
+                    }
+                };
+                if self.connected && self.inflight.len() < usize::from(WINDOW) {
+                    self.send_birth(index);
+                }
+            }
+            Command::ForgetBirth { topic } => {
+                self.births.retain(|(t, _)| *t != topic);
+                if self.connected && self.inflight.len() < usize::from(WINDOW) {
+                    let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
+                    self.send(&topic, payload, true, Item::Stopped);
+                }
+            }
+        }
+    }
+
+    /// Everything in flight is lost with the connection; it is still in the spool.
+    fn connection_lost(&mut self) {
+        self.connected = false;
+        self.inflight.clear();
+        self.eventloop.pending.clear();
+        self.eventloop.state.events.clear();
+        self.cursor = 0;
+    }
+
+    fn on_connack(&mut self) {
+        self.connected = true;
+        self.inflight.clear();
+        self.cursor = 0;
+        // Births first, ahead of the backlog (the event loop's queue is empty after a ConnAck
+        // of a clean session). More births than the window: the rest go out as acks come.
+        for i in 0..self.births.len().min(usize::from(WINDOW) / 2) {
+            self.send_birth(i);
+        }
+    }
+
+    fn on_puback(&mut self, pkid: u16) {
+        match self.inflight.remove(&pkid) {
+            Some(Item::Spooled(id)) => {
+                self.spool.ack(id);
+                self.shared.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Item::Birth | Item::Stopped) => {}
+            None => tracing::debug!(pkid, "PUBACK for a packet id not in flight"),
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut stop_rx: oneshot::Receiver<()>,
+    ) -> StopOutcome {
+        let mut backoff = BACKOFF_START;
+        let mut failures: u64 = 0;
+        loop {
+            while let Ok(cmd) = rx.try_recv() {
+                self.handle(cmd);
+            }
+            self.fill();
+            self.update_stats();
+            // Waiting for a new report may only interrupt the event loop while it has nothing
+            // of ours to write or acknowledge (its poll is not safe to cancel mid-write).
+            let idle = self.connected
+                && self.inflight.is_empty()
+                && self.eventloop.pending.is_empty();
+            let event = tokio::select! {
+                biased;
+                _ = &mut stop_rx => break,
+                cmd = rx.recv(), if idle => {
+                    if let Some(cmd) = cmd {
+                        self.handle(cmd);
+                    }
+                    continue;
+                }
+                event = self.eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(broker = %self.broker, backlog = self.spool.len(), "connected to broker");
+                    backoff = BACKOFF_START;
+                    failures = 0;
+                    self.on_connack();
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => self.on_puback(ack.pkid),
+                Ok(_) => {}
+                Err(e) => {
+                    let was_connected = self.connected;
+                    self.connection_lost();
+                    self.update_stats();
+                    failures += 1;
+                    log_failure(&self.broker, &e, was_connected, failures, backoff);
+                    // Wait out the backoff, still spooling what arrives.
+                    let sleep = tokio::time::sleep(backoff);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut stop_rx => return self.stop(rx).await,
+                            () = &mut sleep => break,
+                            cmd = rx.recv() => match cmd {
+                                Some(cmd) => { self.handle(cmd); self.update_stats(); }
+                                None => break,
+                            },
+                        }
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        self.stop(rx).await
+    }
+
+    /// Publish `stopped` for every birth, wait for their PUBACKs, send DISCONNECT. Unbounded
+    /// here: the caller aborts. Reports in flight, and as many spooled ones as fit in the
+    /// window, go out ahead of the stops; the rest stay in the spool for the next start.
+    async fn stop(mut self, mut rx: mpsc::Receiver<Command>) -> StopOutcome {
+        rx.close();
+        while let Ok(cmd) = rx.recv().await.ok_or(()) {
+            self.handle(cmd);
+        }
+        self.update_stats();
+        let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
+        let topics: Vec<String> = self.births.iter().map(|(t, _)| t.clone()).collect();
+        let mut stops_queued = false;
+        let mut disconnect_queued = false;
+        let stops = topics.len().min(usize::from(WINDOW));
+        let room = usize::from(WINDOW) - stops;
+        loop {
+            if self.connected && !stops_queued {
+                // The latest reports go first, then the stops once the window has room.
+                self.fill_up_to(room);
+                if self.inflight.len() <= room {
+                    for topic in topics.iter().take(stops) {
+                        self.send(topic, payload.clone(), true, Item::Stopped);
+                    }
+                    stops_queued = true;
+                }
+            }
+            if stops_queued
+                && !disconnect_queued
+                && self.inflight.is_empty()
+            {
+                self.eventloop
+                    .pending
+                    .push_back(Request::Disconnect(rumqttc::Disconnect));
+                disconnect_queued = true;
+            }
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    self.connected = true;
+                    self.inflight.clear();
+                    self.cursor = 0;
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    self.on_puback(ack.pkid);
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) if disconnect_queued => {
+                    tracing::info!("disconnected from broker");
+                    return StopOutcome::Clean;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "broker connection failed while stopping");
+                    self.connection_lost();
+                    stops_queued = false;
+                    disconnect_queued = false;
+                    tokio::time::sleep(STOP_RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+/// Warn on the first failure and then every tenth, not on every retry.
+fn log_failure(
+    broker: &str,
+    e: &ConnectionError,
+    was_connected: bool,
+    failures: u64,
+    backoff: Duration,
+) {
+    let why = describe_connection_error(e);
+    if was_connected {
+        tracing::warn!(%broker, "lost the broker connection ({why}); reports are spooled until it is back");
+    } else if failures == 1 || failures.is_multiple_of(10) {
+        tracing::warn!(%broker, failures, "cannot connect to the broker ({why}); retrying in {backoff:?}, reports are spooled");
+    } else {
+        tracing::debug!(%broker, failures, "cannot connect to the broker ({why}); retrying in {backoff:?}");
+    }
+}
+
+/// One line a person can act on for the usual connection failures.
+pub fn describe_connection_error(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            use rumqttc::ConnectReturnCode as C;
+            match code {
+                C::BadUserNamePassword => {
+                    "the broker refused the username or password; check [broker] username and password_file".to_string()
+                }
+                C::NotAuthorized => {
+                    "the broker says this client is not authorised; check its ACL and [broker] username".to_string()
+                }
+                C::BadClientId => {
+                    "the broker refused the client id; set [broker] client_id".to_string()
+                }
+                other => format!("the broker refused the connection: {other:?}"),
+            }
+        }
+        ConnectionError::Tls(tls) => format!("TLS failed: {tls}; check [broker] ca_file, cert_file and key_file"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_carry_the_last_will_and_identity() {
+        let mut config = AgentConfig::new("dc1", "web-01");
+        config.broker.username = Some("agent".into());
+        let options = mqtt_options(&config, Some("secret".into())).expect("options");
+        assert_eq!(options.client_id(), "tocsin-agent-dc1-web-01");
+        assert_eq!(options.broker_address(), ("127.0.0.1".to_string(), 1883));
+        assert_eq!(options.keep_alive(), Duration::from_secs(30));
+        assert_eq!(options.inflight(), WINDOW);
+        let will = options.last_will().expect("last will");
+        assert_eq!(will.topic, "tocsin/v1/dc1/web-01/status");
+        assert_eq!(&will.message[..], br#"{"v":1,"state":"offline"}"#);
+        assert!(will.retain);
+        assert_eq!(will.qos, QoS::AtLeastOnce);
+        let login = options.credentials().expect("credentials");
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("agent", "secret")
+        );
+    }
+
+    #[test]
+    fn stopped_status_shape() {
+        let s = stopped_status();
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["state"], "stopped");
+        assert!(json["ts"].as_i64().is_some_and(|ts| ts > 0));
+        s.validate().expect("valid");
+    }
+
+    #[tokio::test]
+    async fn a_dead_broker_never_blocks_publishing_and_reports_are_spooled() {
+        // Nothing listens on this port: reports go to the spool on disk.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = AgentConfig::new("dc1", "web-01");
+        config.broker.url.port = port;
+        config.spool.dir = dir.path().to_path_buf();
+        let publisher = Publisher::start(&config, None, stopped_status()).expect("start");
+        let report = crate::collect::build_report(&config, 1, now_ms(), Vec::new(), Vec::new());
+        let start = std::time::Instant::now();
+        for _ in 0..50 {
+            publisher
+                .publish_report(&config.report_topic(), &report)
+                .expect("spooled");
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while publisher.stats().queued < 50 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stats = publisher.stats();
+        assert_eq!((stats.queued, stats.dropped, stats.connected), (50, 0, false));
+        let outcome = publisher.shutdown(Duration::from_millis(300)).await;
+        assert_eq!(outcome, StopOutcome::TimedOut);
+        let files = std::fs::read_dir(dir.path().join(spool::QUEUE_DIR))
+            .expect("queue dir")
+            .count();
+        assert_eq!(files, 50, "reports stay on disk for the next start");
+    }
+
+    #[test]
+    fn packet_ids_stay_in_the_window_and_skip_those_in_flight() {
+        let config = AgentConfig::new("dc1", "web-01");
+        let (client, eventloop) =
+            AsyncClient::new(mqtt_options(&config, None).expect("options"), 10);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut driver = Driver {
+            eventloop,
+            _client: client,
+            spool: Spool::open(dir.path(), 1 << 20),
+            births: Vec::new(),
+            inflight: HashMap::new(),
+            last_pkid: 0,
+            cursor: 0,
+            connected: true,
+            shared: Arc::new(Shared::default()),
+            broker: String::new(),
+        };
+        for i in 0..100u64 {
+            driver.spool.push("t", format!("{i}").as_bytes());
+        }
+        driver.fill();
+        assert_eq!(driver.inflight.len(), usize::from(WINDOW));
+        assert!(driver.inflight.keys().all(|&p| (1..=WINDOW).contains(&p)));
+        // Acks out of order free ids; the spool loses exactly the acknowledged reports.
+        driver.on_puback(5);
+        driver.on_puback(2);
+        driver.on_puback(2); // a duplicate ack changes nothing
+        assert_eq!(driver.spool.len(), 98);
+        driver.fill();
+        assert_eq!(driver.inflight.len(), usize::from(WINDOW));
+        let mut ids: Vec<u64> = driver
+            .inflight
+            .values()
+            .filter_map(|i| match i {
+                Item::Spooled(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids.len(), usize::from(WINDOW));
+        assert_eq!(ids.first(), Some(&1));
+        assert_eq!(ids.last(), Some(&34));
+        // A lost connection sends everything unacknowledged again, oldest first.
+        driver.connection_lost();
+        assert!(driver.inflight.is_empty() && driver.eventloop.pending.is_empty());
+        driver.on_connack();
+        driver.fill();
+        let first = driver.eventloop.pending.front().map(|r| match r {
+            Request::Publish(p) => p.payload.clone(),
+            _ => Default::default(),
+        });
+        assert_eq!(first.as_deref(), Some(&b"0"[..]));
+    }
+}
