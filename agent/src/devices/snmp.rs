@@ -2,7 +2,9 @@
 //!
 //! Every request waits at most the device timeout and is tried at most twice; a whole poll
 //! stays within a time budget. After a failed request the session (its UDP socket) is
-//! dropped, so a late answer can never be taken for the next request's. The interface columns
+//! dropped, so a late answer can never be taken for the next request's; the session is also
+//! dropped at the end of each poll (it holds two 64 KiB buffers: no memory kept per device
+//! between cycles). The interface columns
 //! are walked side by side (one GETBULK carries every unfinished column), each stopping at
 //! the end of its subtree or after [`MAX_INTERFACES`] rows.
 
@@ -223,7 +225,7 @@ enum Request<'a> {
     Bulk(&'a [Vec<u64>], u32),
 }
 
-/// Polls one device; keeps its UDP session between cycles.
+/// Polls one device. Holds a UDP session only while a poll runs.
 pub struct SnmpPoller {
     community: Vec<u8>,
     port: u16,
@@ -255,6 +257,12 @@ impl SnmpPoller {
     /// Poll the agent at `ip`: system group, then the interface table, within `budget`.
     /// Fails only when the system GET fails; a walk that stops early still returns what it read.
     pub async fn poll(&mut self, ip: IpAddr, budget: Duration) -> Result<SnmpPoll, SnmpError> {
+        let result = self.poll_session(ip, budget).await;
+        self.session = None;
+        result
+    }
+
+    async fn poll_session(&mut self, ip: IpAddr, budget: Duration) -> Result<SnmpPoll, SnmpError> {
         let deadline = Instant::now() + budget;
         let addr = SocketAddr::new(ip, self.port);
         let oids = [SYS_UPTIME.to_vec(), SYS_NAME.to_vec(), SYS_DESCR.to_vec()];
