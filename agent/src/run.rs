@@ -321,7 +321,10 @@ pub async fn run_with_reload(
         add("agent.spool_reports", stats.queued as f64);
         add("agent.spool_bytes", stats.queued_bytes as f64);
         add("agent.spool_errors_count", stats.spool_errors as f64);
-        add("agent.broker_connected", f64::from(u8::from(stats.connected)));
+        add(
+            "agent.broker_connected",
+            f64::from(u8::from(stats.connected)),
+        );
         if let Some((rss, cpu)) = self_usage() {
             add("agent.memory_rss_bytes", rss as f64);
             add("agent.cpu_seconds", round2(cpu));
@@ -332,7 +335,11 @@ pub async fn run_with_reload(
         }
         match publisher.publish_report(&config.report_topic(), &report) {
             Ok(()) => tracing::debug!(seq, metrics = report.metrics.len(), "report queued"),
-            Err(e) => tracing::warn!(seq, dropped_total = publisher.dropped(), "report dropped: {e}"),
+            Err(e) => tracing::warn!(
+                seq,
+                dropped_total = publisher.dropped(),
+                "report dropped: {e}"
+            ),
         }
         let snapshot = lock(&seqs).clone();
         match store.save_sequences(&snapshot) {

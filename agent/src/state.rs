@@ -211,7 +211,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SeqStore::new(dir.path());
         let mut seqs = store.load_sequences();
-        assert_eq!(seqs, Sequences { agent: 1, devices: BTreeMap::new() });
+        assert_eq!(
+            seqs,
+            Sequences {
+                agent: 1,
+                devices: BTreeMap::new()
+            }
+        );
         assert_eq!(seqs.take_device("sw1"), 1);
         assert_eq!(seqs.take_device("sw1"), 2);
         seqs.agent = 10;

@@ -49,9 +49,11 @@ fn make_pki(dir: &Path) {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
     )
     .expect("ext");
+    // rustls takes X.509 v3 certificates only: give both an extension.
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
     for (name, cn, ext) in [
         ("server", "127.0.0.1", Some("server.ext")),
-        ("client", "agent-1", None),
+        ("client", "agent-1", Some("client.ext")),
     ] {
         openssl(&[
             "req",

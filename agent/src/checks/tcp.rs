@@ -69,7 +69,7 @@ pub async fn check(name: String, target: &str, timeout: Duration) -> CheckResult
 }
 
 /// A short lower-case reason, without the `(os error N)` tail.
-fn describe(e: &std::io::Error) -> String {
+pub(crate) fn describe(e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::ConnectionRefused => "connection refused".to_string(),

@@ -71,11 +71,16 @@ pub fn build_report(
     }
 }
 
+/// How long a cycle waits for checks that have not finished their first run (after a start
+/// or a reload); once every check has a result the wait is nil.
+const FIRST_CHECK_RESULTS_WAIT: Duration = Duration::from_secs(1);
+
 /// Gathers one report per cycle. Keep one for the whole run (CPU and network are deltas).
 #[derive(Debug)]
 pub struct Collector {
     config: AgentConfig,
-    checks: Vec<CheckConfig>,
+    /// Runs each check on its own interval; a cycle takes the latest results.
+    checks: checks::Scheduler,
     /// `None` only while a cycle has it on a blocking thread.
     host: Option<HostCollector>,
 }
@@ -85,7 +90,7 @@ impl Collector {
     pub fn new(config: &AgentConfig) -> Self {
         Collector {
             config: config.clone(),
-            checks: config.checks.clone(),
+            checks: checks::Scheduler::start(config.checks.clone(), config.interval),
             host: Some(HostCollector::new()),
         }
     }
@@ -93,7 +98,7 @@ impl Collector {
     /// Replace the checks (a reload).
     pub fn set_checks(&mut self, checks: Vec<CheckConfig>) {
         self.config.checks = checks.clone();
-        self.checks = checks;
+        self.checks.reload(checks, self.config.interval);
     }
 
     /// Inventory for the birth status.
@@ -113,9 +118,10 @@ impl Collector {
             let metrics = host.collect();
             (host, metrics)
         });
-        let (host_result, check_results) =
-            tokio::join!(host_task, checks::run_checks(&self.checks));
-        let metrics = match host_result {
+        let (host_result, ()) =
+            tokio::join!(host_task, self.checks.ready(FIRST_CHECK_RESULTS_WAIT));
+        let (check_results, check_metrics) = self.checks.latest();
+        let mut metrics = match host_result {
             Ok((host, metrics)) => {
                 self.host = Some(host);
                 metrics
@@ -125,13 +131,24 @@ impl Collector {
                 Vec::new()
             }
         };
+        metrics.extend(check_metrics);
         build_report(&self.config, seq, ts, metrics, check_results)
     }
 }
 
 /// Collect one report (host metrics and checks) with a fresh collector: `tocsin-agent once`.
 pub async fn collect_once(config: &AgentConfig, seq: u64) -> Report {
-    Collector::new(config).collect(seq).await
+    let ts = now_ms();
+    let mut host = HostCollector::new();
+    let host_task = tokio::task::spawn_blocking(move || host.collect());
+    let (host_result, (check_results, check_metrics)) =
+        tokio::join!(host_task, checks::run_all(&config.checks));
+    let mut metrics = host_result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "host collection failed");
+        Vec::new()
+    });
+    metrics.extend(check_metrics);
+    build_report(config, seq, ts, metrics, check_results)
 }
 
 #[cfg(test)]

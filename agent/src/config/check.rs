@@ -1,24 +1,45 @@
-//! `[[check]]` tables: the service checks an agent runs (kind, target, per-check interval and timeout).
+//! `[[check]]` tables: the service checks an agent runs (kind, target, per-check interval and timeout, kind options).
 //!
 //! A check is read as a flat [`FileCheck`] (every key of every kind, all optional), then
-//! [`resolve`]d: defaults filled in and keys that do not belong to the kind refused with a
-//! one-line error naming the check.
+//! [`resolve`]d: defaults filled in, status ranges and regexes parsed. [`CheckConfig::validate`]
+//! then refuses keys that do not belong to the kind and values out of range, with a one-line
+//! error naming the check (`check "tcp:db": key body_contains applies only to http checks`).
+//! Configs built in code go through the same [`CheckConfig::validate`].
 
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{DEFAULT_CHECK_TIMEOUT, de_opt_duration, format_duration, ser_duration};
+pub use crate::checks::http::StatusRanges;
+pub use crate::checks::process::ProcessPattern;
 
 /// Longest check name the protocol accepts in a report (`<kind>:<name>`).
 pub const MAX_CHECK_NAME: usize = 128;
+/// `http`: status codes accepted when `expect_status` is not set.
+pub const DEFAULT_EXPECT_STATUS: RangeInclusive<u16> = 200..=399;
+/// `http`: days of certificate validity left under which the check turns `warning`.
+pub const DEFAULT_CERT_WARNING_DAYS: u32 = 14;
+/// `http`: days of certificate validity left under which the check turns `critical`.
+pub const DEFAULT_CERT_CRITICAL_DAYS: u32 = 3;
+/// `process`: fewest matching processes when `min` is not set.
+pub const DEFAULT_PROCESS_MIN: u32 = 1;
 
 /// One `[[check]]`. The report names it `<kind>:<name>` (e.g. `tcp:postgres`).
+///
+/// Kind options are `None` (or empty) when not set; the accessors ([`CheckConfig::expect_status`],
+/// [`CheckConfig::tls_verify`]...) give the value in force. [`CheckConfig::validate`] refuses
+/// options set on a kind they do not belong to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckConfig {
     pub name: String,
     pub kind: CheckKind,
-    /// What to check; for `tcp`: `host:port`.
+    /// What to check. `tcp`: `host:port`; `http`: an `http://` or `https://` URL; `process`:
+    /// the process name (empty when `pattern` is set); `systemd`: the unit; `command`: empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub target: String,
     /// How often the check runs; `None`: every agent interval.
     #[serde(
@@ -29,6 +50,36 @@ pub struct CheckConfig {
     /// At most the check's interval. In a file it defaults to 5s, or the interval when shorter.
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+    /// `http`: accepted status codes (default 200-399).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<StatusRanges>,
+    /// `http`: a substring the first 1 MiB of the body must contain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// `http` with `https://`: extra CA certificates (PEM) trusted besides the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// `http` with `https://`: verify the server certificate (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_verify: Option<bool>,
+    /// `http` with `https://`: `warning` when the certificate has fewer days left (default 14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_warning_days: Option<u32>,
+    /// `http` with `https://`: `critical` when the certificate has fewer days left (default 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_critical_days: Option<u32>,
+    /// `process`: regex matched against the full command line (instead of `target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<ProcessPattern>,
+    /// `process`: fewest matching processes that are fine (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    /// `process`: most matching processes that are fine (default: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// `command`: the plugin and its arguments; `argv[0]` is an absolute path or a name in PATH.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 /// A `[[check]]` as written: every key of every kind; [`resolve`] sorts them out.
@@ -37,37 +88,139 @@ pub struct CheckConfig {
 pub struct FileCheck {
     name: String,
     kind: CheckKind,
-    target: String,
+    #[serde(default)]
+    target: Option<String>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     interval: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     timeout: Option<Duration>,
+    #[serde(default)]
+    expect_status: Option<RawStatus>,
+    #[serde(default)]
+    body_contains: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    tls_verify: Option<bool>,
+    #[serde(default)]
+    cert_warning_days: Option<u32>,
+    #[serde(default)]
+    cert_critical_days: Option<u32>,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    min: Option<u32>,
+    #[serde(default)]
+    max: Option<u32>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
 }
 
-/// Fill in the defaults of a check as written (`agent_interval` is the agent's `interval`).
+/// Fill in the defaults of a check as written (`agent_interval` is the agent's `interval`)
+/// and parse its status ranges and regex. The error is one line naming the check.
 pub fn resolve(file: FileCheck, agent_interval: Duration) -> Result<CheckConfig, String> {
+    let report_name = format!("{}:{}", file.kind.as_str(), file.name);
     let every = file.interval.unwrap_or(agent_interval);
+    let expect_status = match file.expect_status {
+        Some(raw) => Some(
+            StatusRanges::parse_items(&raw.0).map_err(|e| format!("check {report_name:?}: {e}"))?,
+        ),
+        None => None,
+    };
+    let pattern = match file.pattern {
+        Some(p) => {
+            Some(ProcessPattern::new(&p).map_err(|e| format!("check {report_name:?}: {e}"))?)
+        }
+        None => None,
+    };
+    let command = match file.command {
+        Some(argv) if argv.is_empty() => {
+            return Err(format!(
+                "check {report_name:?}: command must name a program: command = [\"/path/to/plugin\", \"arg\", ...]"
+            ));
+        }
+        Some(argv) => argv,
+        None => Vec::new(),
+    };
     Ok(CheckConfig {
         name: file.name,
         kind: file.kind,
-        target: file.target,
+        target: file.target.unwrap_or_default(),
         interval: file.interval,
         timeout: file
             .timeout
             .unwrap_or_else(|| DEFAULT_CHECK_TIMEOUT.min(every)),
+        expect_status,
+        body_contains: file.body_contains,
+        ca_file: file.ca_file,
+        tls_verify: file.tls_verify,
+        cert_warning_days: file.cert_warning_days,
+        cert_critical_days: file.cert_critical_days,
+        pattern,
+        min: file.min,
+        max: file.max,
+        command,
     })
 }
 
 impl CheckConfig {
-    /// A TCP connect check with the default timeout.
-    pub fn tcp(name: impl Into<String>, target: impl Into<String>) -> Self {
+    /// A check of `kind` on `target` with the default timeout and no options.
+    fn base(name: impl Into<String>, kind: CheckKind, target: impl Into<String>) -> Self {
         CheckConfig {
             name: name.into(),
-            kind: CheckKind::Tcp,
+            kind,
             target: target.into(),
             interval: None,
             timeout: DEFAULT_CHECK_TIMEOUT,
+            expect_status: None,
+            body_contains: None,
+            ca_file: None,
+            tls_verify: None,
+            cert_warning_days: None,
+            cert_critical_days: None,
+            pattern: None,
+            min: None,
+            max: None,
+            command: Vec::new(),
         }
+    }
+
+    /// A TCP connect check with the default timeout.
+    pub fn tcp(name: impl Into<String>, target: impl Into<String>) -> Self {
+        Self::base(name, CheckKind::Tcp, target)
+    }
+
+    /// An HTTP(S) GET of `url` with the default timeout, expecting a status of 200-399.
+    pub fn http(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Self::base(name, CheckKind::Http, url)
+    }
+
+    /// At least one process whose name is exactly `process_name`.
+    pub fn process(name: impl Into<String>, process_name: impl Into<String>) -> Self {
+        Self::base(name, CheckKind::Process, process_name)
+    }
+
+    /// At least one process whose full command line matches `pattern`.
+    pub fn process_matching(name: impl Into<String>, pattern: ProcessPattern) -> Self {
+        let mut check = Self::base(name, CheckKind::Process, "");
+        check.pattern = Some(pattern);
+        check
+    }
+
+    /// The state of a systemd unit (`.service` is added when the unit has no suffix).
+    pub fn systemd(name: impl Into<String>, unit: impl Into<String>) -> Self {
+        Self::base(name, CheckKind::Systemd, unit)
+    }
+
+    /// A Nagios/Icinga plugin: `argv[0]` (absolute path or name in PATH) and its arguments.
+    pub fn command<I, S>(name: impl Into<String>, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut check = Self::base(name, CheckKind::Command, "");
+        check.command = argv.into_iter().map(Into::into).collect();
+        check
     }
 
     /// The check name as it appears in a report: `<kind>:<name>`.
@@ -78,6 +231,34 @@ impl CheckConfig {
     /// How often this check runs, given the agent's interval.
     pub fn every(&self, agent_interval: Duration) -> Duration {
         self.interval.unwrap_or(agent_interval)
+    }
+
+    /// `http`: the accepted status codes (`expect_status`, default 200-399).
+    pub fn expect_status(&self) -> StatusRanges {
+        self.expect_status
+            .clone()
+            .unwrap_or_else(|| StatusRanges::from(DEFAULT_EXPECT_STATUS))
+    }
+
+    /// `http`: whether the server certificate is verified (`tls_verify`, default true).
+    pub fn tls_verify(&self) -> bool {
+        self.tls_verify.unwrap_or(true)
+    }
+
+    /// `http`: `cert_warning_days`, default 14.
+    pub fn cert_warning_days(&self) -> u32 {
+        self.cert_warning_days.unwrap_or(DEFAULT_CERT_WARNING_DAYS)
+    }
+
+    /// `http`: `cert_critical_days`, default 3.
+    pub fn cert_critical_days(&self) -> u32 {
+        self.cert_critical_days
+            .unwrap_or(DEFAULT_CERT_CRITICAL_DAYS)
+    }
+
+    /// `process`: `min`, default 1.
+    pub fn process_min(&self) -> u32 {
+        self.min.unwrap_or(DEFAULT_PROCESS_MIN)
     }
 
     /// Check the rules of this check; the error is one line naming it.
@@ -93,6 +274,8 @@ impl CheckConfig {
                 MAX_CHECK_NAME - self.kind.as_str().len() - 1
             ));
         }
+        self.refuse_foreign_keys()
+            .map_err(|e| format!("check {report_name:?}: {e}"))?;
         let every = self.every(agent_interval);
         if every < Duration::from_secs(1) || every > Duration::from_secs(86_400) {
             return Err(format!(
@@ -102,20 +285,170 @@ impl CheckConfig {
         }
         if self.timeout.is_zero() || self.timeout > every {
             return Err(format!(
-                "check {report_name:?}: timeout {} must be more than 0 and at most the check's interval ({})",
+                "check {report_name:?}: timeout {} must be more than 0 and at most the interval ({})",
                 format_duration(self.timeout),
                 format_duration(every)
             ));
         }
-        match self.kind {
-            CheckKind::Tcp => {
-                if crate::checks::tcp::split_target(&self.target).is_none() {
+        let kind_rules = match self.kind {
+            CheckKind::Tcp => self.validate_tcp(),
+            CheckKind::Http => self.validate_http(),
+            CheckKind::Process => self.validate_process(),
+            CheckKind::Systemd => self.validate_systemd(),
+            CheckKind::Command => self.validate_command(),
+        };
+        kind_rules.map_err(|e| format!("check {report_name:?}: {e}"))
+    }
+
+    /// Options set on a kind they do not belong to.
+    fn refuse_foreign_keys(&self) -> Result<(), String> {
+        use CheckKind::{Command, Http, Process};
+        let keys: [(&str, bool, CheckKind); 10] = [
+            ("expect_status", self.expect_status.is_some(), Http),
+            ("body_contains", self.body_contains.is_some(), Http),
+            ("ca_file", self.ca_file.is_some(), Http),
+            ("tls_verify", self.tls_verify.is_some(), Http),
+            ("cert_warning_days", self.cert_warning_days.is_some(), Http),
+            (
+                "cert_critical_days",
+                self.cert_critical_days.is_some(),
+                Http,
+            ),
+            ("pattern", self.pattern.is_some(), Process),
+            ("min", self.min.is_some(), Process),
+            ("max", self.max.is_some(), Process),
+            ("command", !self.command.is_empty(), Command),
+        ];
+        for (key, set, owner) in keys {
+            if set && self.kind != owner {
+                return Err(format!(
+                    "key {key} applies only to {} checks",
+                    owner.as_str()
+                ));
+            }
+        }
+        if self.kind == Command && !self.target.is_empty() {
+            return Err(
+                "key target does not apply to command checks; put the program in command = [\"/path/to/plugin\", \"arg\", ...]"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_tcp(&self) -> Result<(), String> {
+        if self.target.is_empty() {
+            return Err("target = \"host:port\" is required".to_string());
+        }
+        if crate::checks::tcp::split_target(&self.target).is_none() {
+            return Err(format!("target {:?} must be host:port", self.target));
+        }
+        Ok(())
+    }
+
+    fn validate_http(&self) -> Result<(), String> {
+        if self.target.is_empty() {
+            return Err("target = \"http://...\" or \"https://...\" is required".to_string());
+        }
+        let url = crate::checks::http::HttpTarget::parse(&self.target)?;
+        if !url.https {
+            for (key, set) in [
+                ("ca_file", self.ca_file.is_some()),
+                ("tls_verify", self.tls_verify.is_some()),
+                ("cert_warning_days", self.cert_warning_days.is_some()),
+                ("cert_critical_days", self.cert_critical_days.is_some()),
+            ] {
+                if set {
                     return Err(format!(
-                        "check {report_name:?}: target {:?} must be host:port",
+                        "key {key} applies only to https:// targets, not {:?}",
                         self.target
                     ));
                 }
             }
+        }
+        if self.cert_critical_days() > self.cert_warning_days() {
+            return Err(format!(
+                "cert_critical_days {} must not be more than cert_warning_days {}",
+                self.cert_critical_days(),
+                self.cert_warning_days()
+            ));
+        }
+        if let Some(status) = &self.expect_status
+            && status.is_empty()
+        {
+            return Err("expect_status must list at least one status code".to_string());
+        }
+        if self.body_contains.as_deref() == Some("") {
+            return Err("body_contains must not be empty".to_string());
+        }
+        if self
+            .ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("ca_file must not be empty".to_string());
+        }
+        Ok(())
+    }
+
+    fn validate_process(&self) -> Result<(), String> {
+        match (self.target.is_empty(), &self.pattern) {
+            (true, None) => {
+                return Err(
+                    "set target = \"<process name>\" or pattern = \"<regex on the command line>\""
+                        .to_string(),
+                );
+            }
+            (false, Some(_)) => {
+                return Err(
+                    "set either target (process name) or pattern (regex), not both".to_string(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(max) = self.max
+            && self.process_min() > max
+        {
+            return Err(format!(
+                "min {} must not be more than max {max}",
+                self.process_min()
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_systemd(&self) -> Result<(), String> {
+        if self.target.is_empty() {
+            return Err("target = \"<unit>\" is required (e.g. \"nginx.service\")".to_string());
+        }
+        if self.target.starts_with('-')
+            || self
+                .target
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(format!(
+                "target {:?} is not a systemd unit name",
+                self.target
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_command(&self) -> Result<(), String> {
+        let Some(program) = self.command.first() else {
+            return Err("command = [\"/path/to/plugin\", \"arg\", ...] is required".to_string());
+        };
+        if program.is_empty() {
+            return Err("command[0] must name a program".to_string());
+        }
+        if program.contains('/') && !program.starts_with('/') {
+            return Err(format!(
+                "command[0] {program:?} must be an absolute path or a program name found in PATH"
+            ));
+        }
+        if self.command.iter().any(|a| a.contains('\0')) {
+            return Err("command arguments must not contain NUL characters".to_string());
         }
         Ok(())
     }
@@ -133,41 +466,55 @@ fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
 pub enum CheckKind {
     /// TCP connect to `host:port`.
     Tcp,
+    /// HTTP(S) GET of a URL: status, body, certificate expiry.
+    Http,
+    /// Count of processes by name or command-line regex.
+    Process,
+    /// State of a systemd unit.
+    Systemd,
+    /// A Nagios/Icinga plugin (exit code 0/1/2/3).
+    Command,
 }
 
-/// Kinds named in the design that later versions add; refused with a clearer message.
-const PLANNED_CHECK_KINDS: &[&str] = &["http", "process", "systemd", "command"];
-
 impl CheckKind {
-    pub const ALL: &'static [CheckKind] = &[CheckKind::Tcp];
+    pub const ALL: &'static [CheckKind] = &[
+        CheckKind::Tcp,
+        CheckKind::Http,
+        CheckKind::Process,
+        CheckKind::Systemd,
+        CheckKind::Command,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Tcp => "tcp",
+            CheckKind::Http => "http",
+            CheckKind::Process => "process",
+            CheckKind::Systemd => "systemd",
+            CheckKind::Command => "command",
         }
     }
 
-    /// Parse a kind name; the error is a one-line explanation.
+    /// Parse a kind name; the error is a one-line explanation listing the supported kinds.
     pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "tcp" => Ok(CheckKind::Tcp),
-            other => {
+        CheckKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
                 let supported = CheckKind::ALL
                     .iter()
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>()
                     .join(", ");
-                if PLANNED_CHECK_KINDS.contains(&other) {
-                    Err(format!(
-                        "check kind {other:?} is not supported by this agent version yet (supported: {supported})"
-                    ))
-                } else {
-                    Err(format!(
-                        "unknown check kind {other:?} (supported: {supported})"
-                    ))
-                }
-            }
-        }
+                format!("unknown check kind {s:?} (supported: {supported})")
+            })
+    }
+}
+
+impl fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -181,5 +528,301 @@ impl<'de> Deserialize<'de> for CheckKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         CheckKind::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `expect_status` as written: a number, a string, or a list of numbers and strings.
+#[derive(Debug)]
+struct RawStatus(Vec<String>);
+
+impl<'de> Deserialize<'de> for RawStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        const EXPECTING: &str = "a status code (200), a range (\"200-399\") or a list of those";
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawStatus;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTING)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawStatus, E> {
+                Ok(RawStatus(vec![v.to_string()]))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawStatus, E> {
+                Ok(RawStatus(vec![v.to_string()]))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawStatus, E> {
+                Ok(RawStatus(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawStatus, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<RawStatus>()? {
+                    items.extend(item.0);
+                }
+                Ok(RawStatus(items))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+
+    fn parse(check: &str) -> Result<AgentConfig, String> {
+        AgentConfig::from_toml_str(&format!("site = \"dc1\"\nnode = \"a\"\n[[check]]\n{check}"))
+            .map_err(|e| e.to_string())
+    }
+
+    fn one(check: &str) -> CheckConfig {
+        let mut config = parse(check).unwrap_or_else(|e| panic!("{check}\n{e}"));
+        let again = AgentConfig::from_toml_str(&config.to_toml_string()).expect("round trip");
+        assert_eq!(again, config, "written and read back");
+        config.checks.remove(0)
+    }
+
+    #[test]
+    fn every_kind_parses_with_its_keys() {
+        let c =
+            one("name = \"db\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:5432\"\ninterval = \"30s\"");
+        assert_eq!(
+            (c.kind, c.target.as_str()),
+            (CheckKind::Tcp, "127.0.0.1:5432")
+        );
+        assert_eq!(c.every(Duration::from_secs(10)), Duration::from_secs(30));
+
+        let c = one(
+            "name = \"web\"\nkind = \"http\"\ntarget = \"https://127.0.0.1:8443/health\"\n\
+             expect_status = [200, \"301-302\"]\nbody_contains = \"ok\"\nca_file = \"/etc/ssl/ca.pem\"\n\
+             tls_verify = false\ncert_warning_days = 30\ncert_critical_days = 7\ntimeout = \"2s\"",
+        );
+        assert_eq!(c.report_name(), "http:web");
+        assert_eq!(c.expect_status().to_string(), "200,301-302");
+        assert!(c.expect_status().contains(302) && !c.expect_status().contains(303));
+        assert_eq!(c.body_contains.as_deref(), Some("ok"));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ssl/ca.pem")));
+        assert!(!c.tls_verify());
+        assert_eq!((c.cert_warning_days(), c.cert_critical_days()), (30, 7));
+        assert_eq!(c.timeout, Duration::from_secs(2));
+
+        let c = one("name = \"web\"\nkind = \"http\"\ntarget = \"http://localhost/\"");
+        assert_eq!(c.expect_status().to_string(), "200-399");
+        assert!(c.tls_verify());
+        assert_eq!((c.cert_warning_days(), c.cert_critical_days()), (14, 3));
+        let c = one(
+            "name = \"web\"\nkind = \"http\"\ntarget = \"http://localhost/\"\nexpect_status = 204",
+        );
+        assert_eq!(c.expect_status().to_string(), "204");
+
+        let c = one("name = \"nginx\"\nkind = \"process\"\ntarget = \"nginx\"\nmax = 8");
+        assert_eq!((c.process_min(), c.max), (1, Some(8)));
+        let c = one(
+            "name = \"app\"\nkind = \"process\"\npattern = \"java .*app\\\\.jar\"\nmin = 2\nmax = 2",
+        );
+        assert_eq!(
+            c.pattern.as_ref().map(ProcessPattern::as_str),
+            Some("java .*app\\.jar")
+        );
+        assert!(c.target.is_empty());
+
+        let c = one("name = \"web\"\nkind = \"systemd\"\ntarget = \"nginx\"");
+        assert_eq!(c.report_name(), "systemd:web");
+
+        let c = one(
+            "name = \"load\"\nkind = \"command\"\ncommand = [\"/usr/lib/nagios/plugins/check_load\", \"-w\", \"5,4,3\"]",
+        );
+        assert_eq!(
+            c.command,
+            ["/usr/lib/nagios/plugins/check_load", "-w", "5,4,3"]
+        );
+        let c = one("name = \"t\"\nkind = \"command\"\ncommand = [\"check_true\"]");
+        assert_eq!(c.command, ["check_true"]);
+    }
+
+    #[test]
+    fn wrong_keys_and_values_are_refused_in_one_line() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "name = \"db\"\nkind = \"tcp\"\ntarget = \"h:1\"\nbody_contains = \"x\"",
+                "config: check \"tcp:db\": key body_contains applies only to http checks",
+            ),
+            (
+                "name = \"db\"\nkind = \"tcp\"\ntarget = \"h:1\"\nexpect_status = 200",
+                "check \"tcp:db\": key expect_status applies only to http checks",
+            ),
+            (
+                "name = \"db\"\nkind = \"tcp\"\ntarget = \"h:1\"\npattern = \"x\"",
+                "check \"tcp:db\": key pattern applies only to process checks",
+            ),
+            (
+                "name = \"db\"\nkind = \"tcp\"\ntarget = \"h:1\"\ncommand = [\"/bin/true\"]",
+                "check \"tcp:db\": key command applies only to command checks",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nmin = 1",
+                "check \"http:w\": key min applies only to process checks",
+            ),
+            (
+                "name = \"p\"\nkind = \"process\"\ntarget = \"x\"\nca_file = \"/x\"",
+                "check \"process:p\": key ca_file applies only to http checks",
+            ),
+            (
+                "name = \"s\"\nkind = \"systemd\"\ntarget = \"x\"\ntls_verify = false",
+                "check \"systemd:s\": key tls_verify applies only to http checks",
+            ),
+            (
+                "name = \"s\"\nkind = \"systemd\"\ntarget = \"x\"\nmax = 2",
+                "check \"systemd:s\": key max applies only to process checks",
+            ),
+            (
+                "name = \"c\"\nkind = \"command\"\ncommand = [\"/bin/true\"]\ncert_warning_days = 2",
+                "check \"command:c\": key cert_warning_days applies only to http checks",
+            ),
+            (
+                "name = \"c\"\nkind = \"command\"\ntarget = \"/bin/true\"\ncommand = [\"/bin/true\"]",
+                "check \"command:c\": key target does not apply to command checks; put the program in command = [",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nca_file = \"/ca.pem\"",
+                "check \"http:w\": key ca_file applies only to https:// targets, not \"http://h/\"",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"https://h/\"\ncert_critical_days = 20",
+                "check \"http:w\": cert_critical_days 20 must not be more than cert_warning_days 14",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nexpect_status = \"600\"",
+                "check \"http:w\": expect_status \"600\": status 600 is not between 100 and 599",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nexpect_status = \"399-200\"",
+                "check \"http:w\": expect_status \"399-200\": range 399-200 ends before it starts",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nexpect_status = [200, \"3xx\"]",
+                "check \"http:w\": expect_status \"3xx\": expected a status code or a range like \"200-399\"",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nexpect_status = []",
+                "check \"http:w\": expect_status must list at least one status code",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nexpect_status = true",
+                "line 7: invalid type: boolean `true`, expected a status code (200), a range (\"200-399\") or a list of those",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"http://h/\"\nbody_contains = \"\"",
+                "check \"http:w\": body_contains must not be empty",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"\ntarget = \"ftp://h/\"",
+                "check \"http:w\": target \"ftp://h/\" must start with http:// or https://",
+            ),
+            (
+                "name = \"w\"\nkind = \"http\"",
+                "check \"http:w\": target = \"http://...\" or \"https://...\" is required",
+            ),
+            (
+                "name = \"db\"\nkind = \"tcp\"",
+                "check \"tcp:db\": target = \"host:port\" is required",
+            ),
+            (
+                "name = \"p\"\nkind = \"process\"\npattern = \"(\"",
+                "check \"process:p\": pattern \"(\": invalid regex: unclosed group",
+            ),
+            (
+                "name = \"p\"\nkind = \"process\"",
+                "check \"process:p\": set target = \"<process name>\" or pattern = \"<regex on the command line>\"",
+            ),
+            (
+                "name = \"p\"\nkind = \"process\"\ntarget = \"x\"\npattern = \"x\"",
+                "check \"process:p\": set either target (process name) or pattern (regex), not both",
+            ),
+            (
+                "name = \"p\"\nkind = \"process\"\ntarget = \"x\"\nmin = 3\nmax = 1",
+                "check \"process:p\": min 3 must not be more than max 1",
+            ),
+            (
+                "name = \"p\"\nkind = \"process\"\ntarget = \"x\"\nmax = 0",
+                "check \"process:p\": min 1 must not be more than max 0",
+            ),
+            (
+                "name = \"p\"\nkind = \"process\"\ntarget = \"x\"\nmin = -1",
+                "line 7: invalid value: integer `-1`, expected u32",
+            ),
+            (
+                "name = \"s\"\nkind = \"systemd\"",
+                "check \"systemd:s\": target = \"<unit>\" is required",
+            ),
+            (
+                "name = \"s\"\nkind = \"systemd\"\ntarget = \"--all\"",
+                "check \"systemd:s\": target \"--all\" is not a systemd unit name",
+            ),
+            (
+                "name = \"c\"\nkind = \"command\"",
+                "check \"command:c\": command = [\"/path/to/plugin\", \"arg\", ...] is required",
+            ),
+            (
+                "name = \"c\"\nkind = \"command\"\ncommand = []",
+                "check \"command:c\": command must name a program",
+            ),
+            (
+                "name = \"c\"\nkind = \"command\"\ncommand = [\"plugins/check_x\"]",
+                "check \"command:c\": command[0] \"plugins/check_x\" must be an absolute path or a program name found in PATH",
+            ),
+            (
+                "name = \"x\"\nkind = \"toaster\"\ntarget = \"x\"",
+                "unknown check kind \"toaster\" (supported: tcp, http, process, systemd, command)",
+            ),
+            (
+                "name = \"x\"\nkind = \"http\"\ntarget = \"http://h/\"\ncolour = 1",
+                "unknown field `colour`",
+            ),
+        ];
+        for (check, want) in cases {
+            let got = parse(check).expect_err(check);
+            assert!(
+                got.contains(want),
+                "{check:?}\n  got:  {got}\n  want: {want}"
+            );
+            assert!(!got.contains('\n'), "error is not one line: {got:?}");
+        }
+    }
+
+    #[test]
+    fn constructors_make_valid_checks() {
+        let every = Duration::from_secs(10);
+        let pattern = ProcessPattern::new("nginx: master").expect("regex");
+        for check in [
+            CheckConfig::tcp("db", "127.0.0.1:5432"),
+            CheckConfig::http("web", "https://127.0.0.1/health"),
+            CheckConfig::process("nginx", "nginx"),
+            CheckConfig::process_matching("nginx", pattern),
+            CheckConfig::systemd("nginx", "nginx.service"),
+            CheckConfig::command(
+                "load",
+                ["/usr/lib/nagios/plugins/check_load", "-w", "5,4,3"],
+            ),
+        ] {
+            check
+                .validate(every)
+                .unwrap_or_else(|e| panic!("{check:?}: {e}"));
+        }
+        // Options set in code are checked the same way as in a file.
+        let mut tcp = CheckConfig::tcp("db", "127.0.0.1:5432");
+        tcp.min = Some(1);
+        assert_eq!(
+            tcp.validate(every),
+            Err("check \"tcp:db\": key min applies only to process checks".to_string())
+        );
+        assert!(ProcessPattern::new("").is_err());
+        assert_eq!(
+            ProcessPattern::new("a").expect("a"),
+            ProcessPattern::new("a").expect("a")
+        );
     }
 }

@@ -190,7 +190,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        _ => return Err(format!("invalid size {s:?}: unknown unit (examples: \"64MiB\", \"500KB\", \"1GiB\")")),
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit (examples: \"64MiB\", \"500KB\", \"1GiB\")"
+            ));
+        }
     };
     let value: f64 = number
         .parse()

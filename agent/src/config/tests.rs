@@ -131,8 +131,24 @@ fn every_bad_input_has_its_one_line_error() {
             "invalid labels",
         ),
         (
-            "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"mqtts://b:8883\"",
-            "line 4: broker url \"mqtts://b:8883\": TLS (mqtts://) is not supported",
+            "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"mqtt://b\"\nca_file = \"/etc/ca.pem\"",
+            "[broker] ca_file is set but url mqtt://b:1883 does not use TLS; use mqtts://",
+        ),
+        (
+            "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"mqtts://b\"\ncert_file = \"/etc/c.pem\"",
+            "[broker] cert_file and key_file must be set together",
+        ),
+        (
+            "site = \"dc1\"\nnode = \"a\"\n[broker]\npassword_file = \"/etc/pw\"",
+            "[broker] password_file is set without username",
+        ),
+        (
+            "site = \"dc1\"\nnode = \"a\"\n[spool]\nmax_size = \"12 parsecs\"",
+            "line 4: invalid size \"12 parsecs\": unknown unit",
+        ),
+        (
+            "site = \"dc1\"\nnode = \"a\"\n[spool]\nmax_size = \"1KB\"",
+            "[spool] max_size 1000B must be at least 64KiB",
         ),
         (
             "site = \"dc1\"\nnode = \"a\"\n[broker]\nurl = \"http://b\"",
@@ -151,12 +167,8 @@ fn every_bad_input_has_its_one_line_error() {
             "unknown field `port`",
         ),
         (
-            "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"web\"\nkind = \"http\"\ntarget = \"x\"",
-            "line 5: check kind \"http\" is not supported by this agent version yet (supported: tcp)",
-        ),
-        (
             "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"x\"\nkind = \"toaster\"\ntarget = \"x\"",
-            "unknown check kind \"toaster\" (supported: tcp)",
+            "unknown check kind \"toaster\" (supported: tcp, http",
         ),
         (
             "site = \"dc1\"\nnode = \"a\"\n[[check]]\nname = \"x\"\nkind = \"tcp\"\ntarget = \"nocolon\"",
@@ -252,14 +264,86 @@ fn durations() {
 }
 
 #[test]
+fn sizes() {
+    for (text, bytes) in [
+        ("64MiB", 64 << 20),
+        ("500 KB", 500_000),
+        ("1GiB", 1 << 30),
+        ("4096", 4096),
+        ("1.5MiB", 3 << 19),
+        ("2m", 2_000_000),
+    ] {
+        assert_eq!(parse_size(text), Ok(bytes), "{text}");
+    }
+    for bad in ["", "MiB", "-1MiB", "1 XB", "1e400GiB"] {
+        assert!(parse_size(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(format_size(64 << 20), "64MiB");
+    assert_eq!(format_size(1000), "1000B");
+    let c =
+        AgentConfig::from_toml_str("site = \"a\"\nnode = \"b\"\n[spool]\nmax_size = \"1GiB\"\n")
+            .expect("valid");
+    assert_eq!(c.spool.max_bytes, 1 << 30);
+    assert_eq!(
+        AgentConfig::from_toml_str(&c.to_toml_string()).expect("round trip"),
+        c
+    );
+}
+
+#[test]
 fn broker_urls() {
     let u = BrokerUrl::parse("mqtt://[::1]:1884").expect("v6");
     assert_eq!((u.host.as_str(), u.port), ("::1", 1884));
     assert_eq!(u.to_string(), "mqtt://[::1]:1884");
     let u = BrokerUrl::parse("mqtt://broker").expect("default port");
-    assert_eq!(u.port, 1883);
+    assert_eq!((u.port, u.tls), (1883, false));
+    let u = BrokerUrl::parse("mqtts://broker").expect("TLS default port");
+    assert_eq!((u.port, u.tls), (8883, true));
+    assert_eq!(u.to_string(), "mqtts://broker:8883");
+    let u = BrokerUrl::parse("ssl://broker:9999").expect("ssl alias");
+    assert_eq!((u.port, u.tls), (9999, true));
     assert!(BrokerUrl::parse("mqtt://user:pw@broker:1883").is_err());
     assert!(BrokerUrl::parse("mqtt://broker:1883/path").is_err());
     assert!(BrokerUrl::parse("mqtt://:1883").is_err());
     assert!(BrokerUrl::parse("mqtt://broker:0").is_err());
+}
+
+/// docs/agent.example.toml is the config reference: it must parse, and every key the agent
+/// writes back in `print-config` must appear in it.
+#[test]
+fn the_example_config_is_complete_and_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/agent.example.toml");
+    let text = std::fs::read_to_string(path).expect("docs/agent.example.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let community = dir.path().join("snmp-community");
+    std::fs::write(&community, "public\n").expect("community file");
+    let parsed = text.replace(
+        "/etc/tocsin/snmp-community",
+        &community.display().to_string(),
+    );
+    let config =
+        AgentConfig::from_toml_str(&parsed).unwrap_or_else(|e| panic!("{path} does not load: {e}"));
+    assert!(config.checks.len() >= 6 && config.devices.len() >= 2);
+    let printed = config.to_toml_string();
+    let mut section = String::new();
+    for line in printed.lines() {
+        if line.starts_with('[') {
+            section = line.to_string();
+        }
+        // Label names are the admin's own, not config keys.
+        if section.ends_with("labels]") {
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        let key = key.trim();
+        assert!(
+            text.lines().any(|l| {
+                let l = l.trim_start().trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+            }),
+            "{path} does not document the key {key:?} (print-config writes it)"
+        );
+    }
 }

@@ -394,7 +394,12 @@ impl Driver {
                 break;
             };
             self.cursor = message.id + 1;
-            self.send(&message.topic, message.payload, false, Item::Spooled(message.id));
+            self.send(
+                &message.topic,
+                message.payload,
+                false,
+                Item::Spooled(message.id),
+            );
         }
     }
 
@@ -479,9 +484,8 @@ impl Driver {
             self.update_stats();
             // Waiting for a new report may only interrupt the event loop while it has nothing
             // of ours to write or acknowledge (its poll is not safe to cancel mid-write).
-            let idle = self.connected
-                && self.inflight.is_empty()
-                && self.eventloop.pending.is_empty();
+            let idle =
+                self.connected && self.inflight.is_empty() && self.eventloop.pending.is_empty();
             let event = tokio::select! {
                 biased;
                 _ = &mut stop_rx => break,
@@ -555,10 +559,7 @@ impl Driver {
                     stops_queued = true;
                 }
             }
-            if stops_queued
-                && !disconnect_queued
-                && self.inflight.is_empty()
-            {
+            if stops_queued && !disconnect_queued && self.inflight.is_empty() {
                 self.eventloop
                     .pending
                     .push_back(Request::Disconnect(rumqttc::Disconnect));
@@ -626,7 +627,9 @@ pub fn describe_connection_error(e: &ConnectionError) -> String {
                 other => format!("the broker refused the connection: {other:?}"),
             }
         }
-        ConnectionError::Tls(tls) => format!("TLS failed: {tls}; check [broker] ca_file, cert_file and key_file"),
+        ConnectionError::Tls(tls) => {
+            format!("TLS failed: {tls}; check [broker] ca_file, cert_file and key_file")
+        }
         other => other.to_string(),
     }
 }
@@ -691,7 +694,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let stats = publisher.stats();
-        assert_eq!((stats.queued, stats.dropped, stats.connected), (50, 0, false));
+        assert_eq!(
+            (stats.queued, stats.dropped, stats.connected),
+            (50, 0, false)
+        );
         let outcome = publisher.shutdown(Duration::from_millis(300)).await;
         assert_eq!(outcome, StopOutcome::TimedOut);
         let files = std::fs::read_dir(dir.path().join(spool::QUEUE_DIR))

@@ -416,7 +416,10 @@ mod tests {
         assert!(out.in_memory);
         assert!(spool.stats().errors >= 1);
         let m = spool.next_from(0).expect("message");
-        assert_eq!((m.topic.as_str(), m.payload.as_slice()), ("t/r", &b"kept in memory"[..]));
+        assert_eq!(
+            (m.topic.as_str(), m.payload.as_slice()),
+            ("t/r", &b"kept in memory"[..])
+        );
         spool.ack(m.id);
         assert!(spool.is_empty());
     }

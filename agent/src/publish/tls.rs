@@ -19,7 +19,8 @@ fn tls_error(path: Option<&Path>, problem: impl Into<String>) -> AgentError {
 
 /// Read every certificate of a PEM file.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AgentError> {
-    let pem = std::fs::read(path).map_err(|e| tls_error(Some(path), format!("cannot read: {e}")))?;
+    let pem =
+        std::fs::read(path).map_err(|e| tls_error(Some(path), format!("cannot read: {e}")))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_error(Some(path), format!("not a PEM certificate file: {e}")))?;
@@ -30,7 +31,8 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AgentErro
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, AgentError> {
-    let pem = std::fs::read(path).map_err(|e| tls_error(Some(path), format!("cannot read: {e}")))?;
+    let pem =
+        std::fs::read(path).map_err(|e| tls_error(Some(path), format!("cannot read: {e}")))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| tls_error(Some(path), format!("not a PEM key file: {e}")))?
         .ok_or_else(|| tls_error(Some(path), "holds no PEM private key"))
@@ -71,9 +73,12 @@ pub fn client_config(broker: &BrokerConfig) -> Result<ClientConfig, AgentError> 
         (Some(cert), Some(key)) => {
             let chain = read_certs(cert)?;
             let key_der = read_key(key)?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| tls_error(Some(key), format!("does not match cert_file: {e}")))
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                tls_error(
+                    Some(cert),
+                    format!("cannot be used with key_file {}: {e}", key.display()),
+                )
+            })
         }
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err(tls_error(
@@ -105,7 +110,10 @@ mod tests {
             ..BrokerConfig::default()
         };
         let e = client_config(&broker).expect_err("junk").to_string();
-        assert!(e.contains("junk.pem") && e.contains("no PEM certificate"), "{e}");
+        assert!(
+            e.contains("junk.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
 
         let missing = dir.path().join("missing.pem");
         let broker = BrokerConfig {
@@ -113,6 +121,9 @@ mod tests {
             ..BrokerConfig::default()
         };
         let e = client_config(&broker).expect_err("missing").to_string();
-        assert!(e.contains("missing.pem") && e.contains("cannot read"), "{e}");
+        assert!(
+            e.contains("missing.pem") && e.contains("cannot read"),
+            "{e}"
+        );
     }
 }
