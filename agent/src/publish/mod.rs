@@ -16,7 +16,7 @@
 pub mod spool;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -187,6 +187,7 @@ impl Publisher {
             _client: client,
             spool,
             births: vec![(config.status_topic(), birth)],
+            urgent: VecDeque::new(),
             inflight: HashMap::new(),
             last_pkid: 0,
             cursor: 0,
@@ -308,6 +309,13 @@ impl Drop for Publisher {
     }
 }
 
+/// A status waiting to go out ahead of the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Urgent {
+    Birth(String),
+    Stopped(String),
+}
+
 /// What a packet id in flight stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Item {
@@ -323,6 +331,9 @@ struct Driver {
     _client: AsyncClient,
     spool: Spool,
     births: Vec<(String, Status)>,
+    /// Statuses to publish ahead of the spool as soon as the window has room: a birth (by
+    /// topic, its current status) or `stopped` (a device removed by a reload).
+    urgent: VecDeque<Urgent>,
     inflight: HashMap<u16, Item>,
     last_pkid: u16,
     /// Next spool id to send (everything below is in flight or acknowledged).
@@ -370,15 +381,22 @@ impl Driver {
         self.eventloop.pending.push_back(Request::Publish(publish));
     }
 
-    fn send_birth(&mut self, index: usize) {
-        let Some((topic, status)) = self.births.get_mut(index) else {
+    /// Publish the current birth on `topic` (nothing if it was forgotten meanwhile).
+    fn send_birth(&mut self, topic: &str) {
+        let Some((_, status)) = self.births.iter_mut().find(|(t, _)| t == topic) else {
             return;
         };
         status.ts = Some(now_ms());
-        let topic = topic.clone();
         match serde_json::to_vec(status) {
-            Ok(payload) => self.send(&topic, payload, true, Item::Birth),
+            Ok(payload) => self.send(topic, payload, true, Item::Birth),
             Err(e) => tracing::error!(error = %e, topic, "cannot serialise a birth status"),
+        }
+    }
+
+    /// Queue a status to go out ahead of the spool (once; a repeat replaces nothing).
+    fn push_urgent(&mut self, urgent: Urgent) {
+        if !self.urgent.contains(&urgent) {
+            self.urgent.push_back(urgent);
         }
     }
 
@@ -387,8 +405,29 @@ impl Driver {
         self.fill_up_to(usize::from(WINDOW));
     }
 
-    /// Move spooled reports into the event loop while fewer than `limit` are in flight.
+    /// Move urgent statuses, then spooled reports, into the event loop while fewer than
+    /// `limit` are in flight.
     fn fill_up_to(&mut self, limit: usize) {
+        self.fill_urgent(limit);
+        self.fill_spool(limit);
+    }
+
+    fn fill_urgent(&mut self, limit: usize) {
+        while self.connected && self.inflight.len() < limit {
+            let Some(urgent) = self.urgent.pop_front() else {
+                break;
+            };
+            match urgent {
+                Urgent::Birth(topic) => self.send_birth(&topic),
+                Urgent::Stopped(topic) => {
+                    let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
+                    self.send(&topic, payload, true, Item::Stopped);
+                }
+            }
+        }
+    }
+
+    fn fill_spool(&mut self, limit: usize) {
         while self.connected && self.inflight.len() < limit {
             let Some(message) = self.spool.next_from(self.cursor) else {
                 break;
@@ -414,25 +453,20 @@ impl Driver {
                 }
             }
             Command::Birth { topic, status } => {
-                let index = match self.births.iter().position(|(t, _)| *t == topic) {
-                    Some(i) => {
-                        self.births[i].1 = *status;
-                        i
-                    }
-                    None => {
-                        self.births.push((topic, *status));
-                        self.births.len() - 1
-                    }
-                };
-                if self.connected && self.inflight.len() < usize::from(WINDOW) {
-                    self.send_birth(index);
+                match self.births.iter_mut().find(|(t, _)| *t == topic) {
+                    Some(birth) => birth.1 = *status,
+                    None => self.births.push((topic.clone(), *status)),
+                }
+                self.urgent.retain(|u| *u != Urgent::Stopped(topic.clone()));
+                if self.connected {
+                    self.push_urgent(Urgent::Birth(topic));
                 }
             }
             Command::ForgetBirth { topic } => {
                 self.births.retain(|(t, _)| *t != topic);
-                if self.connected && self.inflight.len() < usize::from(WINDOW) {
-                    let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
-                    self.send(&topic, payload, true, Item::Stopped);
+                self.urgent.retain(|u| *u != Urgent::Birth(topic.clone()));
+                if self.connected {
+                    self.push_urgent(Urgent::Stopped(topic));
                 }
             }
         }
@@ -445,6 +479,8 @@ impl Driver {
         self.eventloop.pending.clear();
         self.eventloop.state.events.clear();
         self.cursor = 0;
+        // Births go out again on the next ConnAck anyway; a removed device's `stopped` too.
+        self.urgent.retain(|u| matches!(u, Urgent::Stopped(_)));
     }
 
     fn on_connack(&mut self) {
@@ -452,10 +488,12 @@ impl Driver {
         self.inflight.clear();
         self.cursor = 0;
         // Births first, ahead of the backlog (the event loop's queue is empty after a ConnAck
-        // of a clean session). More births than the window: the rest go out as acks come.
-        for i in 0..self.births.len().min(usize::from(WINDOW) / 2) {
-            self.send_birth(i);
+        // of a clean session); more than the window go out as acks come.
+        let stops: Vec<Urgent> = self.urgent.drain(..).collect();
+        for (topic, _) in self.births.clone() {
+            self.urgent.push_back(Urgent::Birth(topic));
         }
+        self.urgent.extend(stops);
     }
 
     fn on_puback(&mut self, pkid: u16) {
@@ -490,8 +528,10 @@ impl Driver {
                 biased;
                 _ = &mut stop_rx => break,
                 cmd = rx.recv(), if idle => {
-                    if let Some(cmd) = cmd {
-                        self.handle(cmd);
+                    match cmd {
+                        Some(cmd) => self.handle(cmd),
+                        // Every sender is gone: nobody can ask for a clean stop any more.
+                        None => break,
                     }
                     continue;
                 }
@@ -515,14 +555,15 @@ impl Driver {
                     // Wait out the backoff, still spooling what arrives.
                     let sleep = tokio::time::sleep(backoff);
                     tokio::pin!(sleep);
+                    let mut open = true;
                     loop {
                         tokio::select! {
                             biased;
                             _ = &mut stop_rx => return self.stop(rx).await,
                             () = &mut sleep => break,
-                            cmd = rx.recv() => match cmd {
+                            cmd = rx.recv(), if open => match cmd {
                                 Some(cmd) => { self.handle(cmd); self.update_stats(); }
-                                None => break,
+                                None => open = false,
                             },
                         }
                     }
@@ -538,32 +579,44 @@ impl Driver {
     /// window, go out ahead of the stops; the rest stay in the spool for the next start.
     async fn stop(mut self, mut rx: mpsc::Receiver<Command>) -> StopOutcome {
         rx.close();
-        while let Ok(cmd) = rx.recv().await.ok_or(()) {
+        while let Some(cmd) = rx.recv().await {
             self.handle(cmd);
         }
         self.update_stats();
-        let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
-        let topics: Vec<String> = self.births.iter().map(|(t, _)| t.clone()).collect();
-        let mut stops_queued = false;
-        let mut disconnect_queued = false;
-        let stops = topics.len().min(usize::from(WINDOW));
-        let room = usize::from(WINDOW) - stops;
-        loop {
-            if self.connected && !stops_queued {
-                // The latest reports go first, then the stops once the window has room.
-                self.fill_up_to(room);
-                if self.inflight.len() <= room {
-                    for topic in topics.iter().take(stops) {
-                        self.send(topic, payload.clone(), true, Item::Stopped);
-                    }
-                    stops_queued = true;
-                }
+        // Every node this agent announced, plus devices removed by a reload not yet announced.
+        let mut all_stops: Vec<String> = self.births.iter().map(|(t, _)| t.clone()).collect();
+        for u in self.urgent.drain(..) {
+            if let Urgent::Stopped(topic) = u
+                && !all_stops.contains(&topic)
+            {
+                all_stops.push(topic);
             }
-            if stops_queued && !disconnect_queued && self.inflight.is_empty() {
-                self.eventloop
-                    .pending
-                    .push_back(Request::Disconnect(rumqttc::Disconnect));
-                disconnect_queued = true;
+        }
+        let room = usize::from(WINDOW).saturating_sub(all_stops.len()).max(1);
+        let mut stops: VecDeque<String> = VecDeque::new();
+        let mut reports_sent = false;
+        let mut disconnect_queued = false;
+        loop {
+            if self.connected {
+                if !reports_sent {
+                    // The latest reports first (what fits), so `stopped` is the last word.
+                    self.fill_spool(room);
+                    stops = all_stops.iter().cloned().collect();
+                    reports_sent = true;
+                }
+                while self.inflight.len() < usize::from(WINDOW) {
+                    let Some(topic) = stops.pop_front() else {
+                        break;
+                    };
+                    let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
+                    self.send(&topic, payload, true, Item::Stopped);
+                }
+                if stops.is_empty() && self.inflight.is_empty() && !disconnect_queued {
+                    self.eventloop
+                        .pending
+                        .push_back(Request::Disconnect(rumqttc::Disconnect));
+                    disconnect_queued = true;
+                }
             }
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -571,18 +624,17 @@ impl Driver {
                     self.inflight.clear();
                     self.cursor = 0;
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    self.on_puback(ack.pkid);
-                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => self.on_puback(ack.pkid),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) if disconnect_queued => {
                     tracing::info!("disconnected from broker");
+                    self.update_stats();
                     return StopOutcome::Clean;
                 }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "broker connection failed while stopping");
                     self.connection_lost();
-                    stops_queued = false;
+                    reports_sent = false;
                     disconnect_queued = false;
                     tokio::time::sleep(STOP_RETRY).await;
                 }
@@ -706,24 +758,85 @@ mod tests {
         assert_eq!(files, 50, "reports stay on disk for the next start");
     }
 
-    #[test]
-    fn packet_ids_stay_in_the_window_and_skip_those_in_flight() {
+    fn driver(dir: &std::path::Path) -> Driver {
         let config = AgentConfig::new("dc1", "web-01");
         let (client, eventloop) =
             AsyncClient::new(mqtt_options(&config, None).expect("options"), 10);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut driver = Driver {
+        Driver {
             eventloop,
             _client: client,
-            spool: Spool::open(dir.path(), 1 << 20),
+            spool: Spool::open(dir, 1 << 20),
             births: Vec::new(),
+            urgent: VecDeque::new(),
             inflight: HashMap::new(),
             last_pkid: 0,
             cursor: 0,
-            connected: true,
+            connected: false,
             shared: Arc::new(Shared::default()),
             broker: String::new(),
-        };
+        }
+    }
+
+    fn pending_topics(driver: &Driver) -> Vec<String> {
+        driver
+            .eventloop
+            .pending
+            .iter()
+            .filter_map(|r| match r {
+                Request::Publish(p) => Some(p.topic.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn births_go_first_even_beyond_the_window_and_removed_devices_say_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = driver(dir.path());
+        d.spool.push("r/agent", b"report");
+        for i in 0..40 {
+            d.handle(Command::Birth {
+                topic: format!("s/dev-{i}"),
+                status: Box::new(stopped_status()),
+            });
+        }
+        // Not connected yet: nothing is sent, births wait for the ConnAck.
+        d.fill();
+        assert!(d.eventloop.pending.is_empty());
+        d.connected = true;
+        d.on_connack();
+        d.fill();
+        let sent = pending_topics(&d);
+        assert_eq!(sent.len(), usize::from(WINDOW));
+        assert!(sent.iter().all(|t| t.starts_with("s/dev-")), "{sent:?}");
+        // Acks make room: the remaining births, then the report.
+        let pkids: Vec<u16> = d.inflight.keys().copied().collect();
+        for pkid in pkids {
+            d.on_puback(pkid);
+        }
+        d.eventloop.pending.clear();
+        d.fill();
+        let sent = pending_topics(&d);
+        assert_eq!(sent.len(), 9, "{sent:?}");
+        assert_eq!(sent.last().map(String::as_str), Some("r/agent"));
+        // A device removed by a reload: its `stopped` goes out, its birth no more.
+        d.handle(Command::ForgetBirth {
+            topic: "s/dev-3".into(),
+        });
+        assert!(!d.births.iter().any(|(t, _)| t == "s/dev-3"));
+        d.fill();
+        assert_eq!(
+            pending_topics(&d).last().map(String::as_str),
+            Some("s/dev-3")
+        );
+        assert!(d.inflight.values().any(|i| *i == Item::Stopped));
+    }
+
+    #[test]
+    fn packet_ids_stay_in_the_window_and_skip_those_in_flight() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut driver = driver(dir.path());
+        driver.connected = true;
         for i in 0..100u64 {
             driver.spool.push("t", format!("{i}").as_bytes());
         }
