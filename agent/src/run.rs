@@ -75,6 +75,14 @@ struct DeviceTask {
     task: JoinHandle<()>,
 }
 
+impl DeviceTask {
+    /// Stop the task and wait until it is gone, so nothing it publishes can follow.
+    async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for DeviceTask {
     fn drop(&mut self) {
         self.task.abort();
@@ -138,12 +146,12 @@ fn self_usage() -> Option<(u64, f64)> {
 
 /// Apply a reloaded config: checks, devices, parents and labels change in place; other
 /// changes need a restart and are reported as ignored.
-fn apply_reload(
+async fn apply_reload(
     current: &mut AgentConfig,
     new: AgentConfig,
     collector: &mut Collector,
     devices: &mut BTreeMap<String, DeviceTask>,
-    spawn: &dyn Fn(DeviceConfig, &AgentConfig) -> DeviceTask,
+    spawn: &(dyn Fn(DeviceConfig, &AgentConfig) -> DeviceTask + Sync),
     publisher: &Publisher,
 ) {
     let mut ignored = Vec::new();
@@ -190,18 +198,27 @@ fn apply_reload(
         .iter()
         .map(|d| (d.name.clone(), d.clone()))
         .collect();
-    devices.retain(|name, task| {
-        let keep = wanted.get(name) == Some(&task.config);
-        if !keep && !wanted.contains_key(name) {
+    let changed: Vec<String> = devices
+        .iter()
+        .filter(|(name, task)| wanted.get(*name) != Some(&task.config))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in changed {
+        let Some(task) = devices.remove(&name) else {
+            continue;
+        };
+        // Gone before anything else is said about the device: its last report cannot
+        // follow the `stopped` (removed) or the new task's birth (changed).
+        task.stop().await;
+        if !wanted.contains_key(&name) {
             publisher.forget_birth(&tocsin_protocol::status_topic(
                 &next.topic_root,
                 &next.site,
-                name,
+                &name,
             ));
             stopped += 1;
         }
-        keep
-    });
+    }
     for (name, device) in wanted {
         if devices.contains_key(&name) {
             kept += 1;
@@ -294,7 +311,7 @@ pub async fn run_with_reload(
                     None => std::future::pending().await,
                 }
             } => {
-                apply_reload(&mut config, new, &mut collector, &mut devices, &spawn, &publisher);
+                apply_reload(&mut config, new, &mut collector, &mut devices, &spawn, &publisher).await;
                 continue;
             }
             _ = ticker.tick() => {}
@@ -357,7 +374,9 @@ pub async fn run_with_reload(
     }
 
     tracing::info!("stopping");
-    devices.clear();
+    for (_, task) in std::mem::take(&mut devices) {
+        task.stop().await;
+    }
     let snapshot = lock(&seqs).clone();
     if let Err(e) = store.save_sequences(&snapshot) {
         tracing::warn!(error = %e, "cannot save the report sequence");

@@ -74,6 +74,8 @@ struct Shared {
     queued: AtomicU64,
     queued_bytes: AtomicU64,
     spool_errors: AtomicU64,
+    /// Reports the spool dropped (full, or damaged files).
+    spool_dropped: AtomicU64,
     connected: AtomicBool,
 }
 
@@ -185,17 +187,14 @@ impl Publisher {
         let driver = Driver {
             eventloop,
             _client: client,
-            spool,
-            births: vec![(config.status_topic(), birth)],
-            urgent: VecDeque::new(),
-            inflight: HashMap::new(),
-            last_pkid: 0,
-            cursor: 0,
-            connected: false,
-            shared: Arc::clone(&shared),
-            broker: config.broker.url.to_string(),
+            q: Queue::new(
+                spool,
+                vec![(config.status_topic(), birth)],
+                Arc::clone(&shared),
+                config.broker.url.to_string(),
+            ),
         };
-        driver.update_stats();
+        driver.q.update_stats();
         let task = tokio::spawn(driver.run(rx, stop_rx));
         Ok(Publisher {
             handle: PublisherHandle { tx, shared },
@@ -286,7 +285,7 @@ impl PublisherHandle {
     pub fn stats(&self) -> PublisherStats {
         let s = &self.shared;
         PublisherStats {
-            dropped: s.dropped.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed) + s.spool_dropped.load(Ordering::Relaxed),
             acked: s.acked.load(Ordering::Relaxed),
             queued: s.queued.load(Ordering::Relaxed),
             queued_bytes: s.queued_bytes.load(Ordering::Relaxed),
@@ -297,7 +296,7 @@ impl PublisherHandle {
 
     /// Reports dropped so far.
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.stats().dropped
     }
 }
 
@@ -309,12 +308,9 @@ impl Drop for Publisher {
     }
 }
 
-/// A status waiting to go out ahead of the spool.
+/// A birth waiting to go out ahead of the spool (by topic: its current status is sent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Urgent {
-    Birth(String),
-    Stopped(String),
-}
+struct Urgent(String);
 
 /// What a packet id in flight stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,17 +320,27 @@ enum Item {
     Stopped,
 }
 
-/// The MQTT task's state: event loop, spool, births, and the packet ids in flight.
+/// The MQTT task: the event loop, and the [`Queue`] of everything to publish.
+///
+/// The two are separate fields so a pending `poll()` of the event loop (which borrows it) can
+/// stay alive while commands are handled on the queue: `poll()` is cancelled only while
+/// nothing of ours is in flight.
 struct Driver {
     eventloop: EventLoop,
     /// Kept so the event loop's request channel stays open.
     _client: AsyncClient,
+    q: Queue,
+}
+
+/// What the MQTT task publishes, and the packet ids in flight. No I/O besides the spool;
+/// publishes are collected in `outbox` and moved into the event loop by the driver.
+struct Queue {
     spool: Spool,
     births: Vec<(String, Status)>,
-    /// Statuses to publish ahead of the spool as soon as the window has room: a birth (by
-    /// topic, its current status) or `stopped` (a device removed by a reload).
+    /// Births to publish ahead of the spool as soon as the window has room.
     urgent: VecDeque<Urgent>,
     inflight: HashMap<u16, Item>,
+    outbox: Vec<Request>,
     last_pkid: u16,
     /// Next spool id to send (everything below is in flight or acknowledged).
     cursor: u64,
@@ -343,23 +349,54 @@ struct Driver {
     broker: String,
 }
 
-impl Driver {
+/// How long a connection must have lasted for the reconnect backoff to start over: a broker
+/// that drops the agent right after accepting it (duplicate client id, ACL) is not hammered.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// Spooled reports sent at a clean stop ahead of the `stopped` statuses (the rest wait in
+/// the spool for the next start), so a stop stays quick on a slow link.
+const REPORTS_AT_STOP: usize = 8;
+
+impl Queue {
+    fn new(
+        spool: Spool,
+        births: Vec<(String, Status)>,
+        shared: Arc<Shared>,
+        broker: String,
+    ) -> Self {
+        Queue {
+            spool,
+            births,
+            urgent: VecDeque::new(),
+            inflight: HashMap::new(),
+            outbox: Vec::new(),
+            last_pkid: 0,
+            cursor: 0,
+            connected: false,
+            shared,
+            broker,
+        }
+    }
+
     fn update_stats(&self) {
         let SpoolStats {
             queued,
             bytes,
             errors,
-            ..
+            dropped,
         } = self.spool.stats();
         self.shared.queued.store(queued, Ordering::Relaxed);
         self.shared.queued_bytes.store(bytes, Ordering::Relaxed);
         self.shared.spool_errors.store(errors, Ordering::Relaxed);
+        self.shared.spool_dropped.store(dropped, Ordering::Relaxed);
         self.shared
             .connected
             .store(self.connected, Ordering::Relaxed);
     }
 
-    /// A free packet id (1..=WINDOW). Only called with fewer than WINDOW in flight.
+    /// A free packet id (1..=WINDOW).
+    ///
+    /// # Panics
+    /// When all WINDOW ids are in flight: a broken invariant, every caller checks the window.
     fn next_pkid(&mut self) -> u16 {
         for _ in 0..WINDOW {
             self.last_pkid = self.last_pkid % WINDOW + 1;
@@ -367,68 +404,49 @@ impl Driver {
                 return self.last_pkid;
             }
         }
-        // Broken invariant: the caller checks the window first.
         unreachable!("no free packet id with {} in flight", self.inflight.len())
     }
 
-    /// Queue a QoS 1 publish with our own packet id at the end of the event loop's queue.
+    /// Queue a QoS 1 publish with our own packet id.
     fn send(&mut self, topic: &str, payload: Vec<u8>, retain: bool, item: Item) {
         let pkid = self.next_pkid();
         let mut publish = Publish::new(topic, QoS::AtLeastOnce, payload);
         publish.retain = retain;
         publish.pkid = pkid;
         self.inflight.insert(pkid, item);
-        self.eventloop.pending.push_back(Request::Publish(publish));
+        self.outbox.push(Request::Publish(publish));
     }
 
-    /// Publish the current birth on `topic` (nothing if it was forgotten meanwhile).
-    fn send_birth(&mut self, topic: &str) {
-        let Some((_, status)) = self.births.iter_mut().find(|(t, _)| t == topic) else {
-            return;
-        };
-        status.ts = Some(now_ms());
-        match serde_json::to_vec(status) {
-            Ok(payload) => self.send(topic, payload, true, Item::Birth),
-            Err(e) => tracing::error!(error = %e, topic, "cannot serialise a birth status"),
-        }
+    fn has_room(&self, limit: usize) -> bool {
+        self.connected && self.inflight.len() < limit.min(usize::from(WINDOW))
     }
 
-    /// Queue a status to go out ahead of the spool (once; a repeat replaces nothing).
-    fn push_urgent(&mut self, urgent: Urgent) {
-        if !self.urgent.contains(&urgent) {
-            self.urgent.push_back(urgent);
-        }
-    }
-
-    /// Move spooled reports into the event loop while the window has room.
+    /// Move births, then spooled messages, into the outbox while the window has room.
     fn fill(&mut self) {
-        self.fill_up_to(usize::from(WINDOW));
+        self.fill_births();
+        self.fill_spool(usize::from(WINDOW), usize::MAX);
     }
 
-    /// Move urgent statuses, then spooled reports, into the event loop while fewer than
-    /// `limit` are in flight.
-    fn fill_up_to(&mut self, limit: usize) {
-        self.fill_urgent(limit);
-        self.fill_spool(limit);
-    }
-
-    fn fill_urgent(&mut self, limit: usize) {
-        while self.connected && self.inflight.len() < limit {
-            let Some(urgent) = self.urgent.pop_front() else {
+    fn fill_births(&mut self) {
+        while self.has_room(usize::from(WINDOW)) {
+            let Some(Urgent(topic)) = self.urgent.pop_front() else {
                 break;
             };
-            match urgent {
-                Urgent::Birth(topic) => self.send_birth(&topic),
-                Urgent::Stopped(topic) => {
-                    let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
-                    self.send(&topic, payload, true, Item::Stopped);
-                }
+            let Some((_, status)) = self.births.iter_mut().find(|(t, _)| *t == topic) else {
+                continue;
+            };
+            status.ts = Some(now_ms());
+            match serde_json::to_vec(status) {
+                Ok(payload) => self.send(&topic, payload, true, Item::Birth),
+                Err(e) => tracing::error!(error = %e, topic, "cannot serialise a birth status"),
             }
         }
     }
 
-    fn fill_spool(&mut self, limit: usize) {
-        while self.connected && self.inflight.len() < limit {
+    /// Send at most `max` spooled messages while fewer than `limit` are in flight.
+    fn fill_spool(&mut self, limit: usize, max: usize) {
+        let mut sent = 0;
+        while sent < max && self.has_room(limit) {
             let Some(message) = self.spool.next_from(self.cursor) else {
                 break;
             };
@@ -436,38 +454,35 @@ impl Driver {
             self.send(
                 &message.topic,
                 message.payload,
-                false,
+                message.retain,
                 Item::Spooled(message.id),
             );
+            sent += 1;
         }
     }
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Report { topic, payload } => {
-                let outcome = self.spool.push(&topic, &payload);
-                if outcome.dropped > 0 {
-                    self.shared
-                        .dropped
-                        .fetch_add(outcome.dropped, Ordering::Relaxed);
-                }
+                self.spool.push(&topic, false, &payload);
             }
             Command::Birth { topic, status } => {
                 match self.births.iter_mut().find(|(t, _)| *t == topic) {
                     Some(birth) => birth.1 = *status,
                     None => self.births.push((topic.clone(), *status)),
                 }
-                self.urgent.retain(|u| *u != Urgent::Stopped(topic.clone()));
-                if self.connected {
-                    self.push_urgent(Urgent::Birth(topic));
+                let urgent = Urgent(topic);
+                if self.connected && !self.urgent.contains(&urgent) {
+                    self.urgent.push_back(urgent);
                 }
             }
             Command::ForgetBirth { topic } => {
                 self.births.retain(|(t, _)| *t != topic);
-                self.urgent.retain(|u| *u != Urgent::Birth(topic.clone()));
-                if self.connected {
-                    self.push_urgent(Urgent::Stopped(topic));
-                }
+                self.urgent.retain(|u| u.0 != topic);
+                // Through the spool: after the device's last reports, kept until the broker
+                // acknowledged it, across outages and restarts.
+                let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
+                self.spool.push(&topic, true, &payload);
             }
         }
     }
@@ -476,34 +491,79 @@ impl Driver {
     fn connection_lost(&mut self) {
         self.connected = false;
         self.inflight.clear();
-        self.eventloop.pending.clear();
-        self.eventloop.state.events.clear();
+        self.outbox.clear();
+        self.urgent.clear();
         self.cursor = 0;
-        // Births go out again on the next ConnAck anyway; a removed device's `stopped` too.
-        self.urgent.retain(|u| matches!(u, Urgent::Stopped(_)));
     }
 
     fn on_connack(&mut self) {
         self.connected = true;
         self.inflight.clear();
+        self.outbox.clear();
         self.cursor = 0;
-        // Births first, ahead of the backlog (the event loop's queue is empty after a ConnAck
-        // of a clean session); more than the window go out as acks come.
-        let stops: Vec<Urgent> = self.urgent.drain(..).collect();
-        for (topic, _) in self.births.clone() {
-            self.urgent.push_back(Urgent::Birth(topic));
-        }
-        self.urgent.extend(stops);
+        // Births first, ahead of the backlog; more than the window go out as acks come.
+        self.urgent = self.births.iter().map(|(t, _)| Urgent(t.clone())).collect();
     }
 
     fn on_puback(&mut self, pkid: u16) {
         match self.inflight.remove(&pkid) {
             Some(Item::Spooled(id)) => {
-                self.spool.ack(id);
-                self.shared.acked.fetch_add(1, Ordering::Relaxed);
+                if self.spool.ack(id) {
+                    self.shared.acked.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Some(Item::Birth | Item::Stopped) => {}
             None => tracing::debug!(pkid, "PUBACK for a packet id not in flight"),
+        }
+    }
+
+    /// True while nothing of ours is in flight: only then may the event loop's `poll()` be
+    /// cancelled (it could be mid-write otherwise).
+    fn idle(&self) -> bool {
+        self.connected && self.inflight.is_empty() && self.outbox.is_empty()
+    }
+}
+
+/// What ended waiting for the event loop.
+enum Wake {
+    Event(Result<Event, ConnectionError>),
+    /// Something new to send while idle: poll was cancelled (safe: nothing in flight).
+    Work,
+    Stop,
+}
+
+impl Driver {
+    /// Hand the queue's publishes to the event loop.
+    fn flush_outbox(&mut self) {
+        self.eventloop.pending.extend(self.q.outbox.drain(..));
+    }
+
+    /// Poll the event loop while handling commands on the side.
+    async fn next(
+        &mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        rx_open: &mut bool,
+        stop_rx: &mut oneshot::Receiver<()>,
+    ) -> Wake {
+        let poll = self.eventloop.poll();
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut *stop_rx => return Wake::Stop,
+                event = &mut poll => return Wake::Event(event),
+                cmd = rx.recv(), if *rx_open => match cmd {
+                    Some(cmd) => {
+                        self.q.handle(cmd);
+                        self.q.update_stats();
+                        if self.q.idle() {
+                            return Wake::Work;
+                        }
+                    }
+                    // Every sender is gone: nobody can ask for a clean stop any more.
+                    None => *rx_open = false,
+                },
+            }
         }
     }
 
@@ -514,56 +574,54 @@ impl Driver {
     ) -> StopOutcome {
         let mut backoff = BACKOFF_START;
         let mut failures: u64 = 0;
+        let mut rx_open = true;
+        let mut connected_at: Option<tokio::time::Instant> = None;
         loop {
             while let Ok(cmd) = rx.try_recv() {
-                self.handle(cmd);
+                self.q.handle(cmd);
             }
-            self.fill();
-            self.update_stats();
-            // Waiting for a new report may only interrupt the event loop while it has nothing
-            // of ours to write or acknowledge (its poll is not safe to cancel mid-write).
-            let idle =
-                self.connected && self.inflight.is_empty() && self.eventloop.pending.is_empty();
-            let event = tokio::select! {
-                biased;
-                _ = &mut stop_rx => break,
-                cmd = rx.recv(), if idle => {
-                    match cmd {
-                        Some(cmd) => self.handle(cmd),
-                        // Every sender is gone: nobody can ask for a clean stop any more.
-                        None => break,
-                    }
-                    continue;
-                }
-                event = self.eventloop.poll() => event,
+            self.q.fill();
+            self.flush_outbox();
+            self.q.update_stats();
+            let event = match self.next(&mut rx, &mut rx_open, &mut stop_rx).await {
+                Wake::Stop => break,
+                Wake::Work => continue,
+                Wake::Event(event) => event,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!(broker = %self.broker, backlog = self.spool.len(), "connected to broker");
-                    backoff = BACKOFF_START;
+                    tracing::info!(broker = %self.q.broker, backlog = self.q.spool.len(), "connected to broker");
                     failures = 0;
-                    self.on_connack();
+                    connected_at = Some(tokio::time::Instant::now());
+                    self.q.on_connack();
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => self.on_puback(ack.pkid),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => self.q.on_puback(ack.pkid),
                 Ok(_) => {}
                 Err(e) => {
-                    let was_connected = self.connected;
-                    self.connection_lost();
-                    self.update_stats();
+                    let was_connected = self.q.connected;
+                    self.q.connection_lost();
+                    self.eventloop.pending.clear();
+                    self.eventloop.state.events.clear();
+                    self.q.update_stats();
+                    if connected_at
+                        .take()
+                        .is_some_and(|at| at.elapsed() >= STABLE_CONNECTION)
+                    {
+                        backoff = BACKOFF_START;
+                    }
                     failures += 1;
-                    log_failure(&self.broker, &e, was_connected, failures, backoff);
+                    log_failure(&self.q.broker, &e, was_connected, failures, backoff);
                     // Wait out the backoff, still spooling what arrives.
                     let sleep = tokio::time::sleep(backoff);
                     tokio::pin!(sleep);
-                    let mut open = true;
                     loop {
                         tokio::select! {
                             biased;
                             _ = &mut stop_rx => return self.stop(rx).await,
                             () = &mut sleep => break,
-                            cmd = rx.recv(), if open => match cmd {
-                                Some(cmd) => { self.handle(cmd); self.update_stats(); }
-                                None => open = false,
+                            cmd = rx.recv(), if rx_open => match cmd {
+                                Some(cmd) => { self.q.handle(cmd); self.q.update_stats(); }
+                                None => rx_open = false,
                             },
                         }
                     }
@@ -575,43 +633,37 @@ impl Driver {
     }
 
     /// Publish `stopped` for every birth, wait for their PUBACKs, send DISCONNECT. Unbounded
-    /// here: the caller aborts. Reports in flight, and as many spooled ones as fit in the
-    /// window, go out ahead of the stops; the rest stay in the spool for the next start.
+    /// here: the caller aborts. What is in flight and a few more spooled messages go out
+    /// ahead of the stops; the rest stays in the spool for the next start.
     async fn stop(mut self, mut rx: mpsc::Receiver<Command>) -> StopOutcome {
         rx.close();
         while let Some(cmd) = rx.recv().await {
-            self.handle(cmd);
+            self.q.handle(cmd);
         }
-        self.update_stats();
-        // Every node this agent announced, plus devices removed by a reload not yet announced.
-        let mut all_stops: Vec<String> = self.births.iter().map(|(t, _)| t.clone()).collect();
-        for u in self.urgent.drain(..) {
-            if let Urgent::Stopped(topic) = u
-                && !all_stops.contains(&topic)
-            {
-                all_stops.push(topic);
-            }
-        }
+        self.q.urgent.clear();
+        self.q.update_stats();
+        let all_stops: Vec<String> = self.q.births.iter().map(|(t, _)| t.clone()).collect();
         let room = usize::from(WINDOW).saturating_sub(all_stops.len()).max(1);
         let mut stops: VecDeque<String> = VecDeque::new();
         let mut reports_sent = false;
         let mut disconnect_queued = false;
         loop {
-            if self.connected {
+            if self.q.connected {
                 if !reports_sent {
-                    // The latest reports first (what fits), so `stopped` is the last word.
-                    self.fill_spool(room);
+                    // Oldest unsent first, as always, so `stopped` is the last word.
+                    self.q.fill_spool(room, REPORTS_AT_STOP);
                     stops = all_stops.iter().cloned().collect();
                     reports_sent = true;
                 }
-                while self.inflight.len() < usize::from(WINDOW) {
+                while self.q.has_room(usize::from(WINDOW)) {
                     let Some(topic) = stops.pop_front() else {
                         break;
                     };
                     let payload = serde_json::to_vec(&stopped_status()).unwrap_or_default();
-                    self.send(&topic, payload, true, Item::Stopped);
+                    self.q.send(&topic, payload, true, Item::Stopped);
                 }
-                if stops.is_empty() && self.inflight.is_empty() && !disconnect_queued {
+                self.flush_outbox();
+                if stops.is_empty() && self.q.inflight.is_empty() && !disconnect_queued {
                     self.eventloop
                         .pending
                         .push_back(Request::Disconnect(rumqttc::Disconnect));
@@ -620,20 +672,22 @@ impl Driver {
             }
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    self.connected = true;
-                    self.inflight.clear();
-                    self.cursor = 0;
+                    self.q.connected = true;
+                    self.q.inflight.clear();
+                    self.q.cursor = 0;
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => self.on_puback(ack.pkid),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => self.q.on_puback(ack.pkid),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) if disconnect_queued => {
                     tracing::info!("disconnected from broker");
-                    self.update_stats();
+                    self.q.update_stats();
                     return StopOutcome::Clean;
                 }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "broker connection failed while stopping");
-                    self.connection_lost();
+                    self.q.connection_lost();
+                    self.eventloop.pending.clear();
+                    self.eventloop.state.events.clear();
                     reports_sent = false;
                     disconnect_queued = false;
                     tokio::time::sleep(STOP_RETRY).await;
@@ -758,99 +812,118 @@ mod tests {
         assert_eq!(files, 50, "reports stay on disk for the next start");
     }
 
-    fn driver(dir: &std::path::Path) -> Driver {
-        let config = AgentConfig::new("dc1", "web-01");
-        let (client, eventloop) =
-            AsyncClient::new(mqtt_options(&config, None).expect("options"), 10);
-        Driver {
-            eventloop,
-            _client: client,
-            spool: Spool::open(dir, 1 << 20),
-            births: Vec::new(),
-            urgent: VecDeque::new(),
-            inflight: HashMap::new(),
-            last_pkid: 0,
-            cursor: 0,
-            connected: false,
-            shared: Arc::new(Shared::default()),
-            broker: String::new(),
-        }
+    fn queue(dir: &std::path::Path) -> Queue {
+        Queue::new(
+            Spool::open(dir, 1 << 20),
+            Vec::new(),
+            Arc::new(Shared::default()),
+            String::new(),
+        )
     }
 
-    fn pending_topics(driver: &Driver) -> Vec<String> {
-        driver
-            .eventloop
-            .pending
+    fn outbox(q: &Queue) -> Vec<(String, bool, Vec<u8>)> {
+        q.outbox
             .iter()
             .filter_map(|r| match r {
-                Request::Publish(p) => Some(p.topic.clone()),
+                Request::Publish(p) => Some((p.topic.clone(), p.retain, p.payload.to_vec())),
                 _ => None,
             })
             .collect()
     }
 
+    fn topics(q: &Queue) -> Vec<String> {
+        outbox(q).into_iter().map(|(t, _, _)| t).collect()
+    }
+
     #[test]
-    fn births_go_first_even_beyond_the_window_and_removed_devices_say_stopped() {
+    fn births_go_first_even_beyond_the_window_and_removed_devices_say_stopped_last() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut d = driver(dir.path());
-        d.spool.push("r/agent", b"report");
+        let mut q = queue(dir.path());
+        q.spool.push("r/agent", false, b"report");
         for i in 0..40 {
-            d.handle(Command::Birth {
+            q.handle(Command::Birth {
                 topic: format!("s/dev-{i}"),
                 status: Box::new(stopped_status()),
             });
         }
         // Not connected yet: nothing is sent, births wait for the ConnAck.
-        d.fill();
-        assert!(d.eventloop.pending.is_empty());
-        d.connected = true;
-        d.on_connack();
-        d.fill();
-        let sent = pending_topics(&d);
+        q.fill();
+        assert!(q.outbox.is_empty());
+        q.on_connack();
+        q.fill();
+        let sent = topics(&q);
         assert_eq!(sent.len(), usize::from(WINDOW));
         assert!(sent.iter().all(|t| t.starts_with("s/dev-")), "{sent:?}");
         // Acks make room: the remaining births, then the report.
-        let pkids: Vec<u16> = d.inflight.keys().copied().collect();
+        let pkids: Vec<u16> = q.inflight.keys().copied().collect();
         for pkid in pkids {
-            d.on_puback(pkid);
+            q.on_puback(pkid);
         }
-        d.eventloop.pending.clear();
-        d.fill();
-        let sent = pending_topics(&d);
+        q.outbox.clear();
+        q.fill();
+        let sent = topics(&q);
         assert_eq!(sent.len(), 9, "{sent:?}");
         assert_eq!(sent.last().map(String::as_str), Some("r/agent"));
-        // A device removed by a reload: its `stopped` goes out, its birth no more.
-        d.handle(Command::ForgetBirth {
+        // A device removed by a reload: its last report, then its retained `stopped`, in
+        // spool order; its birth is not announced again.
+        q.handle(Command::Report {
+            topic: "r/dev-3".into(),
+            payload: b"last words".to_vec(),
+        });
+        q.handle(Command::ForgetBirth {
             topic: "s/dev-3".into(),
         });
-        assert!(!d.births.iter().any(|(t, _)| t == "s/dev-3"));
-        d.fill();
-        assert_eq!(
-            pending_topics(&d).last().map(String::as_str),
-            Some("s/dev-3")
-        );
-        assert!(d.inflight.values().any(|i| *i == Item::Stopped));
+        assert!(!q.births.iter().any(|(t, _)| t == "s/dev-3"));
+        q.outbox.clear();
+        q.fill();
+        let sent = outbox(&q);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!((sent[0].0.as_str(), sent[0].1), ("r/dev-3", false));
+        assert_eq!((sent[1].0.as_str(), sent[1].1), ("s/dev-3", true));
+        assert!(String::from_utf8_lossy(&sent[1].2).contains("\"stopped\""));
+        // Lost before the acks: after the reconnect, births again, then the same order.
+        q.connection_lost();
+        q.on_connack();
+        let mut all = Vec::new();
+        loop {
+            q.fill();
+            if q.outbox.is_empty() {
+                break;
+            }
+            all.extend(topics(&q));
+            q.outbox.clear();
+            let pkids: Vec<u16> = q.inflight.keys().copied().collect();
+            for pkid in pkids {
+                q.on_puback(pkid);
+            }
+        }
+        let at = |t: &str| all.iter().position(|x| x == t).expect(t);
+        assert_eq!(all.iter().filter(|t| *t == "s/dev-3").count(), 1, "{all:?}");
+        assert!(at("r/dev-3") < at("s/dev-3"), "{all:?}");
+        assert!(at("s/dev-0") < at("r/agent"), "births first: {all:?}");
+        assert!(q.spool.is_empty());
     }
 
     #[test]
     fn packet_ids_stay_in_the_window_and_skip_those_in_flight() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut driver = driver(dir.path());
-        driver.connected = true;
+        let mut q = queue(dir.path());
+        q.connected = true;
         for i in 0..100u64 {
-            driver.spool.push("t", format!("{i}").as_bytes());
+            q.spool.push("t", false, format!("{i}").as_bytes());
         }
-        driver.fill();
-        assert_eq!(driver.inflight.len(), usize::from(WINDOW));
-        assert!(driver.inflight.keys().all(|&p| (1..=WINDOW).contains(&p)));
+        q.fill();
+        assert_eq!(q.inflight.len(), usize::from(WINDOW));
+        assert!(q.inflight.keys().all(|&p| (1..=WINDOW).contains(&p)));
         // Acks out of order free ids; the spool loses exactly the acknowledged reports.
-        driver.on_puback(5);
-        driver.on_puback(2);
-        driver.on_puback(2); // a duplicate ack changes nothing
-        assert_eq!(driver.spool.len(), 98);
-        driver.fill();
-        assert_eq!(driver.inflight.len(), usize::from(WINDOW));
-        let mut ids: Vec<u64> = driver
+        q.on_puback(5);
+        q.on_puback(2);
+        q.on_puback(2); // a duplicate ack changes nothing
+        assert_eq!(q.spool.len(), 98);
+        assert_eq!(q.shared.acked.load(Ordering::Relaxed), 2);
+        q.fill();
+        assert_eq!(q.inflight.len(), usize::from(WINDOW));
+        let mut ids: Vec<u64> = q
             .inflight
             .values()
             .filter_map(|i| match i {
@@ -863,14 +936,10 @@ mod tests {
         assert_eq!(ids.first(), Some(&1));
         assert_eq!(ids.last(), Some(&34));
         // A lost connection sends everything unacknowledged again, oldest first.
-        driver.connection_lost();
-        assert!(driver.inflight.is_empty() && driver.eventloop.pending.is_empty());
-        driver.on_connack();
-        driver.fill();
-        let first = driver.eventloop.pending.front().map(|r| match r {
-            Request::Publish(p) => p.payload.clone(),
-            _ => Default::default(),
-        });
-        assert_eq!(first.as_deref(), Some(&b"0"[..]));
+        q.connection_lost();
+        assert!(q.inflight.is_empty() && q.outbox.is_empty());
+        q.on_connack();
+        q.fill();
+        assert_eq!(outbox(&q).first().map(|m| m.2.clone()), Some(b"0".to_vec()));
     }
 }

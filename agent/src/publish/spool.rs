@@ -1,7 +1,7 @@
 //! The store-and-forward spool: reports on disk, in order, until the broker acknowledged them.
 //!
-//! Every report is written to `<spool.dir>/queue/<id>.msg` (topic line, then the payload)
-//! before it is published, and deleted only when its PUBACK arrives, so reports survive a
+//! Every report is written to `<spool.dir>/queue/<id>.msg` (a line with the retain flag and
+//! the topic, then the payload) before it is published, and deleted only when its PUBACK arrives, so reports survive a
 //! broker outage and an agent restart. The spool is bounded by `max_bytes`: when full, the
 //! oldest reports are dropped (counted, with a warning). When the directory cannot be written
 //! (read-only, disk full) the spool keeps reports in memory instead, bounded by the same limit
@@ -25,10 +25,11 @@ pub const MEMORY_FALLBACK_MAX_BYTES: u64 = 8 * 1024 * 1024;
 #[derive(Debug, Clone)]
 struct Entry {
     id: u64,
-    topic: String,
     bytes: u64,
-    /// `Some` when the message lives in memory only.
-    memory: Option<Vec<u8>>,
+    /// `Some` when the message lives in memory only: (topic, retain, payload).
+    memory: Option<(String, bool, Vec<u8>)>,
+    /// Failed attempts to read it back (a message that cannot be read three times is dropped).
+    read_failures: u8,
 }
 
 /// A message read back for publishing.
@@ -36,6 +37,7 @@ struct Entry {
 pub struct Message {
     pub id: u64,
     pub topic: String,
+    pub retain: bool,
     pub payload: Vec<u8>,
 }
 
@@ -114,17 +116,16 @@ impl Spool {
                         }
                         continue;
                     };
-                    match read_message(&path) {
-                        Ok((topic, payload)) => found.push(Entry {
+                    // Read lazily when sent; here only the size (a big backlog opens fast).
+                    match entry.metadata() {
+                        Ok(meta) => found.push(Entry {
                             id,
-                            topic,
-                            bytes: payload.len() as u64,
+                            bytes: meta.len(),
                             memory: None,
+                            read_failures: 0,
                         }),
-                        Err(why) => {
-                            tracing::warn!(path = %path.display(), "dropping an unreadable spooled report: {why}");
-                            spool.dropped += 1;
-                            let _ = std::fs::remove_file(&path);
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "cannot read a spooled report's size; skipping it for now");
                         }
                     }
                 }
@@ -173,11 +174,12 @@ impl Spool {
     }
 
     /// Queue a message at the end. Drops the oldest messages when over the size limit.
-    pub fn push(&mut self, topic: &str, payload: &[u8]) -> PushOutcome {
+    pub fn push(&mut self, topic: &str, retain: bool, payload: &[u8]) -> PushOutcome {
         let id = self.next_id;
         self.next_id += 1;
         let mut outcome = PushOutcome::default();
-        let memory = match write_message(&self.dir, &self.path_of(id), topic, payload) {
+        let size = (topic.len() + 2 + payload.len()) as u64;
+        let memory = match write_message(&self.dir, &self.path_of(id), topic, retain, payload) {
             Ok(()) => {
                 self.disk_worked();
                 None
@@ -185,29 +187,41 @@ impl Spool {
             Err(why) => {
                 self.disk_failed(&why);
                 outcome.in_memory = true;
-                self.memory_bytes += payload.len() as u64;
-                Some(payload.to_vec())
+                self.memory_bytes += size;
+                Some((topic.to_string(), retain, payload.to_vec()))
             }
         };
-        self.bytes += payload.len() as u64;
+        self.bytes += size;
         self.entries.push_back(Entry {
             id,
-            topic: topic.to_string(),
-            bytes: payload.len() as u64,
+            bytes: size,
             memory,
+            read_failures: 0,
         });
         outcome.dropped = self.enforce_limit();
         outcome
     }
 
-    /// Drop the oldest messages until the spool fits its limits (the newest always stays).
+    /// Drop the oldest messages until the spool fits its limits (the newest always stays):
+    /// the oldest of all for the size limit, the oldest kept in memory for the memory limit
+    /// (the disk backlog is not sacrificed for reports the disk could not take).
     fn enforce_limit(&mut self) -> u64 {
         let mut dropped = 0;
-        while self.entries.len() > 1
-            && (self.bytes > self.max_bytes || self.memory_bytes > self.memory_limit())
-        {
+        while self.entries.len() > 1 && self.bytes > self.max_bytes {
             if let Some(oldest) = self.entries.pop_front() {
                 self.forget(&oldest);
+                dropped += 1;
+            }
+        }
+        while self.memory_bytes > self.memory_limit() {
+            let Some(pos) = self.entries.iter().position(|e| e.memory.is_some()) else {
+                break;
+            };
+            if pos + 1 == self.entries.len() {
+                break;
+            }
+            if let Some(entry) = self.entries.remove(pos) {
+                self.forget(&entry);
                 dropped += 1;
             }
         }
@@ -236,46 +250,63 @@ impl Spool {
     }
 
     /// The broker acknowledged message `id`: remove it (acks may come in any order).
-    /// Unknown ids (already dropped) are ignored.
-    pub fn ack(&mut self, id: u64) {
+    /// False for unknown ids (already dropped).
+    pub fn ack(&mut self, id: u64) -> bool {
         if let Some(pos) = self.entries.iter().position(|e| e.id == id)
             && let Some(entry) = self.entries.remove(pos)
         {
             self.forget(&entry);
+            return true;
         }
+        false
     }
 
     /// The first queued message with an id of at least `from`, read back for publishing.
-    /// A message whose file vanished or cannot be read is dropped (counted) and the next one
-    /// is returned.
+    /// A message whose file vanished or is damaged is dropped (counted) and the next one is
+    /// returned; one that cannot be read for another reason (I/O error) gives `None` this
+    /// time and is dropped after its third failure.
     pub fn next_from(&mut self, from: u64) -> Option<Message> {
         loop {
             let pos = self.entries.iter().position(|e| e.id >= from)?;
             let entry = &self.entries[pos];
-            if let Some(payload) = &entry.memory {
+            if let Some((topic, retain, payload)) = &entry.memory {
                 return Some(Message {
                     id: entry.id,
-                    topic: entry.topic.clone(),
+                    topic: topic.clone(),
+                    retain: *retain,
                     payload: payload.clone(),
                 });
             }
-            let path = self.path_of(entry.id);
-            match read_message(&path) {
-                Ok((topic, payload)) => {
+            let id = entry.id;
+            let path = self.path_of(id);
+            let why = match read_message(&path) {
+                Ok((topic, retain, payload)) => {
                     return Some(Message {
-                        id: entry.id,
+                        id,
                         topic,
+                        retain,
                         payload,
                     });
                 }
-                Err(why) => {
-                    tracing::warn!(path = %path.display(), "dropping an unreadable spooled report: {why}");
-                    self.errors += 1;
-                    self.dropped += 1;
-                    if let Some(entry) = self.entries.remove(pos) {
-                        self.forget(&entry);
-                    }
+                Err(ReadError::Damaged(why)) => why,
+                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    "the file is gone".to_string()
                 }
+                Err(ReadError::Io(e)) => {
+                    self.errors += 1;
+                    let entry = &mut self.entries[pos];
+                    entry.read_failures += 1;
+                    if entry.read_failures < 3 {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read a spooled report; trying again later");
+                        return None;
+                    }
+                    format!("unreadable three times: {e}")
+                }
+            };
+            tracing::warn!(path = %path.display(), "dropping a spooled report: {why}");
+            self.dropped += 1;
+            if let Some(entry) = self.entries.remove(pos) {
+                self.forget(&entry);
             }
         }
     }
@@ -303,13 +334,20 @@ impl Spool {
     }
 }
 
-/// Write `topic\npayload` to `path` atomically (temp file, then rename). No fsync: a report
-/// survives an agent crash (page cache); a power cut may lose the last ones, which is the
-/// trade for not syncing the disk every interval.
-fn write_message(dir: &Path, path: &Path, topic: &str, payload: &[u8]) -> Result<(), String> {
+/// Write `<r|n><topic>\n<payload>` to `path` atomically (temp file, then rename); `r` marks a
+/// retained message. No fsync: a report survives an agent crash (page cache); a power cut
+/// may lose the last ones, which is the trade for not syncing the disk every interval.
+fn write_message(
+    dir: &Path,
+    path: &Path,
+    topic: &str,
+    retain: bool,
+    payload: &[u8],
+) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(if retain { b"r" } else { b"n" })?;
         f.write_all(topic.as_bytes())?;
         f.write_all(b"\n")?;
         f.write_all(payload)?;
@@ -322,19 +360,30 @@ fn write_message(dir: &Path, path: &Path, topic: &str, payload: &[u8]) -> Result
     })
 }
 
-fn read_message(path: &Path) -> Result<(String, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+enum ReadError {
+    Io(std::io::Error),
+    Damaged(String),
+}
+
+fn read_message(path: &Path) -> Result<(String, bool, Vec<u8>), ReadError> {
+    let bytes = std::fs::read(path).map_err(ReadError::Io)?;
+    let damaged = |why: &str| ReadError::Damaged(why.to_string());
     let nl = bytes
         .iter()
         .position(|&b| b == b'\n')
-        .ok_or("no topic line")?;
-    let topic = std::str::from_utf8(&bytes[..nl])
-        .map_err(|_| "topic is not UTF-8")?
+        .ok_or_else(|| damaged("no topic line"))?;
+    let (retain, topic) = match bytes[..nl].split_first() {
+        Some((b'r', topic)) => (true, topic),
+        Some((b'n', topic)) => (false, topic),
+        _ => return Err(damaged("no retain flag")),
+    };
+    let topic = std::str::from_utf8(topic)
+        .map_err(|_| damaged("topic is not UTF-8"))?
         .to_string();
     if topic.is_empty() {
-        return Err("empty topic".to_string());
+        return Err(damaged("empty topic"));
     }
-    Ok((topic, bytes[nl + 1..].to_vec()))
+    Ok((topic, retain, bytes[nl + 1..].to_vec()))
 }
 
 #[cfg(test)]
@@ -351,58 +400,61 @@ mod tests {
         out
     }
 
+    fn queue_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join(QUEUE_DIR))
+            .expect("list")
+            .count()
+    }
+
     #[test]
     fn fifo_survives_reopen_and_acks_remove() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spool = Spool::open(dir.path(), 1 << 20);
         assert!(spool.is_empty());
         for i in 1..=5 {
-            let out = spool.push("t/r", format!("report {i}").as_bytes());
+            let out = spool.push("t/r", false, format!("report {i}").as_bytes());
             assert_eq!(out, PushOutcome::default());
         }
-        spool.ack(2);
-        spool.ack(99); // unknown: ignored
+        spool.push("t/status", true, b"stopped");
+        assert!(spool.ack(2));
+        assert!(!spool.ack(99), "unknown ids are ignored");
         drop(spool);
 
         let mut spool = Spool::open(dir.path(), 1 << 20);
         let got = drain(&mut spool);
         assert_eq!(
             got.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(),
-            vec!["report 1", "report 3", "report 4", "report 5"]
+            vec!["report 1", "report 3", "report 4", "report 5", "stopped"]
         );
+        let status = spool.next_from(6).expect("status");
+        assert_eq!((status.topic.as_str(), status.retain), ("t/status", true));
+        assert!(!spool.next_from(0).expect("report").retain);
         // New messages come after the old ones.
-        spool.push("t/r", b"report 6");
-        assert_eq!(spool.next_from(6).expect("new").payload, b"report 6");
+        spool.push("t/r", false, b"report 7");
+        assert_eq!(spool.next_from(7).expect("new").payload, b"report 7");
         for (id, _) in &got {
             spool.ack(*id);
         }
-        spool.ack(6);
+        spool.ack(7);
         assert!(spool.is_empty());
         assert_eq!(spool.stats().bytes, 0);
-        let left: Vec<_> = std::fs::read_dir(dir.path().join(QUEUE_DIR))
-            .expect("list")
-            .collect();
-        assert!(left.is_empty(), "files left: {left:?}");
+        assert_eq!(queue_files(dir.path()), 0);
     }
 
     #[test]
     fn full_spool_drops_the_oldest_and_counts() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut spool = Spool::open(dir.path(), 30);
-        assert_eq!(spool.push("t", b"0123456789").dropped, 0);
-        assert_eq!(spool.push("t", b"abcdefghij").dropped, 0);
-        assert_eq!(spool.push("t", b"ABCDEFGHIJ").dropped, 0);
-        // 40 bytes > 30: the oldest goes.
-        assert_eq!(spool.push("t", b"klmnopqrst").dropped, 1);
+        // Each message takes topic + flag + newline + payload = 13 bytes.
+        let mut spool = Spool::open(dir.path(), 39);
+        assert_eq!(spool.push("t", false, b"0123456789").dropped, 0);
+        assert_eq!(spool.push("t", false, b"abcdefghij").dropped, 0);
+        assert_eq!(spool.push("t", false, b"ABCDEFGHIJ").dropped, 0);
+        assert_eq!(spool.push("t", false, b"klmnopqrst").dropped, 1);
         let stats = spool.stats();
-        assert_eq!((stats.queued, stats.bytes, stats.dropped), (3, 30, 1));
+        assert_eq!((stats.queued, stats.bytes, stats.dropped), (3, 39, 1));
         let got: Vec<String> = drain(&mut spool).into_iter().map(|(_, p)| p).collect();
         assert_eq!(got, vec!["abcdefghij", "ABCDEFGHIJ", "klmnopqrst"]);
-        // Its file is gone too.
-        let files = std::fs::read_dir(dir.path().join(QUEUE_DIR))
-            .expect("list")
-            .count();
-        assert_eq!(files, 3);
+        assert_eq!(queue_files(dir.path()), 3, "the dropped file is gone too");
     }
 
     #[test]
@@ -412,31 +464,39 @@ mod tests {
         std::fs::write(&file, "x").expect("write");
         // The spool dir would be below a regular file: it cannot be created.
         let mut spool = Spool::open(&file, 1 << 20);
-        let out = spool.push("t/r", b"kept in memory");
+        let out = spool.push("t/r", true, b"kept in memory");
         assert!(out.in_memory);
         assert!(spool.stats().errors >= 1);
         let m = spool.next_from(0).expect("message");
         assert_eq!(
-            (m.topic.as_str(), m.payload.as_slice()),
-            ("t/r", &b"kept in memory"[..])
+            (m.topic.as_str(), m.retain, m.payload.as_slice()),
+            ("t/r", true, &b"kept in memory"[..])
         );
         spool.ack(m.id);
         assert!(spool.is_empty());
     }
 
     #[test]
-    fn memory_fallback_is_bounded() {
+    fn memory_fallback_is_bounded_and_spares_the_disk_backlog() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("plain-file");
-        std::fs::write(&file, "x").expect("write");
-        let mut spool = Spool::open(&file, u64::MAX);
+        let mut spool = Spool::open(dir.path(), u64::MAX);
+        for i in 0..3 {
+            spool.push("t", false, format!("on disk {i}").as_bytes());
+        }
+        // The disk stops taking writes: the queue directory becomes a file.
+        std::fs::remove_dir_all(dir.path().join(QUEUE_DIR)).expect("rm");
+        std::fs::write(dir.path().join(QUEUE_DIR), "x").expect("block");
         let big = vec![b'x'; 1024 * 1024];
         let mut dropped = 0;
         for _ in 0..12 {
-            dropped += spool.push("t", &big).dropped;
+            let out = spool.push("t", false, &big);
+            assert!(out.in_memory);
+            dropped += out.dropped;
         }
-        assert_eq!(dropped, 4, "8 MiB kept in memory at most");
-        assert_eq!(spool.stats().bytes, MEMORY_FALLBACK_MAX_BYTES);
+        let stats = spool.stats();
+        assert_eq!(dropped, 5, "at most 8 MiB in memory");
+        assert_eq!(stats.queued, 3 + 7, "the three on disk are kept");
+        assert!(stats.bytes - 3 * 12 <= MEMORY_FALLBACK_MAX_BYTES);
     }
 
     #[test]
@@ -444,16 +504,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let queue = dir.path().join(QUEUE_DIR);
         std::fs::create_dir_all(&queue).expect("mkdir");
-        std::fs::write(queue.join(format!("{:020}.msg", 3)), b"t/r\nthree").expect("write");
+        std::fs::write(queue.join(format!("{:020}.msg", 3)), b"nt/r\nthree").expect("write");
         std::fs::write(queue.join(format!("{:020}.msg", 1)), b"no newline").expect("write");
+        std::fs::write(queue.join(format!("{:020}.msg", 2)), b"xt/r\nno flag").expect("write");
         std::fs::write(queue.join(format!("{:020}.tmp", 4)), b"half").expect("write");
         std::fs::write(queue.join("README"), b"foreign").expect("write");
         let mut spool = Spool::open(dir.path(), 1 << 20);
-        assert_eq!(spool.stats().dropped, 1);
-        assert_eq!(drain(&mut spool), vec![(3, "three".to_string())]);
         assert!(!queue.join(format!("{:020}.tmp", 4)).exists());
+        assert_eq!(drain(&mut spool), vec![(3, "three".to_string())]);
+        assert_eq!(spool.stats().dropped, 2);
+        assert!(
+            queue.join("README").exists(),
+            "foreign files are left alone"
+        );
         // Ids continue after the highest found.
-        spool.push("t/r", b"four");
+        spool.push("t/r", false, b"four");
         assert_eq!(spool.next_from(4).expect("next").id, 4);
         // A file removed behind the spool's back is skipped.
         std::fs::remove_file(queue.join(format!("{:020}.msg", 3))).expect("rm");
