@@ -7,9 +7,6 @@ use std::ffi::{OsStr, OsString};
 use std::time::Instant;
 
 use serde::{Serialize, Serializer};
-use sysinfo::{
-    ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, ThreadKind, UpdateKind,
-};
 use tocsin_protocol::{CheckResult, CheckStatus};
 
 use super::{millis, result};
@@ -37,9 +34,15 @@ impl Matcher {
         }
     }
 
-    fn needs_cmd(&self) -> bool {
+    /// Whether matching a process named `comm` needs its command line: always for a pattern,
+    /// for a name only when the kernel's 15-byte name could be the long name cut short.
+    fn wants_cmd_for(&self, comm: &str) -> bool {
         match self {
-            Matcher::Name(name) => name.len() > COMM_LEN,
+            Matcher::Name(name) => {
+                name.len() > COMM_LEN
+                    && comm.len() == COMM_LEN
+                    && name.as_bytes().starts_with(comm.as_bytes())
+            }
             Matcher::Pattern(_) => true,
         }
     }
@@ -83,20 +86,23 @@ impl Matcher {
     }
 }
 
-/// Count the live processes `matcher` matches (blocking: reads `/proc`).
+/// Count the live processes `matcher` matches (blocking: reads `/proc`, sharing the cycle's
+/// process snapshot with the host collection; command lines are read only when needed).
 pub fn count(matcher: &Matcher) -> usize {
-    let mut kind = ProcessRefreshKind::nothing().without_tasks();
-    if matcher.needs_cmd() {
-        kind = kind.with_cmd(UpdateKind::Always);
-    }
-    let mut system = System::new();
-    system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
-    system
-        .processes()
-        .values()
-        .filter(|p| p.thread_kind() != Some(ThreadKind::Userland))
-        .filter(|p| !matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead))
-        .filter(|p| matcher.matches(p.name(), p.cmd()))
+    let Some(list) = crate::collect::procfs::processes() else {
+        return 0;
+    };
+    list.iter()
+        .filter(|p| !matches!(p.state, 'Z' | 'X' | 'x'))
+        .filter(|p| {
+            let name = OsStr::new(&p.comm);
+            let cmd = if matcher.wants_cmd_for(&p.comm) {
+                crate::collect::procfs::cmdline(p.pid)
+            } else {
+                Vec::new()
+            };
+            matcher.matches(name, &cmd)
+        })
         .count()
 }
 

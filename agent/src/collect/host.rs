@@ -297,7 +297,7 @@ impl HostCollector {
             "system.boot_time_s",
             System::boot_time() as f64,
         ));
-        if let Some(counts) = procfs::read_process_counts(Path::new("/proc")) {
+        if let Some(counts) = procfs::processes().map(|list| procfs::ProcessCounts::of(&list)) {
             out.push(Metric::new("system.process_count", counts.processes as f64));
             out.push(Metric::new("system.zombie_count", counts.zombies as f64));
         }

@@ -216,6 +216,89 @@ pub fn process_state(stat: &str) -> Option<char> {
     after.trim_start().chars().next()
 }
 
+/// The command name (`comm`, at most 15 bytes) of a /proc/<pid>/stat line.
+pub fn process_comm(stat: &str) -> Option<&str> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    stat.get(open + 1..close)
+}
+
+/// One process (thread-group leader) from /proc/<pid>/stat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcEntry {
+    pub pid: u32,
+    pub comm: String,
+    /// `R`, `S`, `D`, `Z` (zombie), `X` (dead)...
+    pub state: char,
+}
+
+/// Every process under `proc_root` (normally `/proc`); processes that exit while being read
+/// are skipped. `None` when the directory cannot be listed.
+pub fn scan_processes(proc_root: &Path) -> Option<Vec<ProcEntry>> {
+    let mut out = Vec::with_capacity(256);
+    let mut buf = String::with_capacity(512);
+    for entry in std::fs::read_dir(proc_root).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        buf.clear();
+        let Ok(mut f) = std::fs::File::open(entry.path().join("stat")) else {
+            continue;
+        };
+        if std::io::Read::read_to_string(&mut f, &mut buf).is_err() {
+            continue;
+        }
+        let (Some(comm), Some(state)) = (process_comm(&buf), process_state(&buf)) else {
+            continue;
+        };
+        out.push(ProcEntry {
+            pid,
+            comm: comm.to_string(),
+            state,
+        });
+    }
+    Some(out)
+}
+
+/// How old a shared process snapshot may be: the host collection and the process checks of
+/// one cycle read /proc once between them.
+pub const PROCESS_SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3);
+
+type Snapshot = (std::time::Instant, std::sync::Arc<Vec<ProcEntry>>);
+static PROCESSES: std::sync::Mutex<Option<Snapshot>> = std::sync::Mutex::new(None);
+
+/// The processes of this host, from a snapshot at most [`PROCESS_SNAPSHOT_MAX_AGE`] old
+/// (reading every /proc/<pid>/stat is most of the agent's CPU time per cycle).
+pub fn processes() -> Option<std::sync::Arc<Vec<ProcEntry>>> {
+    let fresh = |at: &std::time::Instant| at.elapsed() < PROCESS_SNAPSHOT_MAX_AGE;
+    if let Ok(guard) = PROCESSES.lock()
+        && let Some((at, list)) = guard.as_ref()
+        && fresh(at)
+    {
+        return Some(list.clone());
+    }
+    let list = std::sync::Arc::new(scan_processes(Path::new("/proc"))?);
+    if let Ok(mut guard) = PROCESSES.lock() {
+        *guard = Some((std::time::Instant::now(), list.clone()));
+    }
+    Some(list)
+}
+
+/// The command line of a process (arguments split at NUL), empty when it is gone or a
+/// kernel thread.
+pub fn cmdline(pid: u32) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(bytes) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string())
+        .collect()
+}
+
 /// Processes (not threads) and zombies, from /proc/<pid>/stat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcessCounts {
@@ -223,25 +306,18 @@ pub struct ProcessCounts {
     pub zombies: u64,
 }
 
-/// Count processes and zombies under `proc_root` (normally `/proc`). Processes that exit while
-/// being read are skipped.
-pub fn read_process_counts(proc_root: &Path) -> Option<ProcessCounts> {
-    let mut counts = ProcessCounts::default();
-    for entry in std::fs::read_dir(proc_root).ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        counts.processes += 1;
-        if process_state(&stat) == Some('Z') {
-            counts.zombies += 1;
+impl ProcessCounts {
+    pub fn of(list: &[ProcEntry]) -> Self {
+        ProcessCounts {
+            processes: list.len() as u64,
+            zombies: list.iter().filter(|p| p.state == 'Z').count() as u64,
         }
     }
-    Some(counts)
+}
+
+/// Count processes and zombies under `proc_root` (normally `/proc`).
+pub fn read_process_counts(proc_root: &Path) -> Option<ProcessCounts> {
+    scan_processes(proc_root).map(|list| ProcessCounts::of(&list))
 }
 
 /// Threads in the system: the total of `running/total` in /proc/loadavg.
@@ -254,9 +330,12 @@ pub fn parse_loadavg_threads(text: &str) -> Option<u64> {
         .ok()
 }
 
-/// Read a /proc file; `None` when it is missing or unreadable.
+/// Read a /proc file; `None` when it is missing or unreadable. /proc files report no size,
+/// so start with a page-sized buffer instead of growing from nothing.
 pub fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+    let mut text = String::with_capacity(8192);
+    std::io::Read::read_to_string(&mut std::fs::File::open(path).ok()?, &mut text).ok()?;
+    Some(text)
 }
 
 #[cfg(test)]
@@ -370,7 +449,24 @@ broken line
         assert_eq!(process_state("42 (bash) S 1 42 42"), Some('S'));
         // The command may hold spaces and parentheses.
         assert_eq!(process_state("43 (my (odd) cmd) Z 1 2"), Some('Z'));
+        assert_eq!(
+            process_comm("43 (my (odd) cmd) Z 1 2"),
+            Some("my (odd) cmd")
+        );
         assert_eq!(process_state("garbage"), None);
+        assert_eq!(process_comm("garbage"), None);
+    }
+
+    #[test]
+    fn snapshot_lists_this_process_with_its_command_line() {
+        let me = std::process::id();
+        let list = processes().expect("/proc");
+        let entry = list.iter().find(|p| p.pid == me).expect("this process");
+        assert!(!entry.comm.is_empty());
+        assert!(!cmdline(me).is_empty());
+        assert!(cmdline(u32::MAX).is_empty());
+        // A second call within the age limit is the same snapshot.
+        assert!(std::sync::Arc::ptr_eq(&list, &processes().expect("/proc")));
     }
 
     #[test]
