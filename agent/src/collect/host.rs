@@ -308,18 +308,30 @@ impl HostCollector {
         }
     }
 
+    /// TCP connections per state from a sock_diag dump; /proc/net/tcp{,6} (about twice the
+    /// kernel time) only when the dump fails.
     fn collect_tcp(&mut self, out: &mut Vec<Metric>) {
-        let mut counts = [0u64; 11];
-        let mut any = false;
-        for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            if let Some(text) = procfs::read(path) {
-                procfs::count_tcp_states(&text, &mut counts);
-                any = true;
+        static FALLBACK_LOGGED: std::sync::Once = std::sync::Once::new();
+        let counts = match super::sockdiag::tcp_state_counts() {
+            Ok(counts) => counts,
+            Err(reason) => {
+                FALLBACK_LOGGED.call_once(|| {
+                    tracing::debug!(%reason, "sock_diag unavailable; counting TCP states from /proc/net/tcp");
+                });
+                let mut counts = [0u64; 11];
+                let mut any = false;
+                for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                    if let Some(text) = procfs::read(path) {
+                        procfs::count_tcp_states(&text, &mut counts);
+                        any = true;
+                    }
+                }
+                if !any {
+                    return;
+                }
+                counts
             }
-        }
-        if !any {
-            return;
-        }
+        };
         for (state, count) in procfs::TCP_STATES.iter().zip(counts) {
             out.push(Metric::new("tcp.connections", count as f64).with_label("state", *state));
         }

@@ -5,6 +5,7 @@
 
 pub mod host;
 pub mod procfs;
+pub mod sockdiag;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
