@@ -175,7 +175,9 @@ impl Mosquitto {
         Self::start_with(
             dir,
             &format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+                // `user root`: started as root, mosquitto would otherwise drop to its own user
+                // and could not write the test's directory (ignored when not run as root).
+                "user root\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
                 data.display()
             ),
         )
