@@ -1,7 +1,7 @@
 //! `tocsin-agent`: command line for the agent (run, once, check-config, print-config); the work is in the library.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -129,7 +129,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn once(config: &AgentConfig) -> anyhow::Result<()> {
     let seqs = SeqStore::new(&config.spool.dir).load_sequences();
     let host = tocsin_agent::collect_once(config, seqs.agent);
-    let devices = futures_join_all(config, &seqs);
+    let devices = probe_devices_once(config, &seqs);
     let (host, devices) = tokio::join!(host, devices);
     if devices.is_empty() {
         println!("{}", serde_json::to_string_pretty(&host)?);
@@ -144,7 +144,7 @@ async fn once(config: &AgentConfig) -> anyhow::Result<()> {
 }
 
 /// Probe every device once, concurrently.
-async fn futures_join_all(
+async fn probe_devices_once(
     config: &AgentConfig,
     seqs: &tocsin_agent::state::Sequences,
 ) -> Vec<tocsin_protocol::Report> {
@@ -171,7 +171,7 @@ async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<AgentConfig>) {
     };
     while hup.recv().await.is_some() {
         tracing::info!(path = %path.display(), "SIGHUP received: reloading checks and devices");
-        match load_for_reload(&path) {
+        match AgentConfig::load(&path) {
             Ok(config) => {
                 if tx.send(config).await.is_err() {
                     return;
@@ -180,11 +180,6 @@ async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<AgentConfig>) {
             Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
         }
     }
-}
-
-fn load_for_reload(path: &Path) -> Result<AgentConfig, AgentError> {
-    let config = AgentConfig::load(path)?;
-    Ok(config)
 }
 
 /// Log to stderr. Under systemd (stderr is the journal) lines carry the `<N>` syslog

@@ -315,11 +315,6 @@ impl ProcessCounts {
     }
 }
 
-/// Count processes and zombies under `proc_root` (normally `/proc`).
-pub fn read_process_counts(proc_root: &Path) -> Option<ProcessCounts> {
-    scan_processes(proc_root).map(|list| ProcessCounts::of(&list))
-}
-
 /// Threads in the system: the total of `running/total` in /proc/loadavg.
 pub fn parse_loadavg_threads(text: &str) -> Option<u64> {
     text.split_ascii_whitespace()
@@ -471,9 +466,10 @@ broken line
 
     #[test]
     fn live_process_counts_include_this_process() {
-        let counts = read_process_counts(Path::new("/proc")).expect("/proc is readable");
+        let counts =
+            ProcessCounts::of(&scan_processes(Path::new("/proc")).expect("/proc is readable"));
         assert!(counts.processes >= 1, "{counts:?}");
-        assert!(read_process_counts(Path::new("/nonexistent-proc")).is_none());
+        assert!(scan_processes(Path::new("/nonexistent-proc")).is_none());
     }
 
     #[test]
