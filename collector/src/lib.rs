@@ -9,13 +9,12 @@ pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod config;
-pub mod engine;
 pub mod ingest;
 pub mod metrics;
 pub mod quickstart;
-pub mod rules;
 pub mod store;
-pub mod time;
+
+pub use tocsin_core::{engine, rules, time};
 
 pub use app::{Running, StartError, run, start};
 pub use config::CollectorConfig;

@@ -228,7 +228,7 @@ impl Rule {
 /// Parse one rule file's text; `source` names it in errors.
 pub fn parse_rules(source: &str, text: &str) -> Result<Vec<Rule>, String> {
     let file: RuleFile =
-        toml::from_str(text).map_err(|e| crate::config::one_line(&e.to_string()))?;
+        toml::from_str(text).map_err(|e| crate::error::one_line(&e.to_string()))?;
     file.rule
         .into_iter()
         .map(|r| Rule::from_raw(r, source))
@@ -236,8 +236,8 @@ pub fn parse_rules(source: &str, text: &str) -> Result<Vec<Rule>, String> {
 }
 
 /// Load every `*.toml` in `dir` except `policy.toml`, in name order; rule names must be unique.
-pub fn load_rules_dir(dir: &Path) -> Result<Vec<Rule>, crate::config::ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| crate::config::ConfigError::Read {
+pub fn load_rules_dir(dir: &Path) -> Result<Vec<Rule>, crate::error::ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| crate::error::ConfigError::Read {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -252,19 +252,19 @@ pub fn load_rules_dir(dir: &Path) -> Result<Vec<Rule>, crate::config::ConfigErro
     let mut names = BTreeSet::new();
     for path in files {
         let text =
-            std::fs::read_to_string(&path).map_err(|source| crate::config::ConfigError::Read {
+            std::fs::read_to_string(&path).map_err(|source| crate::error::ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
         let source = path.display().to_string();
         let parsed =
-            parse_rules(&source, &text).map_err(|message| crate::config::ConfigError::Parse {
+            parse_rules(&source, &text).map_err(|message| crate::error::ConfigError::Parse {
                 path: path.clone(),
                 message,
             })?;
         for rule in parsed {
             if !names.insert(rule.name.clone()) {
-                return Err(crate::config::ConfigError::Parse {
+                return Err(crate::error::ConfigError::Parse {
                     path: path.clone(),
                     message: format!("rule {:?} is defined twice", rule.name),
                 });
