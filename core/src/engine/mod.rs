@@ -202,6 +202,9 @@ impl Engine {
                 category: crate::rules::Category::Configuration,
                 value: None,
                 runbook: None,
+                source: crate::rules::AlertSource::Internal,
+                group_by: Vec::new(),
+                node_down: false,
                 started_at: a.started_at,
                 at: now,
             };

@@ -123,6 +123,11 @@ pub enum Condition {
     Status(When),
 }
 
+enum ConditionKind {
+    Status,
+    Other,
+}
+
 /// A validated rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -133,6 +138,12 @@ pub struct Rule {
     pub category: Category,
     pub summary: Template,
     pub runbook: Option<String>,
+    /// Labels (of the alert, else of the node) whose equal values group alerts of different
+    /// nodes into one incident, e.g. `["service"]`.
+    pub group_by: Vec<String>,
+    /// Firing means the node itself is down or unreachable: alerts of nodes beneath it in the
+    /// topology become symptoms of its incident.
+    pub node_down: bool,
     /// File the rule came from, for messages.
     pub source: String,
 }
@@ -210,6 +221,10 @@ impl Rule {
                 ));
             }
         };
+        let condition_kind = match &condition {
+            Condition::Status(_) => ConditionKind::Status,
+            _ => ConditionKind::Other,
+        };
         let summary =
             Template::parse(&raw.summary).map_err(|e| format!("rule {name:?}: summary: {e}"))?;
         Ok(Rule {
@@ -220,6 +235,8 @@ impl Rule {
             category: raw.category,
             summary,
             runbook: raw.runbook,
+            group_by: Vec::new(),
+            node_down: matches!(condition_kind, ConditionKind::Status),
             source: source.to_string(),
         })
     }

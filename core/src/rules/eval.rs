@@ -42,6 +42,42 @@ impl AlertState {
     }
 }
 
+/// What kind of condition an alert comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSource {
+    /// A threshold on a metric (or a function of it).
+    Metric,
+    /// A check's status.
+    Check,
+    /// The node's status (its last will).
+    Status,
+    /// Data that stopped arriving.
+    Absent,
+    /// Not from a rule: an orphan resolved after its rule was removed.
+    Internal,
+}
+
+impl AlertSource {
+    pub fn of(condition: &Condition) -> AlertSource {
+        match condition {
+            Condition::Threshold { .. } => AlertSource::Metric,
+            Condition::Check { .. } => AlertSource::Check,
+            Condition::Status(_) => AlertSource::Status,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSource::Metric => "metric",
+            AlertSource::Check => "check",
+            AlertSource::Status => "status",
+            AlertSource::Absent => "absent",
+            AlertSource::Internal => "internal",
+        }
+    }
+}
+
 /// One step of one alert: what the engine consumes and the store appends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertTransition {
@@ -59,6 +95,12 @@ pub struct AlertTransition {
     /// What was observed: the check output or the value against the threshold.
     pub detail: String,
     pub runbook: Option<String>,
+    /// What kind of condition raised it (topology decides on it).
+    pub source: AlertSource,
+    /// The rule's `group_by` labels.
+    pub group_by: Vec<String>,
+    /// Firing means the node is down or unreachable.
+    pub node_down: bool,
     /// When the condition first held for this episode.
     pub started_at: Millis,
     /// When this transition happened.
@@ -483,6 +525,9 @@ impl Evaluator {
             summary: rule.summary.render(&vars),
             detail,
             runbook: rule.runbook.clone(),
+            source: AlertSource::of(&rule.condition),
+            group_by: rule.group_by.clone(),
+            node_down: rule.node_down,
             started_at: s.since,
             at,
         }

@@ -6,4 +6,4 @@ pub mod expr;
 pub mod template;
 
 pub use config::{Category, Condition, Rule, Severity, When, load_rules_dir, parse_rules};
-pub use eval::{ActiveAlert, AlertState, AlertTransition, Evaluator, alert_key};
+pub use eval::{ActiveAlert, AlertSource, AlertState, AlertTransition, Evaluator, alert_key};
