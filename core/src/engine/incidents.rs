@@ -7,95 +7,30 @@ use serde_json::json;
 use super::model::{
     Effect, IncidentAlertRow, IncidentRow, IncidentState, TicketEventRow, TicketState,
 };
-use super::policy::Level;
-use super::{Engine, Incident, LiveAlert, take, tickets};
-use crate::rules::{AlertState, AlertTransition};
+use super::correlate::Role;
+use super::policy::{Level, Priority};
+use super::{Engine, Incident, take, tickets};
+use crate::rules::AlertTransition;
 use crate::time::{Millis, human};
 
 /// Who the engine writes into ticket logs as the actor.
 pub const MONITORING: &str = "tocsin";
 
 impl Engine {
-    /// Apply one alert transition: store it and move incidents and tickets along.
-    pub(super) fn apply_alert(
+    pub(super) fn open(
         &mut self,
         now: Millis,
-        t: AlertTransition,
+        t: &AlertTransition,
+        group_key: Option<String>,
         effects: &mut Vec<Effect>,
-    ) {
-        match t.state {
-            AlertState::Pending => {
-                self.alerts
-                    .insert(t.key.clone(), LiveAlert { incident: None });
-                self.push_alert_row(&t, None, effects);
-            }
-            AlertState::Firing => {
-                let incident = self.incident_for(now, &t, effects);
-                self.alerts.insert(
-                    t.key.clone(),
-                    LiveAlert {
-                        incident: Some(incident),
-                    },
-                );
-                self.push_alert_row(&t, Some(incident), effects);
-            }
-            AlertState::Resolved => {
-                let live = self.alerts.remove(&t.key);
-                let incident = live.and_then(|l| l.incident);
-                self.push_alert_row(&t, incident, effects);
-                if let Some(id) = incident {
-                    self.alert_cleared(now, id, &t, effects);
-                }
-            }
-        }
-    }
-
-    /// The incident a firing alert belongs to: the node's open one if it saw activity within
-    /// the grouping window, the node's resolved one still in verification (a recurrence
-    /// reopens it), or a new one.
-    fn incident_for(&mut self, now: Millis, t: &AlertTransition, effects: &mut Vec<Effect>) -> i64 {
-        let verify = self.policy.verify_ms();
-        let grouping = self.policy.grouping_ms();
-        let same_node = |i: &Incident| i.row.site == t.site && i.row.node == t.node;
-        let open = self
-            .incidents
-            .values()
-            .filter(|i| {
-                same_node(i)
-                    && i.row.state == IncidentState::Open
-                    && now - i.row.updated_at <= grouping
-            })
-            .map(|i| i.row.id)
-            .next_back();
-        if let Some(id) = open {
-            self.join(now, id, t, effects);
-            return id;
-        }
-        let recurring = self
-            .incidents
-            .values()
-            .filter(|i| {
-                same_node(i)
-                    && i.row.state == IncidentState::Resolved
-                    && i.row.resolved_at.is_some_and(|r| now - r <= verify)
-            })
-            .map(|i| i.row.id)
-            .next_back();
-        if let Some(id) = recurring {
-            self.reopen(now, id, t, effects);
-            self.join(now, id, t, effects);
-            return id;
-        }
-        self.open(now, t, effects)
-    }
-
-    fn open(&mut self, now: Millis, t: &AlertTransition, effects: &mut Vec<Effect>) -> i64 {
+    ) -> i64 {
         let labels = self.node_labels(&t.site, &t.node);
         let impact = self.policy.impact(&labels);
         let urgency = Level::from_severity(t.severity);
         let priority = self.policy.priority(impact, urgency);
         let id = take(&mut self.ids.incident);
         let ticket_id = take(&mut self.ids.ticket);
+        let signature = super::problems::signature(t, group_key.as_deref());
         let row = IncidentRow {
             id,
             state: IncidentState::Open,
@@ -103,10 +38,19 @@ impl Engine {
             severity: t.severity,
             category: t.category,
             priority,
+            impact,
+            urgency,
             site: t.site.clone(),
             node: t.node.clone(),
             root_alert: t.key.clone(),
             root_cause: format!("{} on {} ({})", t.rule, t.node, t.detail),
+            signature,
+            group_key,
+            nodes_affected: 1,
+            symptoms: 0,
+            flapping: false,
+            merged_into: None,
+            problem_id: None,
             ticket_id: Some(ticket_id),
             opened_at: now,
             resolved_at: None,
@@ -116,12 +60,7 @@ impl Engine {
         self.counters.incidents_opened += 1;
         self.counters.tickets_opened += 1;
         effects.push(Effect::Incident(Box::new(row.clone())));
-        effects.push(Effect::IncidentAlert(IncidentAlertRow {
-            incident_id: id,
-            alert_key: t.key.clone(),
-            role: "root".into(),
-            linked_at: now,
-        }));
+        effects.push(Effect::IncidentAlert(self.link_row(now, id, t, Role::Root)));
 
         let node = self.nodes.get(&(t.site.clone(), t.node.clone()));
         let number = format!("INC-{:06}", take(&mut self.ids.incident_number));
@@ -164,72 +103,118 @@ impl Engine {
                 row,
                 active: members.clone(),
                 members,
+                nodes: [(t.site.clone(), t.node.clone())].into(),
+                root: Some(t.clone()),
             },
         );
         id
     }
 
-    /// A firing alert joins an open incident; a worse severity raises the priority.
-    fn join(&mut self, now: Millis, id: i64, t: &AlertTransition, effects: &mut Vec<Effect>) {
-        let labels = self.node_labels(&t.site, &t.node);
-        let impact = self.policy.impact(&labels);
+    /// Impact (the most critical node, or how many nodes are affected), urgency (the worst
+    /// severity) and the priority they give.
+    fn assess(&self, inc: &Incident) -> (Level, Level, Priority) {
+        let by_label = inc
+            .nodes
+            .iter()
+            .map(|(s, n)| self.policy.impact(&self.node_labels(s, n)))
+            .min()
+            .unwrap_or(self.policy.priority.default_impact);
+        let impact = match self.policy.impact_of_count(inc.nodes.len()) {
+            Some(by_count) => by_label.min(by_count),
+            None => by_label,
+        };
+        let urgency = Level::from_severity(inc.row.severity);
+        (impact, urgency, self.policy.priority(impact, urgency))
+    }
+
+    /// A firing alert joins an open incident: linked (once), counted, and the priority
+    /// recomputed; a raise is written to the ticket.
+    pub(super) fn join(
+        &mut self,
+        now: Millis,
+        id: i64,
+        t: &AlertTransition,
+        role: Role,
+        effects: &mut Vec<Effect>,
+    ) {
+        let flapping = self.is_flapping(&t.key);
+        let link = self.link_row(now, id, t, role);
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };
         let new_member = inc.members.insert(t.key.clone());
         inc.active.insert(t.key.clone());
+        inc.nodes.insert((t.site.clone(), t.node.clone()));
+        let role = if inc.row.root_alert == t.key {
+            Role::Root
+        } else {
+            role
+        };
         if new_member {
+            if role == Role::Symptom {
+                inc.row.symptoms += 1;
+            }
             effects.push(Effect::IncidentAlert(IncidentAlertRow {
-                incident_id: id,
-                alert_key: t.key.clone(),
-                role: if inc.row.root_alert == t.key {
-                    "root"
-                } else {
-                    "symptom"
-                }
-                .into(),
-                linked_at: now,
+                role: role.as_str().into(),
+                ..link
             }));
         }
-        let mut raised = None;
+        inc.row.nodes_affected = u32::try_from(inc.nodes.len()).unwrap_or(u32::MAX);
         if t.severity > inc.row.severity {
             inc.row.severity = t.severity;
-            let priority = self
-                .policy
-                .priority(impact, Level::from_severity(t.severity));
-            if priority < inc.row.priority {
-                raised = Some((inc.row.priority, priority));
-                inc.row.priority = priority;
-            }
+        }
+        let before = inc.row.priority;
+        let Some(inc) = self.incidents.get(&id) else {
+            return;
+        };
+        let (impact, urgency, priority) = self.assess(inc);
+        let Some(inc) = self.incidents.get_mut(&id) else {
+            return;
+        };
+        let raised = priority < before;
+        if raised {
+            inc.row.priority = priority;
+            inc.row.impact = impact;
+            inc.row.urgency = urgency;
         }
         inc.row.updated_at = now;
         effects.push(Effect::Incident(Box::new(inc.row.clone())));
+        let nodes = inc.row.nodes_affected;
         let Some(ticket_id) = inc.row.ticket_id else {
             return;
         };
-        if t.key != inc.row.root_alert {
-            let msg = format!("alert added: {} ({})", t.summary, t.detail);
+        if t.key != inc.row.root_alert && !flapping {
+            let (kind, what) = match (new_member, role) {
+                (true, Role::Symptom) => ("symptom_added", "symptom added"),
+                (true, _) => ("alert_added", "alert added"),
+                (false, _) => ("alert_fired_again", "alert fired again"),
+            };
+            let msg = format!("{what}: {} ({})", t.summary, t.detail);
             self.ticket_event(
                 now,
                 ticket_id,
-                "alert_added",
+                kind,
                 msg,
-                json!({"alert": t.key}),
+                json!({"alert": t.key, "node": t.node, "role": role.as_str()}),
                 effects,
             );
         }
-        if let Some((from, to)) = raised {
+        if raised {
+            self.counters.priority_raised += 1;
             if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
-                ticket.priority = to;
-                ticket.urgency = Level::from_severity(t.severity);
+                ticket.priority = priority;
+                ticket.impact = impact;
+                ticket.urgency = urgency;
                 ticket.updated_at = now;
                 effects.push(Effect::Ticket(Box::new(ticket.clone())));
             }
             let msg = format!(
-                "priority raised from {} to {} ({}): {} is {}",
-                from.as_str(),
-                to.as_str(),
-                to.label(),
+                "priority raised from {} to {} ({}): impact {} ({nodes} node(s) affected), urgency {} ({} is {})",
+                before.as_str(),
+                priority.as_str(),
+                priority.label(),
+                impact.as_str(),
+                urgency.as_str(),
                 t.rule,
                 t.severity.as_str()
             );
@@ -238,13 +223,13 @@ impl Engine {
                 ticket_id,
                 "priority_changed",
                 msg,
-                json!({"from": from, "to": to}),
+                json!({"from": before, "to": priority, "impact": impact, "urgency": urgency, "nodes_affected": nodes}),
                 effects,
             );
         }
     }
 
-    fn reopen(&mut self, now: Millis, id: i64, t: &AlertTransition, effects: &mut Vec<Effect>) {
+    pub(super) fn reopen(&mut self, now: Millis, id: i64, t: &AlertTransition, effects: &mut Vec<Effect>) {
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };
@@ -282,7 +267,7 @@ impl Engine {
         );
     }
 
-    fn alert_cleared(
+    pub(super) fn alert_cleared(
         &mut self,
         now: Millis,
         id: i64,

@@ -5,9 +5,14 @@
 //! time-based runs on the `now` it is handed, so scenario tests drive it in
 //! simulated time and a recorded input stream replays to the same output.
 
+mod commands;
+mod correlate;
+mod flapping;
 mod incidents;
+pub mod maintenance;
 pub mod model;
 pub mod policy;
+pub mod problems;
 mod tickets;
 
 #[cfg(test)]
@@ -18,8 +23,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tocsin_protocol::{NodeState, Report, Status};
 
 pub use model::{
-    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, NodeRow, TicketEventRow,
-    TicketRow, TicketState,
+    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeRow,
+    ProblemIncidentRow, ProblemRow, ProblemState, TicketEventRow, TicketRow, TicketState,
 };
 pub use policy::{Level, Policy, Priority};
 
@@ -51,7 +56,55 @@ pub struct Snapshot {
     pub incidents: Vec<IncidentRow>,
     /// Tickets of those incidents.
     pub tickets: Vec<TicketRow>,
+    /// Problems not yet resolved.
+    pub problems: Vec<ProblemRow>,
+    /// Incidents opened within the problem window: (signature, incident id, opened at, problem).
+    pub recent: Vec<RecentIncident>,
+    /// Maintenance windows made through the API that have not ended.
+    pub maintenance: Vec<MaintenanceRow>,
     pub next_ids: Ids,
+}
+
+/// An incident that counts towards a problem record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentIncident {
+    pub signature: String,
+    pub incident_id: i64,
+    pub opened_at: Millis,
+    pub problem_id: Option<i64>,
+}
+
+/// An operator's request, from the API; applied in order with the other inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Open a maintenance window (`id` is assigned by the engine).
+    AddMaintenance(MaintenanceRow),
+    /// End a window now.
+    EndMaintenance { id: i64, actor: String },
+    /// Change a problem's state and/or workaround.
+    UpdateProblem {
+        id: i64,
+        state: Option<ProblemState>,
+        workaround: Option<String>,
+        actor: String,
+    },
+}
+
+/// What a command produced, for the API's answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Maintenance(Box<MaintenanceRow>),
+    Problem(Box<ProblemRow>),
+}
+
+/// Why a command was refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Next free identifiers; persisted implicitly as the maxima of the stored rows.
@@ -63,6 +116,8 @@ pub struct Ids {
     pub ticket_event: i64,
     /// Running number of `INC-` tickets.
     pub incident_number: i64,
+    pub problem: i64,
+    pub maintenance: i64,
 }
 
 impl Default for Ids {
@@ -73,6 +128,8 @@ impl Default for Ids {
             ticket: 1,
             ticket_event: 1,
             incident_number: 1,
+            problem: 1,
+            maintenance: 1,
         }
     }
 }
@@ -102,6 +159,15 @@ pub struct Counters {
     pub incidents_resolved: u64,
     pub incidents_closed: u64,
     pub incidents_reopened: u64,
+    /// Incidents folded into their root cause's incident.
+    pub incidents_merged: u64,
+    /// Alerts attached to an ancestor's incident as topology symptoms.
+    pub symptoms_attached: u64,
+    /// Firing alerts that opened nothing because of a maintenance window.
+    pub alerts_suppressed: u64,
+    pub alerts_flapping: u64,
+    pub problems_opened: u64,
+    pub priority_raised: u64,
     pub tickets_opened: u64,
 }
 
@@ -109,6 +175,23 @@ pub struct Counters {
 #[derive(Debug, Clone)]
 struct LiveAlert {
     incident: Option<i64>,
+    /// The maintenance window that holds it back.
+    suppressed: Option<String>,
+    /// Firing (not pending).
+    firing: bool,
+    /// Its latest transition (None for alerts restored from the store).
+    last: Option<AlertTransition>,
+}
+
+impl LiveAlert {
+    fn pending() -> LiveAlert {
+        LiveAlert {
+            incident: None,
+            suppressed: None,
+            firing: false,
+            last: None,
+        }
+    }
 }
 
 /// An incident not yet closed, with its live alerts.
@@ -119,6 +202,10 @@ struct Incident {
     active: BTreeSet<String>,
     /// Every alert ever linked.
     members: BTreeSet<String>,
+    /// Nodes with alerts in it.
+    nodes: BTreeSet<(String, String)>,
+    /// The root alert's transition (None when restored from the store).
+    root: Option<AlertTransition>,
 }
 
 /// The state machine.
@@ -136,6 +223,16 @@ pub struct Engine {
     clock: Millis,
     /// Live alerts restored from the store whose rule no longer exists; resolved on the first input.
     orphans: Vec<ActiveAlert>,
+    /// Nodes with a firing `node_down` alert: node -> those alert keys.
+    down: HashMap<(String, String), BTreeSet<String>>,
+    /// Problems not yet resolved.
+    problems: BTreeMap<i64, ProblemRow>,
+    /// Incidents per signature within the problem window.
+    recent: problems::Recent,
+    /// Maintenance windows from the API (policy ones are in `policy_windows`).
+    maintenance: BTreeMap<i64, MaintenanceRow>,
+    policy_windows: Vec<MaintenanceRow>,
+    flaps: HashMap<String, flapping::Flap>,
 }
 
 impl Engine {
@@ -159,14 +256,23 @@ impl Engine {
             counters: Counters::default(),
             clock: 0,
             orphans: Vec::new(),
+            down: HashMap::new(),
+            problems: snapshot.problems.into_iter().map(|p| (p.id, p)).collect(),
+            recent: problems::Recent::restore(&snapshot.recent),
+            maintenance: snapshot.maintenance.into_iter().map(|m| (m.id, m)).collect(),
+            policy_windows: Vec::new(),
+            flaps: HashMap::new(),
         };
+        engine.load_policy_windows();
         for row in snapshot.incidents {
             engine.incidents.insert(
                 row.id,
                 Incident {
+                    nodes: [(row.site.clone(), row.node.clone())].into(),
                     row,
                     active: BTreeSet::new(),
                     members: BTreeSet::new(),
+                    root: None,
                 },
             );
         }
@@ -174,13 +280,35 @@ impl Engine {
             if dropped.contains(&alert.key) {
                 engine.orphans.push(alert.clone());
             }
+            let firing = alert.state == crate::rules::AlertState::Firing;
             if let Some(inc) = incident.and_then(|id| engine.incidents.get_mut(&id)) {
                 inc.members.insert(alert.key.clone());
-                if alert.state == crate::rules::AlertState::Firing {
+                inc.nodes.insert((alert.site.clone(), alert.node.clone()));
+                if firing {
                     inc.active.insert(alert.key.clone());
                 }
             }
-            engine.alerts.insert(alert.key, LiveAlert { incident });
+            let node_down = engine
+                .rules
+                .rules()
+                .iter()
+                .any(|r| r.name == alert.rule && r.node_down);
+            if firing && node_down && incident.is_some() {
+                engine
+                    .down
+                    .entry((alert.site.clone(), alert.node.clone()))
+                    .or_default()
+                    .insert(alert.key.clone());
+            }
+            engine.alerts.insert(
+                alert.key,
+                LiveAlert {
+                    incident,
+                    suppressed: None,
+                    firing,
+                    last: None,
+                },
+            );
         }
         engine
     }
@@ -234,10 +362,21 @@ impl Engine {
         self.alerts.len()
     }
 
-    /// Feed one input received at `now`.
-    pub fn handle(&mut self, now: Millis, input: Input) -> Outcome {
+    /// Problems not yet resolved.
+    pub fn open_problems(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Move the engine's clock: time never runs backwards inside it.
+    fn advance(&mut self, now: Millis) -> Millis {
         let now = now.max(self.clock);
         self.clock = now;
+        now
+    }
+
+    /// Feed one input received at `now`.
+    pub fn handle(&mut self, now: Millis, input: Input) -> Outcome {
+        let now = self.advance(now);
         let mut out = Outcome::default();
         if !self.orphans.is_empty() {
             self.resolve_orphans(now, &mut out.effects);
@@ -266,7 +405,11 @@ impl Engine {
                 for t in self.rules.tick(now) {
                     self.apply_alert(now, t, &mut out.effects);
                 }
+                self.release_suppressed(now, &mut out.effects);
+                self.settle_flaps(now, &mut out.effects);
                 self.close_verified(now, &mut out.effects);
+                self.recent
+                    .prune(now, crate::time::millis(self.policy.problem.window));
             }
         }
         out
@@ -344,13 +487,17 @@ impl Engine {
         &mut self,
         t: &AlertTransition,
         incident: Option<i64>,
+        suppressed_by: Option<String>,
         effects: &mut Vec<Effect>,
     ) {
         self.counters.alert_transitions += 1;
         let id = take(&mut self.ids.alert);
+        let flapping = self.is_flapping(&t.key);
         effects.push(Effect::Alert(Box::new(AlertRow {
             id,
             incident_id: incident,
+            suppressed_by,
+            flapping,
             transition: t.clone(),
         })));
     }

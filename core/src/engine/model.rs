@@ -59,6 +59,10 @@ impl NodeRow {
 pub struct AlertRow {
     pub id: i64,
     pub incident_id: Option<i64>,
+    /// Name of the maintenance window that suppressed it (no incident, no ticket).
+    pub suppressed_by: Option<String>,
+    /// The alert changes state too often; notifications about it are held.
+    pub flapping: bool,
     #[serde(flatten)]
     pub transition: AlertTransition,
 }
@@ -69,6 +73,8 @@ pub enum IncidentState {
     Open,
     Resolved,
     Closed,
+    /// Folded into another incident (its root cause turned out to be a symptom).
+    Merged,
 }
 
 impl IncidentState {
@@ -77,6 +83,7 @@ impl IncidentState {
             IncidentState::Open => "open",
             IncidentState::Resolved => "resolved",
             IncidentState::Closed => "closed",
+            IncidentState::Merged => "merged",
         }
     }
 
@@ -85,6 +92,7 @@ impl IncidentState {
             "open" => Some(IncidentState::Open),
             "resolved" => Some(IncidentState::Resolved),
             "closed" => Some(IncidentState::Closed),
+            "merged" => Some(IncidentState::Merged),
             _ => None,
         }
     }
@@ -99,12 +107,27 @@ pub struct IncidentRow {
     pub severity: Severity,
     pub category: Category,
     pub priority: Priority,
+    pub impact: Level,
+    pub urgency: Level,
     pub site: String,
     pub node: String,
     /// Alert key of the root cause.
     pub root_alert: String,
     /// The root cause in words.
     pub root_cause: String,
+    /// Root rule, node and group labels: incidents with one signature are one problem.
+    pub signature: String,
+    /// `label=value,...` when alerts were grouped by a rule's `group_by` labels.
+    pub group_key: Option<String>,
+    /// Distinct nodes with alerts in this incident.
+    pub nodes_affected: u32,
+    /// Alerts linked as symptoms (beneath the root cause in the topology, or joined).
+    pub symptoms: u32,
+    /// An alert of it is flapping: notifications are held until it settles.
+    pub flapping: bool,
+    /// Set when merged into another incident.
+    pub merged_into: Option<i64>,
+    pub problem_id: Option<i64>,
     pub ticket_id: Option<i64>,
     pub opened_at: Millis,
     pub resolved_at: Option<Millis>,
@@ -117,8 +140,9 @@ pub struct IncidentRow {
 pub struct IncidentAlertRow {
     pub incident_id: i64,
     pub alert_key: String,
-    /// `root` or `symptom`.
+    /// `root`, `symptom` (beneath the root cause in the topology), or `related` (same node or group).
     pub role: String,
+    pub node: String,
     pub linked_at: Millis,
 }
 
@@ -179,6 +203,9 @@ pub struct TicketRow {
     pub site: Option<String>,
     pub node: Option<String>,
     pub runbook: Option<String>,
+    /// The problem record this ticket's incident belongs to, and its workaround once known.
+    pub problem_id: Option<i64>,
+    pub workaround: Option<String>,
     pub opened_at: Millis,
     pub acknowledged_at: Option<Millis>,
     pub resolved_at: Option<Millis>,
@@ -199,6 +226,86 @@ pub struct TicketEventRow {
     pub data: serde_json::Value,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemState {
+    Open,
+    KnownError,
+    Resolved,
+}
+
+impl ProblemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemState::Open => "open",
+            ProblemState::KnownError => "known_error",
+            ProblemState::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(ProblemState::Open),
+            "known_error" => Some(ProblemState::KnownError),
+            "resolved" => Some(ProblemState::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// The underlying cause of recurring incidents of one signature.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProblemRow {
+    pub id: i64,
+    /// `PRB-000001`
+    pub number: String,
+    pub state: ProblemState,
+    pub signature: String,
+    pub rule: String,
+    pub site: String,
+    pub node: String,
+    pub group_key: Option<String>,
+    pub title: String,
+    pub category: Category,
+    /// Knowledge-base reference (the rule's runbook).
+    pub kb: Option<String>,
+    pub workaround: Option<String>,
+    pub incident_count: u32,
+    pub opened_at: Millis,
+    pub last_incident_at: Millis,
+    pub known_error_at: Option<Millis>,
+    pub resolved_at: Option<Millis>,
+    pub updated_at: Millis,
+}
+
+/// Link of an incident to its problem.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProblemIncidentRow {
+    pub problem_id: i64,
+    pub incident_id: i64,
+    pub linked_at: Millis,
+}
+
+/// A maintenance window: alerts of matching nodes open no incidents while it lasts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceRow {
+    pub id: i64,
+    pub name: String,
+    /// Keys `site`, `node`, `labels.<key>` (values may use `*`); empty matches every node.
+    #[serde(rename = "match")]
+    pub match_: BTreeMap<String, String>,
+    pub starts_at: Millis,
+    pub ends_at: Millis,
+    /// Repeats every this many ms from `starts_at` (e.g. weekly), when set.
+    pub every_ms: Option<Millis>,
+    pub reason: String,
+    /// `policy` or who asked for it through the API.
+    pub created_by: String,
+    pub created_at: Millis,
+    /// Set when ended early by an operator.
+    pub cancelled_at: Option<Millis>,
+}
+
 /// What the engine asks the edges to do. Rows are upserts by primary key, except alerts and
 /// ticket events, which are appended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -210,4 +317,7 @@ pub enum Effect {
     IncidentAlert(IncidentAlertRow),
     Ticket(Box<TicketRow>),
     TicketEvent(TicketEventRow),
+    Problem(Box<ProblemRow>),
+    ProblemIncident(ProblemIncidentRow),
+    Maintenance(Box<MaintenanceRow>),
 }

@@ -132,6 +132,46 @@ pub struct PriorityPolicy {
     /// Impact when the node has no such label.
     #[serde(default = "d_medium")]
     pub default_impact: Level,
+    /// An incident affecting at least this many nodes has high impact.
+    #[serde(default = "d_10")]
+    pub nodes_high: u32,
+    /// ... at least this many, at least medium impact.
+    #[serde(default = "d_3")]
+    pub nodes_medium: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlappingPolicy {
+    /// More state changes than this within `window` mark an alert as flapping.
+    #[serde(default = "d_5")]
+    pub changes: u32,
+    #[serde(default = "d_10m", with = "humantime_serde")]
+    pub window: Duration,
+    /// A flapping alert settles after this long without a change.
+    #[serde(default = "d_10m", with = "humantime_serde")]
+    pub settle_for: Duration,
+}
+
+/// A maintenance window in policy.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenancePolicy {
+    pub name: String,
+    /// Keys `site`, `node`, `labels.<key>`; values may use `*`.
+    #[serde(rename = "match", default)]
+    pub match_: BTreeMap<String, String>,
+    /// RFC 3339, e.g. `2026-12-06T02:00:00Z`.
+    pub start: String,
+    /// RFC 3339; or give `duration`.
+    pub end: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    /// Repeat every this long from `start` (e.g. `"7d"` for a weekly window).
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +231,10 @@ pub struct Policy {
     #[serde(default)]
     pub priority: PriorityPolicy,
     #[serde(default)]
+    pub flapping: FlappingPolicy,
+    #[serde(default)]
+    pub maintenance: Vec<MaintenancePolicy>,
+    #[serde(default)]
     pub sla: BTreeMap<Priority, Sla>,
     #[serde(default)]
     pub escalation: Vec<EscalationLevel>,
@@ -214,6 +258,12 @@ fn d_7d() -> Duration {
 }
 fn d_3() -> u32 {
     3
+}
+fn d_5() -> u32 {
+    5
+}
+fn d_10() -> u32 {
+    10
 }
 fn d_impact_label() -> String {
     "criticality".into()
@@ -255,6 +305,17 @@ impl Default for PriorityPolicy {
             matrix: default_matrix(),
             impact_label: d_impact_label(),
             default_impact: d_medium(),
+            nodes_high: d_10(),
+            nodes_medium: d_3(),
+        }
+    }
+}
+impl Default for FlappingPolicy {
+    fn default() -> Self {
+        FlappingPolicy {
+            changes: d_5(),
+            window: d_10m(),
+            settle_for: d_10m(),
         }
     }
 }
@@ -266,6 +327,8 @@ impl Default for Policy {
             incident: IncidentPolicy::default(),
             problem: ProblemPolicy::default(),
             priority: PriorityPolicy::default(),
+            flapping: FlappingPolicy::default(),
+            maintenance: Vec::new(),
             sla: BTreeMap::new(),
             escalation: Vec::new(),
             notify: NotifyPolicy::default(),
@@ -316,6 +379,20 @@ impl Policy {
                 }
             }
         }
+        for m in &policy.maintenance {
+            if let Err(message) = super::maintenance::window_from_policy(m) {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                });
+            }
+        }
+        if policy.priority.nodes_medium > policy.priority.nodes_high {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: "[priority] nodes_medium must not be above nodes_high".into(),
+            });
+        }
         for level in &policy.escalation {
             for target in &level.notify {
                 if let Some(name) = target.strip_prefix("webhook:")
@@ -337,6 +414,18 @@ impl Policy {
     /// Impact x urgency -> priority.
     pub fn priority(&self, impact: Level, urgency: Level) -> Priority {
         self.priority.matrix[impact.index()][urgency.index()]
+    }
+
+    /// Impact from how many nodes an incident affects (None below `nodes_medium`).
+    pub fn impact_of_count(&self, nodes: usize) -> Option<Level> {
+        let n = u32::try_from(nodes).unwrap_or(u32::MAX);
+        if n >= self.priority.nodes_high {
+            Some(Level::High)
+        } else if n >= self.priority.nodes_medium {
+            Some(Level::Medium)
+        } else {
+            None
+        }
     }
 
     /// Business impact of a node, from its labels.

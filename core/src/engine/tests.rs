@@ -508,7 +508,9 @@ fn restart_from_snapshot_continues_numbering_and_open_incident() {
             ticket: 2,
             ticket_event: 2,
             incident_number: 2,
+            ..Ids::default()
         },
+        ..Snapshot::default()
     };
     let policy = Policy::from_toml_str(Path::new("policy.toml"), POLICY).expect("policy");
     let mut e = Engine::new(policy, parse_rules("t", RULES).expect("rules"), snapshot);
@@ -626,6 +628,7 @@ fn alerts_of_a_removed_rule_resolve_after_restart() {
             ticket: 2,
             ticket_event: 2,
             incident_number: 2,
+            ..Ids::default()
         },
         ..Snapshot::default()
     };

@@ -109,6 +109,8 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
         site: Some(t.site.clone()),
         node: Some(t.node.clone()),
         runbook: t.runbook.clone(),
+        problem_id: None,
+        workaround: None,
         opened_at: i.now,
         acknowledged_at: None,
         resolved_at: None,

