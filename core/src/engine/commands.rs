@@ -32,7 +32,7 @@ impl Engine {
         let mut out = Outcome::default();
         self.policy = policy;
         self.load_policy_windows();
-        for t in Vec::<crate::rules::AlertTransition>::new() { let _ = (&rules, now); // STUB-RELOAD
+        for t in self.rules.reload(rules, now) {
             self.apply_alert(now, t, &mut out.effects);
         }
         // A window that was removed or moved may release alerts it held back.

@@ -128,14 +128,7 @@ impl Engine {
                         human(quiet_for),
                         if firing { "firing" } else { "resolved" }
                     );
-                    self.ticket_event(
-                        now,
-                        ticket,
-                        "settled",
-                        msg,
-                        json!({"alert": key}),
-                        effects,
-                    );
+                    self.ticket_event(now, ticket, "settled", msg, json!({"alert": key}), effects);
                 }
             }
             if !firing {

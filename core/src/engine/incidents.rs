@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use super::correlate::Role;
 use super::model::{
     Effect, IncidentAlertRow, IncidentRow, IncidentState, TicketEventRow, TicketState,
 };
-use super::correlate::Role;
 use super::policy::{Level, Priority};
 use super::{Engine, Incident, take, tickets};
 use crate::rules::AlertTransition;
@@ -229,7 +229,13 @@ impl Engine {
         }
     }
 
-    pub(super) fn reopen(&mut self, now: Millis, id: i64, t: &AlertTransition, effects: &mut Vec<Effect>) {
+    pub(super) fn reopen(
+        &mut self,
+        now: Millis,
+        id: i64,
+        t: &AlertTransition,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };

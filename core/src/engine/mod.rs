@@ -16,6 +16,8 @@ pub mod problems;
 mod tickets;
 
 #[cfg(test)]
+mod scenarios;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -259,7 +261,11 @@ impl Engine {
             down: HashMap::new(),
             problems: snapshot.problems.into_iter().map(|p| (p.id, p)).collect(),
             recent: problems::Recent::restore(&snapshot.recent),
-            maintenance: snapshot.maintenance.into_iter().map(|m| (m.id, m)).collect(),
+            maintenance: snapshot
+                .maintenance
+                .into_iter()
+                .map(|m| (m.id, m))
+                .collect(),
             policy_windows: Vec::new(),
             flaps: HashMap::new(),
         };
@@ -319,6 +325,7 @@ impl Engine {
         for a in std::mem::take(&mut self.orphans) {
             let t = AlertTransition {
                 summary: format!("{} on {}: rule removed", a.rule, a.node),
+                description: String::new(),
                 detail: format!("rule {} no longer exists in the rule files", a.rule),
                 key: a.key,
                 rule: a.rule,
@@ -389,7 +396,7 @@ impl Engine {
                     return out;
                 }
                 self.counters.reports += 1;
-                for t in self.rules.on_report(&report) {
+                for t in self.rules.on_report(&report, now) {
                     self.apply_alert(now, t, &mut out.effects);
                 }
             }

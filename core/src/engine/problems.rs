@@ -97,12 +97,7 @@ impl Engine {
         }
     }
 
-    fn open_problem(
-        &mut self,
-        now: Millis,
-        incident: i64,
-        signature: &str,
-    ) -> i64 {
+    fn open_problem(&mut self, now: Millis, incident: i64, signature: &str) -> i64 {
         let id = take(&mut self.ids.problem);
         let (rule, site, node, group_key, title, category, kb) = match self.incidents.get(&incident)
         {
@@ -116,7 +111,10 @@ impl Engine {
                     format!(
                         "recurring: {}",
                         root.map(|r| r.rule.as_str()).unwrap_or("?")
-                    ) + &format!(" on {}", inc.row.group_key.as_deref().unwrap_or(&inc.row.node)),
+                    ) + &format!(
+                        " on {}",
+                        inc.row.group_key.as_deref().unwrap_or(&inc.row.node)
+                    ),
                     inc.row.category,
                     root.and_then(|r| r.runbook.clone()),
                 )
@@ -149,7 +147,13 @@ impl Engine {
     }
 
     /// Link an incident (and its ticket) to a problem; the ticket learns the workaround.
-    fn link_problem(&mut self, now: Millis, problem: i64, incident: i64, effects: &mut Vec<Effect>) {
+    fn link_problem(
+        &mut self,
+        now: Millis,
+        problem: i64,
+        incident: i64,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(p) = self.problems.get_mut(&problem) else {
             return;
         };
@@ -230,9 +234,7 @@ impl Engine {
                 "the workaround is longer than 16 KiB".into(),
             ));
         }
-        if state == Some(ProblemState::KnownError)
-            && workaround.is_none()
-            && p.workaround.is_none()
+        if state == Some(ProblemState::KnownError) && workaround.is_none() && p.workaround.is_none()
         {
             return Err(CommandError::Invalid(
                 "a known error needs a workaround: give one".into(),
