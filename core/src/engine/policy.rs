@@ -548,6 +548,83 @@ mod tests {
         }
     }
 
+    /// The keys serde expects in a section, read from its "unknown field" message.
+    fn keys_of(section: &str) -> Vec<String> {
+        let text = format!("[{section}]\nno_such_key = 1\n");
+        let err = Policy::from_toml_str(Path::new("policy.toml"), &text)
+            .expect_err("unknown key refused")
+            .to_string();
+        let expected = err
+            .split("expected")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no key list in {err}"));
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn correlation_doc_lists_every_policy_key_it_governs() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CORRELATION.md"),
+        )
+        .expect("docs/CORRELATION.md");
+        for section in ["grouping", "incident", "problem", "flapping", "priority"] {
+            let keys = keys_of(section);
+            assert!(!keys.is_empty(), "{section}");
+            for key in keys {
+                let entry = format!("`[{section}] {key}`");
+                assert!(doc.contains(&entry), "docs/CORRELATION.md does not document {entry}");
+            }
+        }
+        assert!(doc.contains("`[[maintenance]]`"));
+        for key in ["name", "match", "start", "end", "duration", "every", "reason"] {
+            assert!(doc.contains(&format!("`{key}`")), "maintenance key {key} undocumented");
+        }
+    }
+
+    #[test]
+    fn maintenance_and_flapping_sections_parse() {
+        let p = Policy::from_toml_str(
+            Path::new("policy.toml"),
+            r#"
+            [flapping]
+            changes = 3
+            window = "5m"
+            settle_for = "2m"
+            [priority]
+            nodes_high = 20
+            nodes_medium = 5
+            [[maintenance]]
+            name = "sunday patching"
+            match = { "labels.role" = "web" }
+            start = "2026-12-06T02:00:00Z"
+            duration = "2h"
+            every = "7d"
+            reason = "OS updates"
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(p.flapping.changes, 3);
+        assert_eq!(p.impact_of_count(5), Some(Level::Medium));
+        assert_eq!(p.impact_of_count(20), Some(Level::High));
+        assert_eq!(p.impact_of_count(4), None);
+        for bad in [
+            "[[maintenance]]\nname = \"x\"\nstart = \"soon\"\nduration = \"1h\"",
+            "[[maintenance]]\nname = \"x\"\nstart = \"2026-12-06T02:00:00Z\"",
+            "[[maintenance]]\nname = \"x\"\nmatch = { colour = \"red\" }\nstart = \"2026-12-06T02:00:00Z\"\nduration = \"1h\"",
+            "[priority]\nnodes_high = 2\nnodes_medium = 5",
+        ] {
+            let err = Policy::from_toml_str(Path::new("policy.toml"), bad)
+                .expect_err(bad)
+                .to_string();
+            assert!(err.starts_with("policy.toml: ") && !err.contains('\n'), "{err}");
+        }
+    }
+
     #[test]
     fn shipped_policy_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
