@@ -367,21 +367,29 @@ impl Engine {
         let keys: Vec<String> = old.members.iter().cloned().collect();
         let moved = keys.len();
         for key in keys {
-            let firing = match self.alerts.get_mut(&key) {
+            let (firing, last) = match self.alerts.get_mut(&key) {
                 Some(live) => {
                     live.incident = Some(into);
-                    live.last.clone().filter(|_| live.firing)
+                    (live.firing, live.last.clone())
                 }
-                None => None,
+                None => (false, None),
             };
             self.counters.symptoms_attached += 1;
-            match firing {
-                Some(t) => self.join(now, into, &t, Role::Symptom, effects),
-                // Cleared already: linked for the record, it keeps nothing open.
-                None => {
-                    if let Some(inc) = self.incidents.get_mut(&into)
-                        && inc.members.insert(key.clone())
-                    {
+            match (firing, last) {
+                (true, Some(t)) => self.join(now, into, &t, Role::Symptom, effects),
+                // Cleared already (linked for the record, it keeps nothing open), or firing
+                // but restored from the store without its transition (it keeps it open).
+                (firing, _) => {
+                    if let Some(inc) = self.incidents.get_mut(&into) {
+                        if firing {
+                            inc.active.insert(key.clone());
+                        }
+                        if !inc.members.insert(key.clone()) {
+                            continue;
+                        }
+                        inc.nodes.insert((old.row.site.clone(), old.row.node.clone()));
+                        inc.row.nodes_affected =
+                            u32::try_from(inc.nodes.len()).unwrap_or(u32::MAX);
                         inc.row.symptoms += 1;
                         effects.push(Effect::IncidentAlert(IncidentAlertRow {
                             incident_id: into,
