@@ -163,6 +163,14 @@ impl HostCollector {
         out.push(Metric::new("load.avg_1m", round2(load.one)));
         out.push(Metric::new("load.avg_5m", round2(load.five)));
         out.push(Metric::new("load.avg_15m", round2(load.fifteen)));
+        // Load means something only against the CPU count: 8 is overload on 4 cores, idle on 32.
+        let cores = self.system.cpus().len();
+        if cores > 0 {
+            out.push(Metric::new(
+                "load.per_core_5m",
+                round2(load.five / cores as f64),
+            ));
+        }
 
         let disks = procfs::read("/proc/diskstats")
             .map(|t| {

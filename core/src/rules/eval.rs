@@ -1,179 +1,186 @@
 //! The rule evaluator: reports and node statuses in, alert transitions out (pure, no clock).
 //!
-//! Every (rule, node, labels) series walks inactive -> pending -> firing -> resolved.
-//! Threshold and check series are timed by the report's own `ts`, so a backlog
-//! flushed after an outage is judged on the timeline it was collected on; node
-//! status series are timed by the collector's `now`.
+//! Threshold and check series are timed by the report's own `ts`, so a backlog flushed
+//! after an outage is judged on the timeline it was collected on. Node status and absent
+//! series are timed by the collector's `now` (passed in), never by agent clocks.
+//!
+//! `on_report` is the hot path: rules are indexed by metric name so a sample only meets
+//! the rules of its name, a sample that changes nothing allocates nothing (keys are built
+//! only for active samples or where the node has a live series of that rule), and
+//! templates are rendered only for transitions that happen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::{Deserialize, Serialize};
-use tocsin_protocol::{NodeState, Report};
+use tocsin_protocol::{Metric, NodeState, Report};
 
-use super::config::{Category, Condition, Rule, Severity, When};
-use super::template::format_value;
+pub use super::alert::{ActiveAlert, AlertSource, AlertState, AlertTransition, alert_key};
+use super::config::{Condition, Rule, When};
+use super::expr::{Expr, Func};
+use super::node::{NodeData, Obs, Phase, Series, transition};
 use crate::time::Millis;
 
-/// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertState {
-    Pending,
-    Firing,
-    Resolved,
-}
+/// A fast hasher for metric names (the rule index) and previous-sample hashes: the
+/// multiply-rotate scheme of rustc's FxHash, eight bytes at a time. SipHash would cost more
+/// than the rest of a sample's evaluation; equality is always checked on a hit.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Fx(u64);
 
-impl AlertState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(AlertState::Pending),
-            "firing" => Some(AlertState::Firing),
-            "resolved" => Some(AlertState::Resolved),
-            _ => None,
-        }
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
-/// What kind of condition an alert comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertSource {
-    /// A threshold on a metric (or a function of it).
-    Metric,
-    /// A check's status.
-    Check,
-    /// The node's status (its last will).
-    Status,
-    /// Data that stopped arriving.
-    Absent,
-    /// Not from a rule: an orphan resolved after its rule was removed.
-    Internal,
-}
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
 
-impl AlertSource {
-    pub fn of(condition: &Condition) -> AlertSource {
-        match condition {
-            Condition::Threshold { .. } => AlertSource::Metric,
-            Condition::Check { .. } => AlertSource::Check,
-            Condition::Status(_) => AlertSource::Status,
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            // Byte by byte: a variable-length copy would be a memcpy call per name.
+            let w = rest
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (i, b)| w | (u64::from(*b) << (8 * i)));
+            self.add(w ^ ((rest.len() as u64) << 59));
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertSource::Metric => "metric",
-            AlertSource::Check => "check",
-            AlertSource::Status => "status",
-            AlertSource::Absent => "absent",
-            AlertSource::Internal => "internal",
-        }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
     }
 }
 
-/// One step of one alert: what the engine consumes and the store appends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertTransition {
-    /// Stable identity of the series: `rule:site/node{labels}`.
-    pub key: String,
-    pub rule: String,
-    pub site: String,
-    pub node: String,
-    pub labels: BTreeMap<String, String>,
-    pub state: AlertState,
-    pub severity: Severity,
-    pub category: Category,
-    pub value: Option<f64>,
-    pub summary: String,
-    /// What was observed: the check output or the value against the threshold.
-    pub detail: String,
-    pub runbook: Option<String>,
-    /// What kind of condition raised it (topology decides on it).
-    pub source: AlertSource,
-    /// The rule's `group_by` labels.
-    pub group_by: Vec<String>,
-    /// Firing means the node is down or unreachable.
-    pub node_down: bool,
-    /// When the condition first held for this episode.
-    pub started_at: Millis,
-    /// When this transition happened.
-    pub at: Millis,
+impl std::fmt::Debug for Fx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fx")
+    }
 }
 
-/// A live series, as restored from the store after a restart.
-#[derive(Debug, Clone)]
-pub struct ActiveAlert {
-    pub key: String,
-    pub rule: String,
-    pub site: String,
-    pub node: String,
-    pub labels: BTreeMap<String, String>,
-    pub state: AlertState,
-    pub started_at: Millis,
+pub(super) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+type Nodes = FxMap<String, FxMap<String, NodeData>>;
+
+/// The rules that look at one metric name.
+#[derive(Debug, Default)]
+struct MetricRules {
+    rules: Vec<usize>,
+    /// Some rule applies `rate()` or `resets()` to it: keep its previous samples.
+    derive: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Phase {
-    Pending,
-    Firing,
+/// Rule indexes by what they look at; rebuilt on reload.
+#[derive(Debug, Default)]
+struct Index {
+    by_metric: FxMap<String, MetricRules>,
+    checks: Vec<usize>,
+    statuses: Vec<usize>,
+    /// Node-level absent rules (no report for absent_for).
+    stale: Vec<usize>,
+    /// Metric-level absent rules; the position is the rule's ordinal in `absent_seen`.
+    absent: Vec<usize>,
+    /// Rule index -> ordinal in `absent`.
+    absent_ord: HashMap<usize, usize>,
+    /// Metric names some `and` compares.
+    and_metrics: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-struct Series {
-    rule: usize,
-    site: String,
-    node: String,
-    labels: BTreeMap<String, String>,
-    phase: Phase,
-    since: Millis,
-}
+impl Index {
+    fn build(rules: &[Rule]) -> Index {
+        let mut ix = Index::default();
+        for (i, rule) in rules.iter().enumerate() {
+            match &rule.condition {
+                Condition::Threshold { expr, and, .. } => {
+                    let e = ix.by_metric.entry(expr.metric().to_string()).or_default();
+                    e.rules.push(i);
+                    e.derive |= expr.func != Func::Value;
+                    if let Some(a) = and
+                        && !ix.and_metrics.iter().any(|m| m == a.metric())
+                    {
+                        ix.and_metrics.push(a.metric().to_string());
+                    }
+                }
+                Condition::Check { .. } => ix.checks.push(i),
+                Condition::Status(_) => ix.statuses.push(i),
+                Condition::Absent { metric: None, .. } => ix.stale.push(i),
+                Condition::Absent {
+                    metric: Some(sel), ..
+                } => {
+                    ix.absent_ord.insert(i, ix.absent.len());
+                    ix.absent.push(i);
+                    ix.by_metric
+                        .entry(sel.metric.clone())
+                        .or_default()
+                        .rules
+                        .push(i);
+                }
+            }
+        }
+        ix
+    }
 
-/// One observation of a series in a report.
-struct Sample {
-    labels: BTreeMap<String, String>,
-    /// The firing condition holds.
-    active: bool,
-    /// The condition to resolve holds (hysteresis for thresholds).
-    clear: bool,
-    value: Option<f64>,
-    vars: BTreeMap<String, String>,
-    detail: String,
+    fn derives(&self, metric: &str) -> bool {
+        self.by_metric.get(metric).is_some_and(|e| e.derive)
+    }
 }
 
 /// Turns reports and statuses into alert transitions according to the rules.
 #[derive(Debug)]
 pub struct Evaluator {
     rules: Vec<Rule>,
-    series: HashMap<String, Series>,
-    /// Live series keys per (site, node), so a report only looks at its own node's series.
-    by_node: HashMap<(String, String), BTreeSet<String>>,
+    index: Index,
+    /// site -> node -> state (nested so a report looks its node up without allocating).
+    /// Fx-hashed: names are short, validated (`[A-Za-z0-9._-]{1,64}`) and come from the
+    /// topics of authenticated agents; SipHash here cost more than a report's rules.
+    nodes: Nodes,
 }
 
-/// `rule:site/node{k=v,...}`
-pub fn alert_key(rule: &str, site: &str, node: &str, labels: &BTreeMap<String, String>) -> String {
-    let mut key = format!("{rule}:{site}/{node}");
-    if !labels.is_empty() {
-        let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        key.push('{');
-        key.push_str(&parts.join(","));
-        key.push('}');
-    }
-    key
+/// Same-labelled samples of the `and` metrics of one report, built on first need.
+type AndSamples<'a> = HashMap<(&'a str, &'a BTreeMap<String, String>), f64>;
+
+fn and_holds<'a>(
+    and: &Expr,
+    m: &'a Metric,
+    report: &'a Report,
+    and_metrics: &[String],
+    cache: &mut Option<AndSamples<'a>>,
+) -> bool {
+    let samples = cache.get_or_insert_with(|| {
+        report
+            .metrics
+            .iter()
+            .filter(|x| and_metrics.contains(&x.name))
+            .map(|x| ((x.name.as_str(), &x.labels), x.value))
+            .collect()
+    });
+    samples
+        .get(&(and.metric(), &m.labels))
+        .is_some_and(|v| and.selector.matches_labels(&m.labels) && and.holds(*v))
 }
 
 impl Evaluator {
     pub fn new(rules: Vec<Rule>) -> Self {
         Evaluator {
+            index: Index::build(&rules),
             rules,
-            series: HashMap::new(),
-            by_node: HashMap::new(),
+            nodes: Nodes::default(),
         }
     }
 
@@ -183,10 +190,32 @@ impl Evaluator {
 
     /// Number of pending or firing series.
     pub fn active_series(&self) -> usize {
-        self.series.len()
+        self.nodes
+            .values()
+            .flat_map(|n| n.values())
+            .map(|n| n.live.len())
+            .sum()
     }
 
-    /// Take back pending and firing series after a restart; alerts of rules that no longer exist are dropped.
+    fn node_mut(&mut self, site: &str, node: &str) -> &mut NodeData {
+        let (rules, absent) = (self.rules.len(), self.index.absent.len());
+        node_entry(&mut self.nodes, site, node, rules, absent)
+    }
+
+    /// Forget a node that has nothing live and is not watched.
+    fn drop_if_idle(&mut self, site: &str, node: &str) {
+        if let Some(nodes) = self.nodes.get_mut(site) {
+            if nodes.get(node).is_some_and(NodeData::is_idle) {
+                nodes.remove(node);
+            }
+            if nodes.is_empty() {
+                self.nodes.remove(site);
+            }
+        }
+    }
+
+    /// Take back pending and firing series after a restart; alerts of rules that no longer
+    /// exist are dropped (their keys are returned).
     pub fn restore(&mut self, active: &[ActiveAlert]) -> Vec<String> {
         let mut dropped = Vec::new();
         for a in active {
@@ -199,7 +228,7 @@ impl Evaluator {
                 AlertState::Firing => Phase::Firing,
                 AlertState::Resolved => continue,
             };
-            self.insert_series(
+            self.node_mut(&a.site, &a.node).insert(
                 a.key.clone(),
                 Series {
                     rule,
@@ -208,115 +237,209 @@ impl Evaluator {
                     labels: a.labels.clone(),
                     phase,
                     since: a.started_at,
+                    clear_since: None,
                 },
             );
         }
         dropped
     }
 
-    /// Evaluate every threshold and check rule against one report.
-    pub fn on_report(&mut self, report: &Report) -> Vec<AlertTransition> {
+    /// Evaluate one report received at `now` (collector clock) against every threshold,
+    /// check and absent rule.
+    pub fn on_report(&mut self, report: &Report, now: Millis) -> Vec<AlertTransition> {
+        let (rules_len, absent_len) = (self.rules.len(), self.index.absent.len());
+        let Evaluator {
+            rules,
+            index,
+            nodes,
+        } = self;
+        let rules: &[Rule] = rules;
+        let node = node_entry(nodes, &report.site, &report.node, rules_len, absent_len);
+        let (site, name) = (report.site.as_str(), report.node.as_str());
         let at = report.ts;
         let mut out = Vec::new();
-        for idx in 0..self.rules.len() {
-            let samples = match &self.rules[idx].condition {
-                Condition::Threshold { expr, clear } => report
-                    .metrics
-                    .iter()
-                    .filter(|m| expr.selects(&m.name, &m.labels))
-                    .map(|m| {
-                        let active = expr.holds(m.value);
-                        let clear = match clear {
-                            Some(c) => c.holds(m.value),
-                            None => !active,
-                        };
-                        let mut vars = BTreeMap::new();
-                        vars.insert("value".to_string(), format_value(m.value));
-                        vars.insert("threshold".to_string(), format_value(expr.threshold));
-                        for (k, v) in &m.labels {
-                            vars.insert(format!("labels.{k}"), v.clone());
-                        }
-                        Sample {
-                            labels: m.labels.clone(),
-                            active,
-                            clear,
-                            value: Some(m.value),
-                            detail: format!(
-                                "{} = {} (rule: {expr})",
-                                m.name,
-                                format_value(m.value)
-                            ),
-                            vars,
-                        }
-                    })
-                    .collect::<Vec<_>>(),
-                Condition::Check { pattern, statuses } => report
-                    .checks
-                    .iter()
-                    .filter(|c| super::expr::glob_match(pattern, &c.name))
-                    .map(|c| {
-                        let active = statuses.contains(&c.status);
-                        let labels: BTreeMap<String, String> =
-                            [("check".to_string(), c.name.clone())].into();
-                        let mut vars = BTreeMap::new();
-                        vars.insert("check".to_string(), c.name.clone());
-                        vars.insert("status".to_string(), c.status.as_str().to_string());
-                        vars.insert("output".to_string(), c.output.clone());
-                        vars.insert("labels.check".to_string(), c.name.clone());
-                        let latency = c
-                            .latency_ms
-                            .map(|l| format!(" ({} ms)", format_value(l)))
-                            .unwrap_or_default();
-                        Sample {
-                            labels,
-                            active,
-                            clear: !active,
-                            value: Some(f64::from(c.status.exit_code())),
-                            detail: format!(
-                                "check {} is {}: {}{latency}",
-                                c.name,
-                                c.status.as_str(),
-                                c.output
-                            ),
-                            vars,
-                        }
-                    })
-                    .collect(),
-                Condition::Status(_) => continue,
+        let empty = BTreeMap::new();
+
+        // Reports arrive: stale series resolve, the stale clock restarts.
+        let gap = node.last_report.map(|t| now - t);
+        node.last_report = Some(now);
+        for &r in &index.stale {
+            if node.is_live(r) {
+                let key = alert_key(&rules[r].name, site, name, &empty);
+                let why = match gap {
+                    Some(g) => format!("reports arrive again after {}", crate::time::human(g)),
+                    None => "reports arrive again".to_string(),
+                };
+                out.extend(node.resolve(rules, &key, now, &Obs::Note(why)));
+            }
+        }
+
+        // Keys of live series this report carries; the rest of this node's threshold and
+        // check series resolve below.
+        let mut seen: Vec<String> = Vec::new();
+        let mut and_cache = None;
+        for m in &report.metrics {
+            let Some(entry) = index.by_metric.get(m.name.as_str()) else {
+                continue;
             };
-            let mut seen = Vec::with_capacity(samples.len());
-            for sample in samples {
-                let key = alert_key(
-                    &self.rules[idx].name,
-                    &report.site,
-                    &report.node,
-                    &sample.labels,
-                );
-                seen.push(key.clone());
-                if let Some(t) = self.step(idx, &key, &report.site, &report.node, at, sample) {
-                    out.push(t);
+            let derived = if entry.derive {
+                node.derive(m, report.ts)
+            } else {
+                Default::default()
+            };
+            for &r in &entry.rules {
+                let rule = &rules[r];
+                match &rule.condition {
+                    Condition::Threshold { expr, clear, and } => {
+                        // Cheapest test first: most samples are below their threshold and
+                        // their node has no live series of the rule, so their labels (globs,
+                        // regexes) are never looked at.
+                        let live = node.is_live(r);
+                        let Some(value) = derived.value(expr.func, m.value) else {
+                            // No rate for this sample (first one, reset): a live series
+                            // keeps its state.
+                            if live && expr.selector.matches_labels(&m.labels) {
+                                let key = alert_key(&rule.name, site, name, &m.labels);
+                                if node.live.contains_key(&key) {
+                                    seen.push(key);
+                                }
+                            }
+                            continue;
+                        };
+                        let hit = expr.holds(value);
+                        if (!hit && !live) || !expr.selector.matches_labels(&m.labels) {
+                            continue;
+                        }
+                        let and_ok = and.as_ref().is_none_or(|a| {
+                            and_holds(a, m, report, &index.and_metrics, &mut and_cache)
+                        });
+                        let active = hit && and_ok;
+                        if !active && !live {
+                            continue;
+                        }
+                        let clear_ok = !and_ok
+                            || match clear {
+                                Some(c) => c.holds(value),
+                                None => !hit,
+                            };
+                        let key = alert_key(&rule.name, site, name, &m.labels);
+                        if !active && !node.live.contains_key(&key) {
+                            continue;
+                        }
+                        let obs = Obs::Metric {
+                            metric: m,
+                            value,
+                            expr,
+                            and: and.as_ref(),
+                        };
+                        let step = (active, clear_ok);
+                        out.extend(node.step(
+                            rules,
+                            r,
+                            &key,
+                            (site, name),
+                            &m.labels,
+                            at,
+                            step,
+                            &obs,
+                        ));
+                        seen.push(key);
+                    }
+                    Condition::Absent {
+                        metric: Some(sel), ..
+                    } => {
+                        if !sel.matches_labels(&m.labels) {
+                            continue;
+                        }
+                        let Some(&ord) = index.absent_ord.get(&r) else {
+                            continue;
+                        };
+                        let last = node.absent_seen[ord].replace(now);
+                        if node.is_live(r) {
+                            let key = alert_key(&rule.name, site, name, &empty);
+                            let why = format!(
+                                "{sel} samples arrive again after {}",
+                                crate::time::human(last.map_or(0, |t| now - t))
+                            );
+                            out.extend(node.resolve(rules, &key, now, &Obs::Note(why)));
+                        }
+                    }
+                    _ => {}
                 }
             }
-            // A live series of this rule and node that the report no longer carries resolves.
-            // (A BTreeSet: sorted, so a replay gives the same ids.)
-            let gone: Vec<String> = self
-                .by_node
-                .get(&(report.site.clone(), report.node.clone()))
-                .into_iter()
-                .flatten()
-                .filter(|k| !seen.contains(k) && self.series.get(*k).is_some_and(|s| s.rule == idx))
-                .cloned()
+        }
+
+        for c in &report.checks {
+            for &r in &index.checks {
+                let Condition::Check { pattern, statuses } = &rules[r].condition else {
+                    continue;
+                };
+                if !pattern.matches(&c.name) {
+                    continue;
+                }
+                let active = statuses.contains(&c.status);
+                if !active && !node.is_live(r) {
+                    continue;
+                }
+                let labels: BTreeMap<String, String> =
+                    [("check".to_string(), c.name.clone())].into();
+                let key = alert_key(&rules[r].name, site, name, &labels);
+                if !active && !node.live.contains_key(&key) {
+                    continue;
+                }
+                out.extend(node.step(
+                    rules,
+                    r,
+                    &key,
+                    (site, name),
+                    &labels,
+                    at,
+                    (active, !active),
+                    &Obs::Check(c),
+                ));
+                seen.push(key);
+            }
+        }
+
+        node.prune(report.ts);
+
+        // Live threshold and check series the report no longer carries resolve.
+        if !node.live.is_empty() {
+            seen.sort_unstable();
+            let gone: Vec<String> = node
+                .live
+                .iter()
+                .filter(|(k, s)| {
+                    matches!(
+                        rules[s.rule].condition,
+                        Condition::Threshold { .. } | Condition::Check { .. }
+                    ) && seen.binary_search(k).is_err()
+                })
+                .map(|(k, _)| k.clone())
                 .collect();
             for key in gone {
-                if let Some(t) = self.resolve(&key, at, "no longer reported by the agent") {
-                    out.push(t);
-                }
+                let why = Obs::Note("no longer reported by the agent".into());
+                out.extend(node.resolve(rules, &key, at, &why));
+            }
+        }
+
+        // Metric-level absence: the node reports, but not the selected samples.
+        for (ord, &r) in index.absent.iter().enumerate() {
+            let Condition::Absent { after_ms, .. } = rules[r].condition else {
+                continue;
+            };
+            let Some(last) = node.absent_seen[ord] else {
+                continue;
+            };
+            if now - last >= after_ms && !node.is_live(r) {
+                out.push(fire_absent(rules, node, r, site, name, last, now));
             }
         }
         out
     }
 
-    /// Evaluate node-status rules for a status change.
+    /// Evaluate node-status rules for a status change received at `now`; a clean stop also
+    /// ends the node's absent alerts and stops watching it until it reports again.
     pub fn on_status(
         &mut self,
         now: Millis,
@@ -324,411 +447,238 @@ impl Evaluator {
         node: &str,
         state: NodeState,
     ) -> Vec<AlertTransition> {
+        let known = self.nodes.get(site).is_some_and(|n| n.contains_key(node));
+        if !known && state == NodeState::Stopped {
+            return Vec::new();
+        }
+        let (rules_len, absent_len) = (self.rules.len(), self.index.absent.len());
+        let Evaluator {
+            rules,
+            index,
+            nodes,
+        } = self;
+        let rules: &[Rule] = rules;
         let mut out = Vec::new();
-        for idx in 0..self.rules.len() {
-            let Condition::Status(When::Offline) = self.rules[idx].condition else {
+        let empty = BTreeMap::new();
+        let n = node_entry(nodes, site, node, rules_len, absent_len);
+        for &r in &index.statuses {
+            let Condition::Status(When::Offline) = rules[r].condition else {
                 continue;
             };
-            let labels = BTreeMap::new();
-            let key = alert_key(&self.rules[idx].name, site, node, &labels);
+            let key = alert_key(&rules[r].name, site, node, &empty);
             let active = state == NodeState::Offline;
-            let sample = Sample {
-                labels,
-                active,
-                clear: !active,
-                value: None,
-                vars: BTreeMap::new(),
-                detail: match state {
-                    NodeState::Offline => {
-                        "the agent's connection was lost (MQTT last will)".to_string()
-                    }
-                    NodeState::Online => "the agent is back online".to_string(),
-                    NodeState::Stopped => "the agent stopped cleanly".to_string(),
-                },
-            };
-            if let Some(t) = self.step(idx, &key, site, node, now, sample) {
-                out.push(t);
-            }
+            out.extend(n.step(
+                rules,
+                r,
+                &key,
+                (site, node),
+                &empty,
+                now,
+                (active, !active),
+                &Obs::Status(state),
+            ));
         }
-        out
-    }
-
-    /// Promote node-status series whose `for` elapsed; nothing else depends on the clock.
-    pub fn tick(&mut self, now: Millis) -> Vec<AlertTransition> {
-        let mut due: Vec<String> = self
-            .series
-            .iter()
-            .filter(|(_, s)| {
-                s.phase == Phase::Pending
-                    && matches!(self.rules[s.rule].condition, Condition::Status(_))
-                    && now - s.since >= self.rules[s.rule].for_ms
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut out = Vec::new();
-        due.sort();
-        for key in due {
-            if let Some(s) = self.series.get_mut(&key) {
-                s.phase = Phase::Firing;
-                let s = s.clone();
-                let detail = "the agent's connection was lost (MQTT last will)".to_string();
-                out.push(self.transition(
-                    &key,
-                    &s,
-                    AlertState::Firing,
-                    now,
-                    None,
-                    BTreeMap::new(),
-                    detail,
-                ));
-            }
-        }
-        out
-    }
-
-    fn insert_series(&mut self, key: String, s: Series) {
-        self.by_node
-            .entry((s.site.clone(), s.node.clone()))
-            .or_default()
-            .insert(key.clone());
-        self.series.insert(key, s);
-    }
-
-    fn remove_series(&mut self, key: &str) -> Option<Series> {
-        let s = self.series.remove(key)?;
-        let node = (s.site.clone(), s.node.clone());
-        if let Some(keys) = self.by_node.get_mut(&node) {
-            keys.remove(key);
-            if keys.is_empty() {
-                self.by_node.remove(&node);
-            }
-        }
-        Some(s)
-    }
-
-    fn step(
-        &mut self,
-        idx: usize,
-        key: &str,
-        site: &str,
-        node: &str,
-        at: Millis,
-        sample: Sample,
-    ) -> Option<AlertTransition> {
-        let for_ms = self.rules[idx].for_ms;
-        match self.series.get(key).map(|s| s.phase) {
-            None if sample.active => {
-                let phase = if for_ms == 0 {
-                    Phase::Firing
-                } else {
-                    Phase::Pending
-                };
-                let s = Series {
-                    rule: idx,
-                    site: site.to_string(),
-                    node: node.to_string(),
-                    labels: sample.labels,
-                    phase,
-                    since: at,
-                };
-                self.insert_series(key.to_string(), s.clone());
-                let state = if phase == Phase::Firing {
-                    AlertState::Firing
-                } else {
-                    AlertState::Pending
-                };
-                Some(self.transition(key, &s, state, at, sample.value, sample.vars, sample.detail))
-            }
-            None => None,
-            Some(Phase::Pending) if sample.active => {
-                let s = self.series.get_mut(key)?;
-                if at - s.since >= for_ms {
-                    s.phase = Phase::Firing;
-                    let s = s.clone();
-                    Some(self.transition(
-                        key,
-                        &s,
-                        AlertState::Firing,
-                        at,
-                        sample.value,
-                        sample.vars,
-                        sample.detail,
-                    ))
-                } else {
-                    None
+        match state {
+            NodeState::Online | NodeState::Offline => {
+                if n.last_report.is_none() {
+                    n.last_report = Some(now);
                 }
             }
-            // Pending but no longer active: the episode ends without ever firing.
-            // Firing and the clear condition holds: resolved.
-            Some(phase) if phase == Phase::Pending || (sample.clear && !sample.active) => {
-                let s = self.remove_series(key)?;
-                Some(self.transition(
-                    key,
-                    &s,
-                    AlertState::Resolved,
-                    at,
-                    sample.value,
-                    sample.vars,
-                    sample.detail,
-                ))
-            }
-            Some(_) => None,
-        }
-    }
-
-    fn resolve(&mut self, key: &str, at: Millis, why: &str) -> Option<AlertTransition> {
-        let s = self.remove_series(key)?;
-        let mut vars = BTreeMap::new();
-        for (k, v) in &s.labels {
-            vars.insert(format!("labels.{k}"), v.clone());
-            if k == "check" {
-                vars.insert("check".into(), v.clone());
+            NodeState::Stopped => {
+                for &r in index.stale.iter().chain(&index.absent) {
+                    if n.is_live(r) {
+                        let key = alert_key(&rules[r].name, site, node, &empty);
+                        let why = Obs::Note(
+                            "the agent stopped cleanly: no data is expected until it reports again"
+                                .into(),
+                        );
+                        out.extend(n.resolve(rules, &key, now, &why));
+                    }
+                }
+                n.last_report = None;
+                n.prev.clear();
+                n.absent_seen.fill(None);
             }
         }
-        Some(self.transition(
-            key,
-            &s,
-            AlertState::Resolved,
-            at,
-            None,
-            vars,
-            why.to_string(),
-        ))
+        self.drop_if_idle(site, node);
+        out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn transition(
-        &self,
-        key: &str,
-        s: &Series,
-        state: AlertState,
-        at: Millis,
-        value: Option<f64>,
-        mut vars: BTreeMap<String, String>,
-        detail: String,
-    ) -> AlertTransition {
-        let rule = &self.rules[s.rule];
-        vars.insert("node".into(), s.node.clone());
-        vars.insert("site".into(), s.site.clone());
-        vars.insert("rule".into(), rule.name.clone());
-        vars.insert("severity".into(), rule.severity.as_str().into());
-        AlertTransition {
-            key: key.to_string(),
-            rule: rule.name.clone(),
-            site: s.site.clone(),
-            node: s.node.clone(),
-            labels: s.labels.clone(),
-            state,
-            severity: rule.severity,
-            category: rule.category,
-            value,
-            summary: rule.summary.render(&vars),
-            detail,
-            runbook: rule.runbook.clone(),
-            source: AlertSource::of(&rule.condition),
-            group_by: rule.group_by.clone(),
-            node_down: rule.node_down,
-            started_at: s.since,
-            at,
+    /// Promote node-status series whose `for` elapsed and fire node-level absent rules
+    /// whose nodes sent nothing for `absent_for`, at the collector's `now`.
+    pub fn tick(&mut self, now: Millis) -> Vec<AlertTransition> {
+        let Evaluator {
+            rules,
+            index,
+            nodes,
+        } = self;
+        let rules: &[Rule] = rules;
+        let mut out = Vec::new();
+        for (site, site_nodes) in nodes.iter_mut() {
+            for (name, node) in site_nodes.iter_mut() {
+                for (key, s) in node.live.iter_mut() {
+                    let rule = &rules[s.rule];
+                    if s.phase == Phase::Pending
+                        && matches!(rule.condition, Condition::Status(_))
+                        && now - s.since >= rule.for_ms
+                    {
+                        s.phase = Phase::Firing;
+                        let obs = Obs::Status(NodeState::Offline);
+                        out.push(transition(rule, key, s, AlertState::Firing, now, &obs));
+                    }
+                }
+                let Some(last) = node.last_report else {
+                    continue;
+                };
+                for &r in &index.stale {
+                    let Condition::Absent { after_ms, .. } = rules[r].condition else {
+                        continue;
+                    };
+                    if now - last >= after_ms && !node.is_live(r) {
+                        out.push(fire_absent(rules, node, r, site, name, last, now));
+                    }
+                }
+            }
         }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Swap in new rules at `now`. Series of rules that still exist by name, with the same
+    /// kind of condition, are kept; the others resolve ("rule <name> was removed on
+    /// reload"). Previous samples no rule needs any more are dropped.
+    pub fn reload(&mut self, rules: Vec<Rule>, now: Millis) -> Vec<AlertTransition> {
+        let old_rules = std::mem::replace(&mut self.rules, rules);
+        let old_index = std::mem::replace(&mut self.index, Index::build(&self.rules));
+        let by_name: HashMap<&str, usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        // Old absent ordinal -> new ordinal, by rule name.
+        let absent_map: Vec<Option<usize>> = old_index
+            .absent
+            .iter()
+            .map(|&old| {
+                let new = *by_name.get(old_rules[old].name.as_str())?;
+                self.index.absent_ord.get(&new).copied()
+            })
+            .collect();
+        let (rules_len, absent_len) = (self.rules.len(), self.index.absent.len());
+        let mut out = Vec::new();
+        for site_nodes in self.nodes.values_mut() {
+            for node in site_nodes.values_mut() {
+                let live = std::mem::take(&mut node.live);
+                node.live_per_rule = vec![0; rules_len];
+                for (key, mut s) in live {
+                    let old = &old_rules[s.rule];
+                    match by_name.get(old.name.as_str()) {
+                        Some(&new) if self.rules[new].condition.kind() == old.condition.kind() => {
+                            s.rule = new;
+                            node.insert(key, s);
+                        }
+                        found => {
+                            let why = match found {
+                                Some(&new) => format!(
+                                    "rule {} changed from a {} to a {} rule on reload",
+                                    old.name,
+                                    old.condition.kind(),
+                                    self.rules[new].condition.kind()
+                                ),
+                                None => format!("rule {} was removed on reload", old.name),
+                            };
+                            out.push(transition(
+                                old,
+                                &key,
+                                &s,
+                                AlertState::Resolved,
+                                now,
+                                &Obs::Note(why),
+                            ));
+                        }
+                    }
+                }
+                let mut seen = vec![None; absent_len];
+                for (old_ord, new_ord) in absent_map.iter().enumerate() {
+                    if let (Some(new_ord), Some(t)) = (new_ord, node.absent_seen.get(old_ord)) {
+                        seen[*new_ord] = *t;
+                    }
+                }
+                node.absent_seen = seen;
+                let index = &self.index;
+                node.prev.retain(|_, p| index.derives(&p.metric));
+            }
+            site_nodes.retain(|_, n| !n.is_idle());
+        }
+        self.nodes.retain(|_, n| !n.is_empty());
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Keys of the live series, sorted (for tests and diagnostics).
+    pub fn live_keys(&self) -> Vec<String> {
+        let keys: BTreeSet<String> = self
+            .nodes
+            .values()
+            .flat_map(|n| n.values())
+            .flat_map(|n| n.live.keys().cloned())
+            .collect();
+        keys.into_iter().collect()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::config::parse_rules;
-    use tocsin_protocol::{CheckResult, CheckStatus, Metric, NodeKind};
-
-    const RULES: &str = r#"
-        [[rule]]
-        name = "fs_full"
-        expr = "fs.used_pct > 90"
-        for = "20s"
-        clear = "fs.used_pct < 85"
-        severity = "warning"
-        category = "hardware"
-        summary = "{{node}}: {{labels.mount}} is {{value}}% full"
-
-        [[rule]]
-        name = "check_critical"
-        check = "*"
-        severity = "critical"
-        category = "software"
-        summary = "{{node}}: {{check}} is {{status}}: {{output}}"
-
-        [[rule]]
-        name = "node_offline"
-        when = "offline"
-        for = "30s"
-        severity = "critical"
-        category = "network"
-        summary = "{{node}} is offline"
-    "#;
-
-    fn evaluator() -> Evaluator {
-        Evaluator::new(parse_rules("t", RULES).expect("rules"))
+/// The state of `site`/`node`, created when first seen.
+fn node_entry<'a>(
+    nodes: &'a mut Nodes,
+    site: &str,
+    node: &str,
+    rules: usize,
+    absent: usize,
+) -> &'a mut NodeData {
+    // Look up by &str first: the common case (a known node) allocates nothing.
+    if !nodes.get(site).is_some_and(|n| n.contains_key(node)) {
+        nodes
+            .entry(site.to_string())
+            .or_default()
+            .insert(node.to_string(), NodeData::new(rules, absent));
     }
+    nodes
+        .get_mut(site)
+        .and_then(|n| n.get_mut(node))
+        .expect("node entry exists: inserted above when missing")
+}
 
-    fn report(ts: Millis, fs: &[(&str, f64)], checks: &[(&str, CheckStatus)]) -> Report {
-        Report {
-            v: 1,
-            node: "web-01".into(),
-            site: "dc1".into(),
-            kind: NodeKind::Host,
-            seq: (ts / 1000) as u64,
-            ts,
-            interval_s: 10,
-            via: None,
-            metrics: fs
-                .iter()
-                .map(|(m, v)| Metric::new("fs.used_pct", *v).with_label("mount", *m))
-                .collect(),
-            checks: checks
-                .iter()
-                .map(|(n, s)| CheckResult {
-                    name: n.to_string(),
-                    status: *s,
-                    output: "connect refused".into(),
-                    latency_ms: None,
-                })
-                .collect(),
-        }
-    }
-
-    /// (ts, fs value on "/", expected transition state or None)
-    #[test]
-    fn threshold_with_for_and_hysteresis() {
-        let table: &[(Millis, f64, Option<AlertState>)] = &[
-            (0, 50.0, None),
-            (10_000, 95.0, Some(AlertState::Pending)),
-            (20_000, 96.0, None),
-            (30_000, 97.0, Some(AlertState::Firing)),
-            (40_000, 88.0, None), // below threshold but above clear: still firing
-            (50_000, 80.0, Some(AlertState::Resolved)),
-            (60_000, 95.0, Some(AlertState::Pending)),
-            (70_000, 50.0, Some(AlertState::Resolved)), // pending episode cancelled
-        ];
-        let mut ev = evaluator();
-        for (ts, value, want) in table {
-            let out = ev.on_report(&report(*ts, &[("/", *value)], &[]));
-            assert_eq!(out.first().map(|t| t.state), *want, "at {ts}");
-            assert!(out.len() <= 1);
-            if let Some(t) = out.first() {
-                assert_eq!(t.key, "fs_full:dc1/web-01{mount=/}");
-                assert_eq!(t.at, *ts);
-                if t.state == AlertState::Firing {
-                    assert_eq!(t.summary, "web-01: / is 97% full");
-                    assert_eq!(t.started_at, 10_000);
-                }
-            }
-        }
-        assert_eq!(ev.active_series(), 0);
-    }
-
-    #[test]
-    fn checks_fire_at_once_and_resolve() {
-        let mut ev = evaluator();
-        let out = ev.on_report(&report(
-            1_000,
-            &[],
-            &[
-                ("tcp:pg", CheckStatus::Critical),
-                ("tcp:web", CheckStatus::Ok),
-            ],
-        ));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].state, AlertState::Firing);
-        assert_eq!(
-            out[0].summary,
-            "web-01: tcp:pg is critical: connect refused"
-        );
-        assert_eq!(
-            out[0].labels.get("check").map(String::as_str),
-            Some("tcp:pg")
-        );
-        assert!(
-            ev.on_report(&report(2_000, &[], &[("tcp:pg", CheckStatus::Critical)]))
-                .is_empty()
-        );
-        let out = ev.on_report(&report(3_000, &[], &[("tcp:pg", CheckStatus::Ok)]));
-        assert_eq!(out[0].state, AlertState::Resolved);
-        assert_eq!(out[0].started_at, 1_000);
-    }
-
-    #[test]
-    fn vanished_series_resolve() {
-        let mut ev = evaluator();
-        ev.on_report(&report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)]));
-        let out = ev.on_report(&report(2_000, &[], &[]));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].state, AlertState::Resolved);
-        assert!(out[0].detail.contains("no longer reported"));
-    }
-
-    #[test]
-    fn a_report_only_resolves_its_own_nodes_vanished_series() {
-        let mut ev = evaluator();
-        let mut other = report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)]);
-        other.node = "db-01".into();
-        assert_eq!(ev.on_report(&other).len(), 1);
-        ev.on_report(&report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)]));
-        // web-01 stops reporting its check: only web-01's alert resolves.
-        let out = ev.on_report(&report(2_000, &[], &[]));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].node, "web-01");
-        assert_eq!(ev.active_series(), 1);
-    }
-
-    #[test]
-    fn offline_pends_then_fires_on_tick_and_online_resolves() {
-        let mut ev = evaluator();
-        let out = ev.on_status(1_000, "dc1", "web-01", NodeState::Offline);
-        assert_eq!(out[0].state, AlertState::Pending);
-        assert!(ev.tick(20_000).is_empty());
-        let out = ev.tick(31_000);
-        assert_eq!(out[0].state, AlertState::Firing);
-        assert_eq!(out[0].summary, "web-01 is offline");
-        let out = ev.on_status(40_000, "dc1", "web-01", NodeState::Online);
-        assert_eq!(out[0].state, AlertState::Resolved);
-        // A clean stop never raises anything.
-        assert!(
-            ev.on_status(50_000, "dc1", "web-01", NodeState::Stopped)
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn restore_resumes_series() {
-        let mut ev = evaluator();
-        let dropped = ev.restore(&[
-            ActiveAlert {
-                key: "check_critical:dc1/web-01{check=tcp:pg}".into(),
-                rule: "check_critical".into(),
-                site: "dc1".into(),
-                node: "web-01".into(),
-                labels: [("check".to_string(), "tcp:pg".to_string())].into(),
-                state: AlertState::Firing,
-                started_at: 500,
-            },
-            ActiveAlert {
-                key: "gone:dc1/web-01".into(),
-                rule: "gone".into(),
-                site: "dc1".into(),
-                node: "web-01".into(),
-                labels: BTreeMap::new(),
-                state: AlertState::Firing,
-                started_at: 500,
-            },
-        ]);
-        assert_eq!(dropped, vec!["gone:dc1/web-01".to_string()]);
-        // Still critical: no new firing transition.
-        assert!(
-            ev.on_report(&report(1_000, &[], &[("tcp:pg", CheckStatus::Critical)]))
-                .is_empty()
-        );
-        let out = ev.on_report(&report(2_000, &[], &[("tcp:pg", CheckStatus::Ok)]));
-        assert_eq!(out[0].state, AlertState::Resolved);
-        assert_eq!(out[0].started_at, 500);
-    }
+/// Start a firing absent series: the data stopped at `last`, noticed at `now`.
+fn fire_absent(
+    rules: &[Rule],
+    node: &mut NodeData,
+    r: usize,
+    site: &str,
+    name: &str,
+    last: Millis,
+    now: Millis,
+) -> AlertTransition {
+    let rule = &rules[r];
+    let labels = BTreeMap::new();
+    let key = alert_key(&rule.name, site, name, &labels);
+    let s = Series {
+        rule: r,
+        site: site.to_string(),
+        node: name.to_string(),
+        labels,
+        phase: Phase::Firing,
+        since: last,
+        clear_since: None,
+    };
+    let t = transition(
+        rule,
+        &key,
+        &s,
+        AlertState::Firing,
+        now,
+        &Obs::Absent { age_ms: now - last },
+    );
+    node.insert(key, s);
+    t
 }

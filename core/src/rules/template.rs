@@ -1,18 +1,24 @@
-//! `{{placeholder}}` templates for alert summaries, checked when rules load.
+//! `{{placeholder}}` templates for alert summaries and descriptions, checked when rules load.
 
 use std::collections::BTreeMap;
 
-/// Placeholders every rule may use; `labels.<key>` is accepted too.
+/// Every placeholder name; `labels.<key>` is accepted too. Which ones a rule may use depends
+/// on its kind (see `config::kind_placeholders`).
 pub const PLACEHOLDERS: &[&str] = &[
     "node",
     "site",
     "rule",
+    "severity",
+    "category",
     "value",
     "threshold",
+    "metric",
     "check",
     "status",
     "output",
-    "severity",
+    "for",
+    "keep_firing_for",
+    "absent_for",
 ];
 
 /// A parsed template: literal text and placeholders.
@@ -60,14 +66,30 @@ impl Template {
 
     /// Fill in values; a placeholder without a value renders as `?`.
     pub fn render(&self, vars: &BTreeMap<String, String>) -> String {
+        self.render_with(|name| vars.get(name).cloned())
+    }
+
+    /// Fill in values looked up by name (no map to build); `None` renders as `?`.
+    pub fn render_with(&self, lookup: impl Fn(&str) -> Option<String>) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(v) => out.push_str(vars.get(v).map(String::as_str).unwrap_or("?")),
+                Part::Var(v) => match lookup(v) {
+                    Some(value) => out.push_str(&value),
+                    None => out.push('?'),
+                },
             }
         }
         out
+    }
+
+    /// The placeholder names used, in order of appearance.
+    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            Part::Text(_) => None,
+        })
     }
 }
 
@@ -97,6 +119,17 @@ mod tests {
                 .render(&BTreeMap::new()),
             "?"
         );
+    }
+
+    #[test]
+    fn lists_placeholders_and_renders_by_lookup() {
+        let t = Template::parse("{{node}} {{ for }} {{labels.x}}!").expect("valid");
+        assert_eq!(
+            t.placeholders().collect::<Vec<_>>(),
+            ["node", "for", "labels.x"]
+        );
+        let out = t.render_with(|n| (n != "labels.x").then(|| n.to_uppercase()));
+        assert_eq!(out, "NODE FOR ?!");
     }
 
     #[test]
