@@ -35,6 +35,7 @@ const RULES: &str = r#"
     severity = "critical"
     category = "software"
     summary = "{{node}}: {{check}} is {{status}}"
+    description = "The agent on {{node}} reports {{check}}: {{output}}"
     runbook = "kb/check-failed.md"
 
     [[rule]]
@@ -549,6 +550,13 @@ fn the_third_recurrence_in_a_week_opens_a_problem_and_later_ones_link_to_it() {
     assert_eq!(newest.problem_id, Some(1));
     let ticket = s.ticket_of(&newest);
     assert_eq!(ticket.workaround.as_deref(), Some("restart pgbouncer"));
+    assert!(
+        ticket
+            .description
+            .contains("Details: The agent on db-01 reports tcp:pg: tcp:pg is critical"),
+        "{}",
+        ticket.description
+    );
     let linked = s.events_of(ticket.id, "problem_linked");
     assert!(linked[0].message.contains("restart pgbouncer"));
     assert_eq!(s.problems[&1].incident_count, 4);

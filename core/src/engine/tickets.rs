@@ -53,6 +53,9 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
     let mut description = String::new();
     description.push_str(&format!("{}\n\n", t.summary));
     description.push_str(&format!("What: {}\n", t.detail));
+    if !t.description.is_empty() {
+        description.push_str(&format!("Details: {}\n", t.description));
+    }
     description.push_str(&format!(
         "Rule: {} (severity {}, category {})\n",
         t.rule,
