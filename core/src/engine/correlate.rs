@@ -225,7 +225,7 @@ impl Engine {
         if t.group_by.is_empty() {
             return None;
         }
-        let node = self.nodes.get(&(t.site.clone(), t.node.clone()));
+        let node = self.nodes.get(&t.site, &t.node);
         let mut parts = Vec::with_capacity(t.group_by.len());
         for label in &t.group_by {
             let value = t
@@ -257,11 +257,11 @@ impl Engine {
         seen.insert(node.to_string());
         let parents_of = |n: &str| {
             self.nodes
-                .get(&(site.to_string(), n.to_string()))
+                .get(site, n)
                 .map(|row| row.parents.clone())
                 .unwrap_or_default()
         };
-        for p in parents_of(node) {
+        for p in parents_of(node).iter().cloned() {
             queue.push_back((p, 1));
         }
         while let Some((n, depth)) = queue.pop_front() {
@@ -281,7 +281,7 @@ impl Engine {
                     return incident;
                 }
             }
-            for p in parents_of(&n) {
+            for p in parents_of(&n).iter().cloned() {
                 queue.push_back((p, depth + 1));
             }
         }
@@ -296,10 +296,10 @@ impl Engine {
             if !seen.insert(n.clone()) || depth > MAX_DEPTH {
                 continue;
             }
-            let Some(row) = self.nodes.get(&(site.to_string(), n)) else {
+            let Some(row) = self.nodes.get(site, &n) else {
                 continue;
             };
-            for p in &row.parents {
+            for p in row.parents.iter() {
                 if p == ancestor {
                     return true;
                 }
@@ -387,9 +387,9 @@ impl Engine {
                         if !inc.members.insert(key.clone()) {
                             continue;
                         }
-                        inc.nodes.insert((old.row.site.clone(), old.row.node.clone()));
-                        inc.row.nodes_affected =
-                            u32::try_from(inc.nodes.len()).unwrap_or(u32::MAX);
+                        inc.nodes
+                            .insert((old.row.site.clone(), old.row.node.clone()));
+                        inc.row.nodes_affected = u32::try_from(inc.nodes.len()).unwrap_or(u32::MAX);
                         inc.row.symptoms += 1;
                         effects.push(Effect::IncidentAlert(IncidentAlertRow {
                             incident_id: into,

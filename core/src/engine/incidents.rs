@@ -62,7 +62,7 @@ impl Engine {
         effects.push(Effect::Incident(Box::new(row.clone())));
         effects.push(Effect::IncidentAlert(self.link_row(now, id, t, Role::Root)));
 
-        let node = self.nodes.get(&(t.site.clone(), t.node.clone()));
+        let node = self.nodes.get(&t.site, &t.node);
         let number = format!("INC-{:06}", take(&mut self.ids.incident_number));
         let group = self.policy.route(&super::policy::RouteFacts {
             category: Some(t.category),

@@ -21,11 +21,12 @@ mod scenarios;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use tocsin_protocol::{NodeState, Report, Status};
 
 pub use model::{
-    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeRow,
+    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeRow, Nodes,
     ProblemIncidentRow, ProblemRow, ProblemState, TicketEventRow, TicketRow, TicketState,
 };
 pub use policy::{Level, Policy, Priority};
@@ -215,7 +216,7 @@ struct Incident {
 pub struct Engine {
     policy: Policy,
     rules: Evaluator,
-    nodes: BTreeMap<(String, String), NodeRow>,
+    nodes: Nodes,
     alerts: HashMap<String, LiveAlert>,
     incidents: BTreeMap<i64, Incident>,
     tickets: BTreeMap<i64, TicketRow>,
@@ -246,11 +247,13 @@ impl Engine {
         let mut engine = Engine {
             policy,
             rules: evaluator,
-            nodes: snapshot
-                .nodes
-                .into_iter()
-                .map(|n| ((n.site.clone(), n.node.clone()), n))
-                .collect(),
+            nodes: {
+                let mut nodes = Nodes::default();
+                for n in snapshot.nodes {
+                    nodes.insert(n);
+                }
+                nodes
+            },
             alerts: HashMap::new(),
             incidents: BTreeMap::new(),
             tickets: snapshot.tickets.into_iter().map(|t| (t.id, t)).collect(),
@@ -390,6 +393,7 @@ impl Engine {
         }
         match input {
             Input::Report(report) => {
+                let report: Arc<Report> = Arc::from(report);
                 if !self.observe_report(now, &report, &mut out.effects) {
                     self.counters.duplicates += 1;
                     out.duplicate = true;
@@ -423,12 +427,13 @@ impl Engine {
     }
 
     /// Record a report on its node; false when it is a redelivered duplicate.
-    fn observe_report(&mut self, now: Millis, report: &Report, effects: &mut Vec<Effect>) -> bool {
-        let key = (report.site.clone(), report.node.clone());
-        let node = self
-            .nodes
-            .entry(key)
-            .or_insert_with(|| NodeRow::new(&report.site, &report.node, now));
+    fn observe_report(
+        &mut self,
+        now: Millis,
+        report: &Arc<Report>,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let node = self.nodes.get_or_create(&report.site, &report.node, now);
         // A redelivery repeats seq and ts. An agent that lost its state file restarts
         // seq at 1 but with a newer ts, and is accepted.
         if let (Some(seq), Some(ts)) = (node.last_seq, node.last_ts)
@@ -442,7 +447,7 @@ impl Engine {
         node.last_seq = Some(report.seq);
         node.last_ts = Some(report.ts);
         node.last_report_at = Some(now);
-        node.last_report = Some(report.clone());
+        node.last_report = Some(Arc::clone(report));
         if node.state != "online" {
             node.state = "online".into();
             node.state_changed_at = now;
@@ -460,10 +465,7 @@ impl Engine {
         status: Status,
         effects: &mut Vec<Effect>,
     ) {
-        let row = self
-            .nodes
-            .entry((site.to_string(), node.to_string()))
-            .or_insert_with(|| NodeRow::new(site, node, now));
+        let row = self.nodes.get_or_create(site, node, now);
         let state = status.state.as_str();
         if row.state != state {
             row.state = state.to_string();
@@ -474,18 +476,18 @@ impl Engine {
                 row.agent_version = Some(agent.version);
             }
             if status.inventory.is_some() {
-                row.inventory = status.inventory;
+                row.inventory = status.inventory.map(Arc::new);
             }
-            row.labels = status.labels;
-            row.parents = status.parents;
+            row.labels = Arc::new(status.labels);
+            row.parents = Arc::new(status.parents);
         }
         row.updated_at = now;
         effects.push(Effect::Node(Box::new(row.clone())));
     }
 
-    fn node_labels(&self, site: &str, node: &str) -> BTreeMap<String, String> {
+    fn node_labels(&self, site: &str, node: &str) -> Arc<BTreeMap<String, String>> {
         self.nodes
-            .get(&(site.to_string(), node.to_string()))
+            .get(site, node)
             .map(|n| n.labels.clone())
             .unwrap_or_default()
     }

@@ -1,6 +1,7 @@
 //! The records the engine keeps and hands to the store: nodes, alerts, incidents, tickets, events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tocsin_protocol::{Inventory, NodeKind, Report};
@@ -9,7 +10,30 @@ use super::policy::{Level, Priority};
 use crate::rules::{AlertTransition, Category, Severity};
 use crate::time::Millis;
 
-/// A node as last seen.
+/// Serialise what an `Arc` points to (serde's `rc` feature stays off).
+fn ser_arc<T: Serialize, S: serde::Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_ref().serialize(s)
+}
+
+fn ser_opt_arc<T: Serialize, S: serde::Serializer>(
+    v: &Option<Arc<T>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    v.as_deref().serialize(s)
+}
+
+fn de_arc<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<T>, D::Error> {
+    T::deserialize(d).map(Arc::new)
+}
+
+fn de_opt_arc<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Arc<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(|v| v.map(Arc::new))
+}
+
+/// A node as last seen. The bulky parts are shared (`Arc`): the engine hands a copy of this
+/// row to the store with every report, so a copy must be cheap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRow {
     pub site: String,
@@ -18,14 +42,26 @@ pub struct NodeRow {
     /// `online`, `offline`, `stopped`, or `unknown` before the first status.
     pub state: String,
     pub agent_version: Option<String>,
-    pub inventory: Option<Inventory>,
-    pub labels: BTreeMap<String, String>,
-    pub parents: Vec<String>,
+    #[serde(
+        serialize_with = "ser_opt_arc",
+        deserialize_with = "de_opt_arc",
+        default
+    )]
+    pub inventory: Option<Arc<Inventory>>,
+    #[serde(serialize_with = "ser_arc", deserialize_with = "de_arc", default)]
+    pub labels: Arc<BTreeMap<String, String>>,
+    #[serde(serialize_with = "ser_arc", deserialize_with = "de_arc", default)]
+    pub parents: Arc<Vec<String>>,
     pub via: Option<String>,
     pub last_seq: Option<u64>,
     pub last_ts: Option<Millis>,
     pub last_report_at: Option<Millis>,
-    pub last_report: Option<Report>,
+    #[serde(
+        serialize_with = "ser_opt_arc",
+        deserialize_with = "de_opt_arc",
+        default
+    )]
+    pub last_report: Option<Arc<Report>>,
     pub state_changed_at: Millis,
     pub first_seen: Millis,
     pub updated_at: Millis,
@@ -40,8 +76,8 @@ impl NodeRow {
             state: "unknown".into(),
             agent_version: None,
             inventory: None,
-            labels: BTreeMap::new(),
-            parents: Vec::new(),
+            labels: Arc::default(),
+            parents: Arc::default(),
             via: None,
             last_seq: None,
             last_ts: None,
@@ -50,6 +86,42 @@ impl NodeRow {
             state_changed_at: now,
             first_seen: now,
             updated_at: now,
+        }
+    }
+}
+
+/// The node table, looked up by `&str` without building keys (it is hit once per report).
+#[derive(Debug, Clone, Default)]
+pub struct Nodes {
+    by_site: BTreeMap<String, BTreeMap<String, NodeRow>>,
+}
+
+impl Nodes {
+    pub fn get(&self, site: &str, node: &str) -> Option<&NodeRow> {
+        self.by_site.get(site)?.get(node)
+    }
+
+    pub fn insert(&mut self, row: NodeRow) {
+        self.by_site
+            .entry(row.site.clone())
+            .or_default()
+            .insert(row.node.clone(), row);
+    }
+
+    /// The node's row, created (state `unknown`) when first seen.
+    pub fn get_or_create(&mut self, site: &str, node: &str, now: Millis) -> &mut NodeRow {
+        if !self.by_site.contains_key(site) {
+            self.by_site.insert(site.to_string(), BTreeMap::new());
+        }
+        let Some(nodes) = self.by_site.get_mut(site) else {
+            unreachable!("the site was inserted above");
+        };
+        if !nodes.contains_key(node) {
+            nodes.insert(node.to_string(), NodeRow::new(site, node, now));
+        }
+        match nodes.get_mut(node) {
+            Some(row) => row,
+            None => unreachable!("the node was inserted above"),
         }
     }
 }

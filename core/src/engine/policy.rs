@@ -577,12 +577,20 @@ mod tests {
             assert!(!keys.is_empty(), "{section}");
             for key in keys {
                 let entry = format!("`[{section}] {key}`");
-                assert!(doc.contains(&entry), "docs/CORRELATION.md does not document {entry}");
+                assert!(
+                    doc.contains(&entry),
+                    "docs/CORRELATION.md does not document {entry}"
+                );
             }
         }
         assert!(doc.contains("`[[maintenance]]`"));
-        for key in ["name", "match", "start", "end", "duration", "every", "reason"] {
-            assert!(doc.contains(&format!("`{key}`")), "maintenance key {key} undocumented");
+        for key in [
+            "name", "match", "start", "end", "duration", "every", "reason",
+        ] {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "maintenance key {key} undocumented"
+            );
         }
     }
 
@@ -621,7 +629,10 @@ mod tests {
             let err = Policy::from_toml_str(Path::new("policy.toml"), bad)
                 .expect_err(bad)
                 .to_string();
-            assert!(err.starts_with("policy.toml: ") && !err.contains('\n'), "{err}");
+            assert!(
+                err.starts_with("policy.toml: ") && !err.contains('\n'),
+                "{err}"
+            );
         }
     }
 

@@ -34,9 +34,9 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
     let environment = match i.node {
         Some(n) => json!({
             "kind": n.kind.as_str(),
-            "inventory": n.inventory,
-            "labels": n.labels,
-            "parents": n.parents,
+            "inventory": n.inventory.as_deref(),
+            "labels": &*n.labels,
+            "parents": &*n.parents,
             "via": n.via,
             "node_state": n.state,
         }),
