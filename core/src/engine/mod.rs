@@ -242,6 +242,11 @@ impl Engine {
     /// A fresh engine, or one resumed from the store's snapshot.
     pub fn new(policy: Policy, rules: Vec<Rule>, snapshot: Snapshot) -> Engine {
         let mut evaluator = Evaluator::new(rules);
+        for n in &snapshot.nodes {
+            if let (Some(at), false) = (n.last_report_at, n.state == "stopped") {
+                evaluator.seed(&n.site, &n.node, at);
+            }
+        }
         let active: Vec<ActiveAlert> = snapshot.alerts.iter().map(|(a, _)| a.clone()).collect();
         let dropped = evaluator.restore(&active);
         let mut engine = Engine {

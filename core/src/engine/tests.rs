@@ -688,3 +688,35 @@ fn an_alert_long_after_the_last_activity_opens_its_own_incident() {
         .collect();
     assert_eq!(tickets.len(), 2);
 }
+
+#[test]
+fn a_node_silent_since_before_a_restart_goes_stale() {
+    let rules = r#"
+        [[rule]]
+        name = "node_stale"
+        absent_for = "3m"
+        severity = "critical"
+        category = "network"
+        summary = "{{node}} sends nothing"
+    "#;
+    let mut silent = NodeRow::new("dc1", "web-01", 0);
+    silent.state = "online".into();
+    silent.last_report_at = Some(10_000);
+    let mut stopped = NodeRow::new("dc1", "web-02", 0);
+    stopped.state = "stopped".into();
+    stopped.last_report_at = Some(10_000);
+    let snapshot = Snapshot {
+        nodes: vec![silent, stopped],
+        ..Snapshot::default()
+    };
+    let mut e = Engine::new(
+        Policy::default(),
+        parse_rules("t", rules).expect("rules"),
+        snapshot,
+    );
+    assert!(e.handle(100_000, Input::Tick).effects.is_empty());
+    let out = e.handle(200_000, Input::Tick);
+    let fired: Vec<_> = incidents_in(&out.effects);
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].node, "web-01", "the planned stop does not page");
+}

@@ -504,6 +504,16 @@ impl Evaluator {
         out
     }
 
+    /// After a restart: the node last reported at `last_report` (collector clock), so a node
+    /// that fell silent while the collector was down still goes stale.
+    pub fn seed(&mut self, site: &str, node: &str, last_report: Millis) {
+        let (rules, absent) = (self.rules.len(), self.index.absent.len());
+        let n = node_entry(&mut self.nodes, site, node, rules, absent);
+        if n.last_report.is_none() {
+            n.last_report = Some(last_report);
+        }
+    }
+
     /// Promote node-status series whose `for` elapsed and fire node-level absent rules
     /// whose nodes sent nothing for `absent_for`, at the collector's `now`.
     pub fn tick(&mut self, now: Millis) -> Vec<AlertTransition> {
