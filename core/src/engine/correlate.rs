@@ -41,7 +41,7 @@ impl Role {
 }
 
 /// Alerts that a down ancestor explains: the node is unreachable, silent or its checks fail.
-fn explained_by_topology(t: &AlertTransition) -> bool {
+pub(super) fn explained_by_topology(t: &AlertTransition) -> bool {
     t.node_down
         || matches!(
             t.source,
@@ -89,7 +89,7 @@ impl Engine {
 
     fn alert_fired(&mut self, now: Millis, t: AlertTransition, effects: &mut Vec<Effect>) {
         let change = self.note_change(now, &t);
-        if let Some(window) = self.maintenance_for(now, &t.site, &t.node) {
+        if let Some(window) = self.suppression(now, &t) {
             self.counters.alerts_suppressed += 1;
             self.alerts.insert(
                 t.key.clone(),
@@ -252,61 +252,43 @@ impl Engine {
         if self.down.is_empty() {
             return None;
         }
-        let mut seen = BTreeSet::new();
-        let mut queue: VecDeque<(String, usize)> = VecDeque::new();
-        seen.insert(node.to_string());
-        let parents_of = |n: &str| {
-            self.nodes
-                .get(site, n)
-                .map(|row| row.parents.clone())
-                .unwrap_or_default()
-        };
-        for p in parents_of(node).iter().cloned() {
-            queue.push_back((p, 1));
-        }
-        while let Some((n, depth)) = queue.pop_front() {
-            if !seen.insert(n.clone()) || depth > MAX_DEPTH {
-                continue;
-            }
-            if let Some(keys) = self.down.get(&(site.to_string(), n.clone())) {
-                let incident = keys
-                    .iter()
-                    .filter_map(|k| self.alerts.get(k).and_then(|a| a.incident))
-                    .find(|id| {
-                        self.incidents
-                            .get(id)
-                            .is_some_and(|i| i.row.state == IncidentState::Open)
-                    });
-                if incident.is_some() {
-                    return incident;
-                }
-            }
-            for p in parents_of(&n).iter().cloned() {
-                queue.push_back((p, depth + 1));
-            }
-        }
-        None
+        self.ancestors(site, node).into_iter().find_map(|a| {
+            let keys = self.down.get(&(site.to_string(), a))?;
+            keys.iter()
+                .filter_map(|k| self.alerts.get(k).and_then(|l| l.incident))
+                .find(|id| {
+                    self.incidents
+                        .get(id)
+                        .is_some_and(|i| i.row.state == IncidentState::Open)
+                })
+        })
     }
 
-    /// Is `ancestor` above `node` in the topology?
-    fn is_beneath(&self, site: &str, node: &str, ancestor: &str) -> bool {
-        let mut seen = BTreeSet::new();
+    /// Every node above `node`, nearest first (cycles and depth are cut).
+    pub(super) fn ancestors(&self, site: &str, node: &str) -> Vec<String> {
+        let mut seen = BTreeSet::from([node.to_string()]);
+        let mut out = Vec::new();
         let mut queue: VecDeque<(String, usize)> = VecDeque::from([(node.to_string(), 0)]);
         while let Some((n, depth)) = queue.pop_front() {
-            if !seen.insert(n.clone()) || depth > MAX_DEPTH {
+            if depth >= MAX_DEPTH {
                 continue;
             }
             let Some(row) = self.nodes.get(site, &n) else {
                 continue;
             };
             for p in row.parents.iter() {
-                if p == ancestor {
-                    return true;
+                if seen.insert(p.clone()) {
+                    out.push(p.clone());
+                    queue.push_back((p.clone(), depth + 1));
                 }
-                queue.push_back((p.clone(), depth + 1));
             }
         }
-        false
+        out
+    }
+
+    /// Is `ancestor` above `node` in the topology?
+    fn is_beneath(&self, site: &str, node: &str, ancestor: &str) -> bool {
+        self.ancestors(site, node).iter().any(|a| a == ancestor)
     }
 
     /// Fold open incidents of nodes beneath `node` (raised within the grouping window, and

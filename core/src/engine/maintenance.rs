@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use super::model::{AlertRow, Effect, MaintenanceRow};
 use super::policy::MaintenancePolicy;
 use super::{CommandError, Engine, Reply, take};
-use crate::rules::AlertState;
 use crate::rules::expr::glob_match;
+use crate::rules::{AlertState, AlertTransition};
 use crate::time::{Millis, millis};
 
 /// The longest one-off window an operator can open (a recurring one repeats instead).
@@ -139,6 +139,25 @@ impl Engine {
             .map(|w| w.name.clone())
     }
 
+    /// The window that holds this alert back: one covering its node, or, for an alert its
+    /// topology explains (offline, unreachable, stale, failing checks), one covering a node
+    /// above it (`"<window> (via <ancestor>)"`).
+    pub(super) fn suppression(&self, now: Millis, t: &AlertTransition) -> Option<String> {
+        if self.policy_windows.is_empty() && self.maintenance.is_empty() {
+            return None;
+        }
+        if let Some(w) = self.maintenance_for(now, &t.site, &t.node) {
+            return Some(w);
+        }
+        if !super::correlate::explained_by_topology(t) {
+            return None;
+        }
+        self.ancestors(&t.site, &t.node).into_iter().find_map(|a| {
+            self.maintenance_for(now, &t.site, &a)
+                .map(|w| format!("{w} (via {a})"))
+        })
+    }
+
     pub(super) fn add_maintenance(
         &mut self,
         now: Millis,
@@ -210,7 +229,7 @@ impl Engine {
             let Some(last) = live.last.clone() else {
                 continue;
             };
-            if self.maintenance_for(now, &last.site, &last.node).is_some() {
+            if self.suppression(now, &last).is_some() {
                 continue;
             }
             let mut t = last;

@@ -707,3 +707,33 @@ fn a_recorded_stream_replays_to_identical_output() {
     assert!(a.len() > 10_000);
     assert_eq!(a, b);
 }
+
+#[test]
+fn maintenance_of_a_switch_covers_what_its_outage_explains_beneath_it() {
+    let mut s = sim();
+    switch_topology(&mut s);
+    s.step(5, &Step::Command(window("core-sw-1", 0, 600)));
+    s.step(
+        10,
+        &Step::Checks("core-sw-1", &[("reachability", Critical)]),
+    );
+    s.step(11, &Step::Will("web-01"));
+    s.step(12, &Step::Checks("web-02", &[("tcp:db", Critical)]));
+    s.ticks(12, 60);
+    // A disk filling behind the switch is not explained by the switch: it pages.
+    s.step(70, &Step::Disk("web-03", 99.0));
+    s.step(95, &Step::Disk("web-03", 99.0));
+    let held: Vec<_> = s
+        .alerts
+        .iter()
+        .filter_map(|a| a.suppressed_by.clone())
+        .collect();
+    assert!(held.contains(&"patching".to_string()));
+    assert!(
+        held.contains(&"patching (via core-sw-1)".to_string()),
+        "{held:?}"
+    );
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert_eq!(s.incidents.len(), 1);
+    assert_eq!(s.incidents[&1].node, "web-03");
+}
