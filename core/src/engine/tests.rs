@@ -720,3 +720,56 @@ fn a_node_silent_since_before_a_restart_goes_stale() {
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].node, "web-01", "the planned stop does not page");
 }
+
+#[test]
+fn reload_keeps_live_alerts_of_kept_rules_and_resolves_those_of_removed_ones() {
+    let (mut e, _) = run(&[
+        (0, Step::Birth("web-01", "medium"), None),
+        (
+            10,
+            Step::Report(
+                "web-01",
+                1,
+                &[("tcp:pg", Critical), ("tcp:web", Warning)],
+                None,
+            ),
+            None,
+        ),
+    ]);
+    assert_eq!(e.live_alerts(), 2);
+    // check_warning is gone from the new rules; check_critical stays.
+    let kept: String = RULES
+        .split("[[rule]]")
+        .filter(|r| !r.contains("\"check_warning\""))
+        .collect::<Vec<_>>()
+        .join("[[rule]]");
+    let policy = Policy::from_toml_str(
+        Path::new("policy.toml"),
+        "[incident]\nverify_for = \"5m\"\n",
+    )
+    .expect("policy");
+    let out = e.reload(20_000, parse_rules("t", &kept).expect("rules"), policy);
+    let resolved: Vec<_> = out
+        .effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Alert(a) if a.transition.state == crate::rules::AlertState::Resolved => {
+                Some(a.transition.rule.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resolved, vec!["check_warning".to_string()]);
+    assert_eq!(e.live_alerts(), 1);
+    assert_eq!(e.policy().incident.verify_for.as_secs(), 300);
+    // Still critical: the kept alert does not fire again.
+    let out = e.handle(
+        30_000,
+        input(
+            30_000,
+            &Step::Report("web-01", 2, &[("tcp:pg", Critical)], None),
+        ),
+    );
+    assert!(incidents_in(&out.effects).iter().all(|i| i.id == 1));
+    assert_eq!(e.open_incidents(), 1);
+}
