@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use serde::{Deserialize, Serialize};
 use tocsin_protocol::{Inventory, NodeKind, Report};
 
@@ -90,10 +92,11 @@ impl NodeRow {
     }
 }
 
-/// The node table, looked up by `&str` without building keys (it is hit once per report).
+/// The node table, looked up by `&str` without building keys (it is hit once per report;
+/// FxHash, as in the rule evaluator: node names are validated and come from agents).
 #[derive(Debug, Clone, Default)]
 pub struct Nodes {
-    by_site: BTreeMap<String, BTreeMap<String, NodeRow>>,
+    by_site: FxHashMap<String, FxHashMap<String, NodeRow>>,
 }
 
 impl Nodes {
@@ -111,7 +114,7 @@ impl Nodes {
     /// The node's row, created (state `unknown`) when first seen.
     pub fn get_or_create(&mut self, site: &str, node: &str, now: Millis) -> &mut NodeRow {
         if !self.by_site.contains_key(site) {
-            self.by_site.insert(site.to_string(), BTreeMap::new());
+            self.by_site.insert(site.to_string(), FxHashMap::default());
         }
         let Some(nodes) = self.by_site.get_mut(site) else {
             unreachable!("the site was inserted above");

@@ -10,7 +10,6 @@
 //! templates are rendered only for transitions that happen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use tocsin_protocol::{Metric, NodeState, Report};
 
@@ -20,61 +19,11 @@ use super::expr::{Expr, Func};
 use super::node::{NodeData, Obs, Phase, Series, transition};
 use crate::time::Millis;
 
-/// A fast hasher for metric names (the rule index) and previous-sample hashes: the
-/// multiply-rotate scheme of rustc's FxHash, eight bytes at a time. SipHash would cost more
-/// than the rest of a sample's evaluation; equality is always checked on a hit.
-#[derive(Default, Clone, Copy)]
-pub(super) struct Fx(u64);
-
-impl Fx {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            // Byte by byte: a variable-length copy would be a memcpy call per name.
-            let w = rest
-                .iter()
-                .enumerate()
-                .fold(0u64, |w, (i, b)| w | (u64::from(*b) << (8 * i)));
-            self.add(w ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
-
-impl std::fmt::Debug for Fx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Fx")
-    }
-}
-
-pub(super) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// Fast hashing (rustc's FxHash) for metric names (the rule index), node names and
+/// previous-sample hashes: SipHash would cost more than the rest of a sample's evaluation.
+/// Node names come from authenticated agents and are validated (`[A-Za-z0-9._-]{1,64}`), so
+/// the weaker flooding resistance is an accepted trade.
+pub(super) type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 type Nodes = FxMap<String, FxMap<String, NodeData>>;
 

@@ -3,8 +3,8 @@
 //!
 //! Every (rule, node, labels) series walks inactive -> pending -> firing -> resolved.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
 use tocsin_protocol::{CheckResult, Metric, NodeState};
 
@@ -69,7 +69,7 @@ pub(super) struct NodeData {
     /// Live series per rule index, so a sample without a live series never builds a key.
     pub live_per_rule: Vec<u32>,
     /// Previous samples of the metrics under `rate()`/`resets()`, by hash of (name, labels).
-    pub prev: HashMap<u64, Prev, BuildHasherDefault<Identity>>,
+    pub prev: super::eval::FxMap<u64, Prev>,
     /// Collector time of the last report (or of the first status when none came yet);
     /// `None` when the node is not watched for staleness (never seen, or stopped cleanly).
     pub last_report: Option<Millis>,
@@ -103,29 +103,9 @@ pub(super) enum Obs<'a> {
     Note(String),
 }
 
-/// The previous-sample table is keyed by a hash already: use it as is.
-#[derive(Default)]
-pub(super) struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-}
-
 /// Hash of a series (name, labels) for the previous-sample table.
 fn series_hash(name: &str, labels: &BTreeMap<String, String>) -> u64 {
-    let mut h = super::eval::Fx::default();
+    let mut h = rustc_hash::FxHasher::default();
     name.hash(&mut h);
     labels.hash(&mut h);
     h.finish()
