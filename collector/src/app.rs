@@ -2,29 +2,36 @@
 //!
 //! Data path: MQTT -> ingest (decode) -> pipeline (rules + engine, pure) -> writer thread
 //! (DuckDB, one transaction per batch) -> acks back to the broker. The API reads the store.
+//! Control path: API write / SIGHUP -> [`ControlHandle`] -> the pipeline's control queue ->
+//! engine command or reload -> writer -> answer once committed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::Publish;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Auth};
 use crate::config::{CollectorConfig, ConfigError};
-use crate::engine::{Effect, Engine, Input, Policy};
+use crate::control::{Applied, CONTROL_QUEUE, Control, ControlHandle};
+use crate::engine::{Effect, Engine, Input};
 use crate::ingest::Decoded;
 use crate::ingest::mqtt::{self, Inbound, RateLimit};
 use crate::metrics::{EngineGauges, Metrics};
-use crate::store::{Store, StoreError, WriteMsg};
-use crate::time::now_millis;
+use crate::rules::AlertState;
+use crate::store::{SnapshotScope, Store, StoreError, WriteMsg};
+use crate::time::{millis, now_millis};
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The rule or policy files have errors, one per line.
+    #[error("{}", .0.join("\n"))]
+    Rules(Vec<String>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -57,6 +64,8 @@ pub struct Running {
     /// The broker the collector subscribes to.
     pub mqtt_endpoint: (String, u16),
     pub metrics: Arc<Metrics>,
+    /// Reloads and operator commands into the pipeline (what SIGHUP and the API use).
+    pub control: ControlHandle,
     shutdown: broadcast::Sender<()>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -71,6 +80,26 @@ impl Running {
             .recv()
             .await
             .unwrap_or_else(|| "every part stopped".to_string())
+    }
+
+    /// Serve until `shutdown` resolves or a part fails, then stop cleanly.
+    pub async fn serve_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let failure = tokio::select! {
+            _ = shutdown => None,
+            why = self.failed() => Some(why),
+        };
+        match &failure {
+            None => tracing::info!("shutting down"),
+            Some(why) => tracing::error!(reason = %why, "shutting down after a failure"),
+        }
+        self.stop().await;
+        match failure {
+            None => Ok(()),
+            Some(why) => Err(StartError::Fatal(why)),
+        }
     }
 
     /// Stop intake, drain the pipeline, commit what is queued, close the database.
@@ -91,9 +120,13 @@ impl Running {
 
 /// Start everything; returns once the store is open and the API listens.
 pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
-    let rules = crate::rules::load_rules_dir(&config.rules.dir)?;
-    let policy = Policy::load_dir(&config.rules.dir)?;
-    tracing::info!(rules = rules.len(), dir = %config.rules.dir.display(), "rules loaded");
+    let rules_dir = config.rules.dir.clone();
+    let loaded = tokio::task::spawn_blocking(move || crate::control::load_rules(&rules_dir))
+        .await
+        .map_err(|e| StartError::Internal(e.to_string()))?
+        .map_err(StartError::Rules)?;
+    let (rules, policy) = (loaded.rules, loaded.policy);
+    tracing::info!(rules = rules.len(), files = loaded.files, dir = %config.rules.dir.display(), "rules loaded");
     if config.broker.embedded {
         crate::broker::start(config.broker.listen)?;
         tracing::info!(listen = %config.broker.listen, "embedded MQTT broker started");
@@ -102,9 +135,13 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let mqtt_endpoint = config.broker.endpoint().map_err(StartError::Internal)?;
 
     let path = config.store.path.clone();
+    let scope = SnapshotScope {
+        now: now_millis(),
+        problem_window_ms: millis(policy.problem.window),
+    };
     let (store, snapshot) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let store = Store::open(&path)?;
-        let snapshot = store.snapshot()?;
+        let snapshot = store.snapshot(scope)?;
         Ok((store, snapshot))
     })
     .await
@@ -114,9 +151,12 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         open_incidents = snapshot.incidents.len(),
         live_alerts = snapshot.alerts.len(),
         nodes = snapshot.nodes.len(),
+        open_problems = snapshot.problems.len(),
+        maintenance_windows = snapshot.maintenance.len(),
         "store opened"
     );
     let reader = store.reader()?;
+    let rule_count = rules.len();
     let engine = Engine::new(policy, rules, snapshot);
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -128,8 +168,18 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let http_addr = listener
         .local_addr()
         .map_err(|e| StartError::Internal(e.to_string()))?;
+    let auth = Auth::load(&config.http, http_addr)?;
+    if !auth.writes_enabled() {
+        tracing::warn!(%http_addr, "API writes are disabled: the listener is not on loopback and [http] operator_token_file is not set");
+    }
 
     let metrics = Arc::new(Metrics::default());
+    metrics
+        .control
+        .rules_loaded
+        .store(rule_count as u64, std::sync::atomic::Ordering::Relaxed);
+    let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
+    let control = ControlHandle::new(control_tx, config.rules.dir.clone(), metrics.clone());
     let (shutdown, _) = broadcast::channel(4);
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
     let (write_tx, write_rx) = mpsc::channel::<WriteMsg<Publish>>(WRITE_QUEUE);
@@ -160,7 +210,13 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
             shutdown.subscribe(),
         )),
     ));
-    let pipeline_task = tokio::spawn(pipeline(engine, in_rx, write_tx, metrics.clone()));
+    let pipeline_task = tokio::spawn(pipeline(
+        engine,
+        in_rx,
+        control_rx,
+        write_tx,
+        metrics.clone(),
+    ));
     let pipeline_fatal = fatal_tx;
     let mut pipeline_shutdown = shutdown.subscribe();
     tasks.push((
@@ -190,6 +246,8 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let api_state = ApiState {
         reader,
         metrics: metrics.clone(),
+        control: control.clone(),
+        auth: Arc::new(auth),
     };
     tasks.push((
         "api",
@@ -200,6 +258,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         http_addr,
         mqtt_endpoint,
         metrics,
+        control,
         shutdown,
         tasks,
         writer: Some(writer),
@@ -212,30 +271,19 @@ pub async fn run(
     config: CollectorConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let mut running = start(config).await?;
-    let failure = tokio::select! {
-        _ = shutdown => None,
-        why = running.failed() => Some(why),
-    };
-    match &failure {
-        None => tracing::info!("shutting down"),
-        Some(why) => tracing::error!(reason = %why, "shutting down after a failure"),
-    }
-    running.stop().await;
-    match failure {
-        None => Ok(()),
-        Some(why) => Err(StartError::Fatal(why)),
-    }
+    start(config).await?.serve_until(shutdown).await
 }
 
-/// The engine's task: every inbound message and every tick through the pure engine, effects to the writer.
-/// Ends when intake closes, after the queued messages are handled.
+/// The engine's task: every inbound message, every control request and every tick through the
+/// pure engine, effects to the writer. Ends when intake closes, after the queued messages are handled.
 async fn pipeline(
     mut engine: Engine,
     mut inbound: mpsc::Receiver<Inbound>,
+    mut control: mpsc::Receiver<Control>,
     write: mpsc::Sender<WriteMsg<Publish>>,
     metrics: Arc<Metrics>,
 ) {
+    let mut control_open = true;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut reject_log = RateLimit::log_once_a_minute();
@@ -244,6 +292,21 @@ async fn pipeline(
     loop {
         let msg = tokio::select! {
             biased;
+            // Operator requests first: they are rare and someone is waiting for each.
+            c = control.recv(), if control_open => {
+                match c {
+                    Some(c) => {
+                        let stored = apply_control(&mut engine, c, &write).await;
+                        publish_gauges(&engine, &metrics);
+                        if !stored {
+                            tracing::error!("store writer is gone; stopping the pipeline");
+                            break;
+                        }
+                    }
+                    None => control_open = false,
+                }
+                continue;
+            }
             m = inbound.recv() => match m {
                 Some(m) => m,
                 None => break,
@@ -252,7 +315,7 @@ async fn pipeline(
                 let out = engine.handle(now_millis(), Input::Tick);
                 if !out.effects.is_empty() {
                     log_effects(&out.effects);
-                    if write.send(WriteMsg { effects: out.effects, rejected: None, ack: None }).await.is_err() {
+                    if write.send(WriteMsg::effects(out.effects)).await.is_err() {
                         break;
                     }
                 }
@@ -268,6 +331,7 @@ async fn pipeline(
                     effects: out.effects,
                     rejected: None,
                     ack: msg.ack,
+                    committed: None,
                 }
             }
             Decoded::Rejected(row) => {
@@ -291,12 +355,14 @@ async fn pipeline(
                     effects: Vec::new(),
                     rejected: keep.then_some(row),
                     ack: msg.ack,
+                    committed: None,
                 }
             }
             Decoded::Ignored => WriteMsg {
                 effects: Vec::new(),
                 rejected: None,
                 ack: msg.ack,
+                committed: None,
             },
         };
         publish_gauges(&engine, &metrics);
@@ -305,6 +371,64 @@ async fn pipeline(
             break;
         }
     }
+}
+
+/// Apply one control request at the wall clock's now; its effects go to the writer and the
+/// answer carries a receiver told when they are committed. False when the writer is gone.
+async fn apply_control(
+    engine: &mut Engine,
+    msg: Control,
+    write: &mpsc::Sender<WriteMsg<Publish>>,
+) -> bool {
+    let now = now_millis();
+    let (committed_tx, committed) = oneshot::channel();
+    let effects = match msg {
+        Control::Reload {
+            rules,
+            policy,
+            answer,
+        } => {
+            let count = rules.len();
+            let out = engine.reload(now, rules, *policy);
+            let resolved = out
+                .effects
+                .iter()
+                .filter(
+                    |e| matches!(e, Effect::Alert(a) if a.transition.state == AlertState::Resolved),
+                )
+                .count();
+            tracing::info!(rules = count, alerts_resolved = resolved, "rules reloaded");
+            let _ = answer.send(Applied {
+                value: resolved,
+                committed,
+            });
+            out.effects
+        }
+        Control::Command { command, answer } => match engine.command(now, command) {
+            Ok((reply, out)) => {
+                let _ = answer.send(Ok(Applied {
+                    value: reply,
+                    committed,
+                }));
+                out.effects
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "operator command refused");
+                let _ = answer.send(Err(e));
+                return true;
+            }
+        },
+    };
+    log_effects(&effects);
+    write
+        .send(WriteMsg {
+            effects,
+            rejected: None,
+            ack: None,
+            committed: Some(committed_tx),
+        })
+        .await
+        .is_ok()
 }
 
 fn publish_gauges(engine: &Engine, metrics: &Metrics) {
@@ -329,6 +453,15 @@ fn log_effects(effects: &[Effect]) {
             }
             Effect::Incident(i) if i.opened_at == i.updated_at => {
                 tracing::info!(incident = i.id, node = %i.node, root_cause = %i.root_cause, "incident opened");
+            }
+            Effect::Problem(p) if p.opened_at == p.updated_at => {
+                tracing::info!(problem = %p.number, incidents = p.incident_count, title = %p.title, "problem opened");
+            }
+            Effect::Alert(a)
+                if a.suppressed_by.is_some() && a.transition.state == AlertState::Firing =>
+            {
+                tracing::info!(alert = %a.transition.key, maintenance = a.suppressed_by.as_deref().unwrap_or_default(),
+                    "alert suppressed by maintenance");
             }
             _ => {}
         }

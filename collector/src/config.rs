@@ -119,6 +119,14 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
 pub struct HttpConfig {
     #[serde(default = "default_listen_http")]
     pub listen: SocketAddr,
+    /// File holding the bearer token that may write (reload rules, maintenance, problems).
+    /// Unset: writes are accepted only while `listen` is a loopback address.
+    #[serde(default)]
+    pub operator_token_file: Option<PathBuf>,
+    /// File holding the bearer token that may read `/api/v1` (the operator token may too).
+    /// Unset: reads are open.
+    #[serde(default)]
+    pub viewer_token_file: Option<PathBuf>,
 }
 
 fn default_listen_http() -> SocketAddr {
@@ -129,6 +137,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_listen_http(),
+            operator_token_file: None,
+            viewer_token_file: None,
         }
     }
 }
@@ -235,6 +245,7 @@ mod tests {
             url = "mqtt://127.0.0.1:1883"
             [http]
             listen = "127.0.0.1:8080"
+            operator_token_file = "/etc/tocsin/operator.token"
             [store]
             path = "/var/lib/tocsin/tocsin.duckdb"
             [rules]
@@ -246,6 +257,11 @@ mod tests {
             c.broker.endpoint().expect("endpoint"),
             ("127.0.0.1".into(), 1883)
         );
+        assert_eq!(
+            c.http.operator_token_file,
+            Some(PathBuf::from("/etc/tocsin/operator.token"))
+        );
+        assert_eq!(c.http.viewer_token_file, None);
     }
 
     #[test]
@@ -253,6 +269,7 @@ mod tests {
         for text in [
             "[broker]\nembeded = true\n",
             "[http]\nlisten = \"nowhere\"\n",
+            "[http]\noperator_token = \"secret\"\n",
             "[broker]\nurl = \"http://x\"\n",
             "[store]\nflush_interval = \"soon\"\n",
             "this is not toml",

@@ -2,13 +2,15 @@
 //!
 //! The folders follow the data path: [`ingest`] -> [`rules`] -> [`engine`] -> [`store`];
 //! [`api`] reads the store; [`broker`] is the optional embedded MQTT broker; [`app`] wires
-//! them together; [`cli`] is the `tocsin` operator client; [`quickstart`] is the one-command demo.
+//! them together; [`control`] carries reloads and operator commands into the engine's task;
+//! [`cli`] is the `tocsin` operator client; [`quickstart`] is the one-command demo.
 
 pub mod api;
 pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod ingest;
 pub mod metrics;
 pub mod quickstart;

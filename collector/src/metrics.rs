@@ -1,7 +1,7 @@
 //! The collector's own health as Prometheus text: intake, engine, store counters.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Counters;
@@ -16,12 +16,24 @@ pub struct EngineGauges {
     pub open_incidents: usize,
 }
 
+/// Rule reloads and operator commands (the control path).
+#[derive(Debug, Default)]
+pub struct ControlStats {
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Rules in force.
+    pub rules_loaded: AtomicU64,
+    pub commands: AtomicU64,
+    pub commands_refused: AtomicU64,
+}
+
 /// Everything `/metrics` shows.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub ingest: Arc<IngestStats>,
     pub writer: Arc<WriterStats>,
     pub engine: Mutex<EngineGauges>,
+    pub control: ControlStats,
 }
 
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -167,6 +179,35 @@ impl Metrics {
                 e.open_incidents,
             );
         }
+        let c = &self.control;
+        let _ = writeln!(
+            o,
+            "# HELP tocsin_rules_reloads_total Rule reloads (SIGHUP or API), by result.\n# TYPE tocsin_rules_reloads_total counter\n\
+             tocsin_rules_reloads_total{{result=\"ok\"}} {}\ntocsin_rules_reloads_total{{result=\"failed\"}} {}",
+            c.reloads_ok.load(Ordering::Relaxed),
+            c.reloads_failed.load(Ordering::Relaxed)
+        );
+        line(
+            &mut o,
+            "tocsin_rules_loaded",
+            "gauge",
+            "Rules in force.",
+            c.rules_loaded.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_commands_total",
+            "counter",
+            "Operator commands received through the API (maintenance, problem updates).",
+            c.commands.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_commands_refused_total",
+            "counter",
+            "Operator commands the engine refused (not found, invalid).",
+            c.commands_refused.load(Ordering::Relaxed),
+        );
         let w = &self.writer;
         line(
             &mut o,
@@ -219,6 +260,10 @@ mod tests {
         let text = m.render();
         assert!(text.contains("tocsin_ingest_rejected_total{reason=\"malformed\"} 2"));
         assert!(text.contains("# TYPE tocsin_reports_total counter"));
+        m.control.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("tocsin_rules_reloads_total{result=\"ok\"} 0"));
+        assert!(text.contains("tocsin_rules_reloads_total{result=\"failed\"} 1"));
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let mut parts = l.rsplitn(2, ' ');
             let value = parts.next().expect("value");

@@ -12,7 +12,9 @@ use crate::config::CollectorConfig;
 
 /// The default rule pack, built in so the quickstart works from any folder.
 pub const DEFAULT_RULES: &[(&str, &str)] = &[
+    ("agents.toml", include_str!("../../rules/agents.toml")),
     ("checks.toml", include_str!("../../rules/checks.toml")),
+    ("devices.toml", include_str!("../../rules/devices.toml")),
     ("host.toml", include_str!("../../rules/host.toml")),
     ("node.toml", include_str!("../../rules/node.toml")),
     ("policy.toml", include_str!("../../rules/policy.toml")),

@@ -253,18 +253,39 @@ impl Api {
 
     /// GET a path; (status, body text). None when the server does not answer.
     pub fn get_raw(&self, path: &str) -> Option<(u16, String)> {
+        self.request("GET", path, None, None)
+    }
+
+    /// Any request with an optional JSON body and bearer token; (status, body text).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Option<(u16, String)> {
         use std::io::Read as _;
         let mut stream =
             TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(2))
                 .ok()?;
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if method != "GET" {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        stream.write_all(head.as_bytes()).ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).ok()?;
         let text = String::from_utf8_lossy(&raw);
@@ -289,6 +310,17 @@ impl Api {
             .unwrap_or_else(|| panic!("GET {path}: no answer from {}", self.base));
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// POST a JSON body (or none) with an optional token; (status, JSON answer).
+    pub fn post(&self, path: &str, body: Option<&Value>, token: Option<&str>) -> (u16, Value) {
+        let text = body.map(Value::to_string);
+        let (status, answer) = self
+            .request("POST", path, text.as_deref(), token)
+            .unwrap_or_else(|| panic!("POST {path}: no answer from {}", self.base));
+        let v = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("POST {path}: not JSON ({e}): {answer}"));
+        (status, v)
     }
 
     /// GET a list endpoint.
@@ -317,5 +349,79 @@ impl Api {
                 .filter(|(s, _)| *s == 200)
                 .map(|_| ())
         });
+    }
+}
+
+/// Publishes reports and statuses straight to the broker, as an agent would (for tests that
+/// need exact control over what a node reports and when).
+pub struct Publisher {
+    client: rumqttc::Client,
+    seq: std::collections::HashMap<String, u64>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Publisher {
+    pub fn connect(port: u16, client_id: &str) -> Publisher {
+        let opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        let (client, mut connection) = rumqttc::Client::new(opts, 100);
+        std::thread::spawn(move || {
+            for ev in connection.iter() {
+                if ev.is_err() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+        Publisher {
+            client,
+            seq: Default::default(),
+        }
+    }
+
+    /// Publish an online birth status for `node` with labels.
+    pub fn online(&mut self, site: &str, node: &str, labels: Value) {
+        let payload = serde_json::json!({
+            "v": 1, "state": "online", "ts": now_ms(), "agent": {"version": "test"},
+            "inventory": {"hostname": node}, "parents": [], "labels": labels
+        });
+        self.client
+            .publish(
+                format!("tocsin/v1/{site}/{node}/status"),
+                rumqttc::QoS::AtLeastOnce,
+                true,
+                payload.to_string(),
+            )
+            .expect("publish status");
+    }
+
+    /// Publish a report from `node` with one check of the given status.
+    pub fn check(&mut self, site: &str, node: &str, check: &str, status: &str) {
+        let seq = self.seq.entry(format!("{site}/{node}")).or_insert(0);
+        *seq += 1;
+        let payload = serde_json::json!({
+            "v": 1, "node": node, "site": site, "kind": "host", "seq": *seq, "ts": now_ms(),
+            "interval_s": 1, "metrics": [],
+            "checks": [{"name": check, "status": status, "output": format!("{check} is {status}")}]
+        });
+        self.client
+            .publish(
+                format!("tocsin/v1/{site}/{node}/report"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload.to_string(),
+            )
+            .expect("publish report");
     }
 }

@@ -1,4 +1,12 @@
-//! HTTP API (hyper): health, Prometheus metrics and the read endpoints under `/api/v1`.
+//! HTTP API (hyper): health, Prometheus metrics, the read endpoints under `/api/v1`, and the
+//! write endpoints (rule reload, maintenance windows, problem updates) that go to the engine
+//! through the control queue.
+
+pub mod auth;
+pub mod requests;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -7,23 +15,32 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::header::{
+    ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
+use crate::control::{ControlError, ControlHandle};
+use crate::engine::{Command, CommandError, Reply};
 use crate::metrics::Metrics;
-use crate::store::{Reader, StoreError, TicketFilter};
+use crate::store::{MaintenanceFilter, Reader, StoreError, TicketFilter};
+use crate::time::now_millis;
+
+pub use auth::{Access, Auth};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub reader: Reader,
     pub metrics: Arc<Metrics>,
+    /// Operator commands and reloads into the engine pipeline.
+    pub control: ControlHandle,
+    pub auth: Arc<Auth>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -44,9 +61,8 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Resp {
     json_resp(status, &json!({ "error": msg.into() }))
 }
 
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
+fn query_of(uri: &hyper::Uri) -> HashMap<String, String> {
+    uri.query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
 }
@@ -89,21 +105,139 @@ fn one_of(name: &str, value: Option<&String>, allowed: &[&str]) -> Result<Option
     }
 }
 
-const INCIDENT_STATES: &[&str] = &["open", "resolved", "closed"];
+const INCIDENT_STATES: &[&str] = &["open", "resolved", "closed", "merged"];
 const ALERT_STATES: &[&str] = &["pending", "firing", "resolved"];
 const TICKET_STATES: &[&str] = &["new", "acknowledged", "in_progress", "resolved", "closed"];
+const PROBLEM_STATES: &[&str] = &["open", "known_error", "resolved"];
 const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
 
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The methods a path answers to; None for an unknown path.
+fn allowed_methods(segments: &[&str]) -> Option<&'static [Method]> {
+    const GET: &[Method] = &[Method::GET];
+    const POST: &[Method] = &[Method::POST];
+    const BOTH: &[Method] = &[Method::GET, Method::POST];
+    Some(match segments {
+        ["healthz"] | ["readyz"] | ["metrics"] => GET,
+        [
+            "api",
+            "v1",
+            "nodes" | "alerts" | "incidents" | "tickets" | "rejected" | "problems",
+        ] => GET,
+        ["api", "v1", "incidents" | "tickets", _] => GET,
+        ["api", "v1", "problems", _] => BOTH,
+        ["api", "v1", "maintenance"] => BOTH,
+        ["api", "v1", "maintenance", _] => GET,
+        ["api", "v1", "maintenance", _, "end"] => POST,
+        ["api", "v1", "rules", "reload"] => POST,
+        _ => return None,
+    })
+}
+
+fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Resp {
+    let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} {path}: allowed here: {}", names.join(", ")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
+        r.headers_mut().insert(ALLOW, v);
+    }
+    r
+}
+
+/// Read a request body of at most [`MAX_BODY`] bytes.
+async fn body_bytes<B>(req: Request<B>) -> Result<Bytes, Resp>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {} KiB", MAX_BODY / 1024),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// A control request's failure as a response.
+fn control_error(e: ControlError) -> Resp {
+    match e {
+        ControlError::Rules(lines) => json_resp(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({
+                "error": ControlError::Rules(lines.clone()).to_string(),
+                "errors": lines,
+            }),
+        ),
+        ControlError::Command(CommandError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
+        ControlError::Command(CommandError::Invalid(m)) => error(StatusCode::BAD_REQUEST, m),
+        ControlError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+    }
+}
+
 /// Route one request.
-pub async fn handle(state: ApiState, req: Request<Incoming>) -> Resp {
+pub async fn handle<B>(state: ApiState, req: Request<B>) -> Resp
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let q = query(&req);
+    let q = query_of(req.uri());
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{} {path}: only GET is served here", req.method()),
+    let Some(allowed) = allowed_methods(&segments) else {
+        return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
+    };
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
+    if !allowed.contains(&method) {
+        return method_not_allowed(req.method(), &path, allowed);
+    }
+    let access = match (&method, segments.as_slice()) {
+        (_, ["healthz"] | ["readyz"] | ["metrics"]) => Access::Open,
+        (&Method::GET, _) => Access::Read,
+        _ => Access::Write,
+    };
+    let authorization = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+    if let Err(denied) = state.auth.check(access, authorization) {
+        let mut r = error(denied.status, denied.message);
+        if denied.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        return r;
+    }
+    if method == Method::POST {
+        let actor = requests::actor(
+            req.headers()
+                .get("x-tocsin-actor")
+                .map(HeaderValue::as_bytes),
         );
+        let body = match body_bytes(req).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        return write(&state, &segments, &body, actor).await;
     }
     match segments.as_slice() {
         ["healthz"] => json_resp(StatusCode::OK, &json!({"status": "ok"})),
@@ -183,11 +317,206 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Resp {
             let msg = format!("ticket {key} does not exist");
             read(&state, move |r| r.ticket(&key), Some(msg)).await
         }
+        ["api", "v1", "problems"] => {
+            let st = match one_of("state", q.get("state"), PROBLEM_STATES) {
+                Ok(s) => s,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+            };
+            read(&state, move |r| r.problems(st.as_deref()).map(Some), None).await
+        }
+        ["api", "v1", "problems", key] => {
+            let key = key.to_string();
+            let msg = format!("problem {key} does not exist");
+            read(&state, move |r| r.problem(&key), Some(msg)).await
+        }
+        ["api", "v1", "maintenance"] => {
+            let filter = match q.get("active").map(String::as_str) {
+                None | Some("false") => MaintenanceFilter::All,
+                Some("true") => MaintenanceFilter::Active,
+                Some(v) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("active={v:?} is not true or false"),
+                    );
+                }
+            };
+            let now = now_millis();
+            read(&state, move |r| r.maintenance(filter, now).map(Some), None).await
+        }
+        ["api", "v1", "maintenance", id] => match id.parse::<i64>() {
+            Ok(id) => {
+                let now = now_millis();
+                read(
+                    &state,
+                    move |r| r.maintenance_window(id, now),
+                    Some(format!("maintenance window {id} does not exist")),
+                )
+                .await
+            }
+            Err(_) => error(
+                StatusCode::BAD_REQUEST,
+                format!("maintenance id {id:?} is not a number"),
+            ),
+        },
         ["api", "v1", "rejected"] => {
             let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
             read(&state, move |r| r.rejected(limit).map(Some), None).await
         }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+/// The write endpoints: every change goes to the engine through the control queue, and the
+/// answer is the stored row, read back once the change is committed.
+async fn write(state: &ApiState, segments: &[&str], body: &[u8], actor: String) -> Resp {
+    let now = now_millis();
+    match segments {
+        ["api", "v1", "rules", "reload"] => match state.control.reload().await {
+            Ok(r) => {
+                tracing::info!(rules = r.rules, files = r.files, by = %actor, "rules reloaded through the API");
+                json_resp(
+                    StatusCode::OK,
+                    &serde_json::to_value(&r).unwrap_or(Json::Null),
+                )
+            }
+            Err(e) => {
+                if let ControlError::Rules(lines) = &e {
+                    for l in lines {
+                        tracing::warn!(error = %l, "rules reload refused; the old rules stay in force");
+                    }
+                }
+                control_error(e)
+            }
+        },
+        ["api", "v1", "maintenance"] => {
+            let row = match requests::maintenance(body, now, &actor) {
+                Ok(r) => r,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+            };
+            match state.control.command(Command::AddMaintenance(row)).await {
+                Ok(Reply::Maintenance(m)) => {
+                    tracing::info!(id = m.id, name = %m.name, by = %m.created_by, "maintenance window added");
+                    let id = m.id;
+                    read_back(
+                        state,
+                        StatusCode::CREATED,
+                        move |r| r.maintenance_window(id, now),
+                        &m,
+                    )
+                    .await
+                }
+                Ok(other) => unexpected(&other),
+                Err(e) => control_error(e),
+            }
+        }
+        ["api", "v1", "maintenance", id, "end"] => {
+            let Ok(id) = id.parse::<i64>() else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("maintenance id {id:?} is not a number"),
+                );
+            };
+            if !body.iter().all(u8::is_ascii_whitespace)
+                && let Err(msg) = requests::Body::parse(body, &[])
+            {
+                return error(StatusCode::BAD_REQUEST, msg);
+            }
+            let cmd = Command::EndMaintenance {
+                id,
+                actor: actor.clone(),
+            };
+            match state.control.command(cmd).await {
+                Ok(Reply::Maintenance(m)) => {
+                    tracing::info!(id, name = %m.name, by = %actor, "maintenance window ended");
+                    read_back(
+                        state,
+                        StatusCode::OK,
+                        move |r| r.maintenance_window(id, now),
+                        &m,
+                    )
+                    .await
+                }
+                Ok(other) => unexpected(&other),
+                Err(e) => control_error(e),
+            }
+        }
+        ["api", "v1", "problems", key] => {
+            let (new_state, workaround) = match requests::problem_update(body) {
+                Ok(u) => u,
+                Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+            };
+            let key = key.to_string();
+            let reader = state.reader.clone();
+            let k = key.clone();
+            let id = match tokio::task::spawn_blocking(move || reader.problem_id(&k)).await {
+                Ok(Ok(Some(id))) => id,
+                Ok(Ok(None)) => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        format!("problem {key} does not exist"),
+                    );
+                }
+                Ok(Err(e)) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("store read failed: {e}"),
+                    );
+                }
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("store read task failed: {e}"),
+                    );
+                }
+            };
+            let cmd = Command::UpdateProblem {
+                id,
+                state: new_state,
+                workaround,
+                actor: actor.clone(),
+            };
+            match state.control.command(cmd).await {
+                Ok(Reply::Problem(p)) => {
+                    tracing::info!(problem = %p.number, state = p.state.as_str(), by = %actor, "problem updated");
+                    read_back(
+                        state,
+                        StatusCode::OK,
+                        move |r| r.problem(&id.to_string()),
+                        &p,
+                    )
+                    .await
+                }
+                Ok(other) => unexpected(&other),
+                Err(e) => control_error(e),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+fn unexpected(reply: &Reply) -> Resp {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            "the engine answered with something else: {}",
+            serde_json::to_string(reply).unwrap_or_default()
+        ),
+    )
+}
+
+/// Answer with the stored row (what a GET shows); the engine's own row if the read fails.
+async fn read_back<T, F>(state: &ApiState, status: StatusCode, f: F, fallback: &T) -> Resp
+where
+    F: FnOnce(&Reader) -> Result<Option<Json>, StoreError> + Send + 'static,
+    T: serde::Serialize,
+{
+    let reader = state.reader.clone();
+    match tokio::task::spawn_blocking(move || f(&reader)).await {
+        Ok(Ok(Some(v))) => json_resp(status, &v),
+        _ => json_resp(
+            status,
+            &serde_json::to_value(fallback).unwrap_or(Json::Null),
+        ),
     }
 }
 

@@ -1,10 +1,15 @@
-//! `tocsin-collector`: run the collector daemon, or the one-command quickstart.
+//! `tocsin-collector`: run the collector daemon, check rules, or the one-command quickstart.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tocsin_collector::CollectorConfig;
+
+/// mimalloc: every report is a few dozen small strings allocated on the ingest task and
+/// freed on the engine's; glibc's malloc made that a third of the engine's time (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +34,11 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Rule files: check them without starting anything.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
     /// Check a config file and its rules, print a summary, exit.
     CheckConfig {
         #[arg(
@@ -50,6 +60,90 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesAction {
+    /// Check every rule file and policy.toml in DIR: prints each error as
+    /// `<file>:<line>: ...` and exits 1, or prints a summary and exits 0.
+    Check {
+        /// Rules folder (`*.toml` rule files plus `policy.toml`).
+        dir: PathBuf,
+    },
+}
+
+/// Reload the rules on every SIGHUP, logging the outcome (the old rules stay on any error).
+#[cfg(unix)]
+fn reload_on_sighup(
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    control: tocsin_collector::control::ControlHandle,
+) {
+    use tocsin_collector::control::ControlError;
+    let mut hup = match hup {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload the rules through the API");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(dir = %control.rules_dir().display(), "SIGHUP: reloading the rules");
+            match control.reload().await {
+                Ok(r) => tracing::info!(
+                    rules = r.rules,
+                    files = r.files,
+                    alerts_resolved = r.alerts_resolved,
+                    "SIGHUP: rules reloaded"
+                ),
+                Err(ControlError::Rules(lines)) => {
+                    for line in &lines {
+                        tracing::error!("SIGHUP: {line}");
+                    }
+                    tracing::error!(
+                        errors = lines.len(),
+                        "SIGHUP: rules not reloaded; the old rules stay in force"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: rules not reloaded"),
+            }
+        }
+    });
+}
+
+async fn serve(config: CollectorConfig) -> Result<(), tocsin_collector::StartError> {
+    // Listen before starting, so a SIGHUP sent as soon as the API answers is not fatal.
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let running = tocsin_collector::start(config).await?;
+    #[cfg(unix)]
+    reload_on_sighup(hup, running.control.clone());
+    running.serve_until(shutdown_signal()).await
+}
+
+/// `rules check DIR`: every error line and exit 1, or the summary and exit 0.
+fn rules_check(dir: &std::path::Path) -> ExitCode {
+    match tocsin_collector::control::load_rules(dir) {
+        Ok(loaded) => {
+            println!("{} rules in {} files: ok", loaded.rules.len(), loaded.files);
+            if loaded.policy_file {
+                println!("{}: ok", dir.join("policy.toml").display());
+            } else {
+                println!(
+                    "{}: absent, the default policy applies",
+                    dir.join("policy.toml").display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            eprintln!("{} error(s)", errors.len());
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -112,9 +206,12 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match runtime.block_on(tocsin_collector::run(config, shutdown_signal())) {
+            match runtime.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e @ tocsin_collector::StartError::Config(_)) => {
+                Err(
+                    e @ (tocsin_collector::StartError::Config(_)
+                    | tocsin_collector::StartError::Rules(_)),
+                ) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
                 }
@@ -129,24 +226,37 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let rules = match tocsin_collector::rules::load_rules_dir(&config.rules.dir) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {e}");
+            let loaded = match tocsin_collector::control::load_rules(&config.rules.dir) {
+                Ok(l) => l,
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("error: {e}");
+                    }
                     return ExitCode::from(2);
                 }
             };
-            if let Err(e) = tocsin_collector::engine::Policy::load_dir(&config.rules.dir) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
+            for file in [
+                &config.http.operator_token_file,
+                &config.http.viewer_token_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Err(e) = tocsin_collector::api::auth::read_token_file(file) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
             }
             println!(
                 "config ok: {} rules from {}",
-                rules.len(),
+                loaded.rules.len(),
                 config.rules.dir.display()
             );
             ExitCode::SUCCESS
         }
+        Command::Rules {
+            action: RulesAction::Check { dir },
+        } => rules_check(&dir),
         Command::Quickstart {
             data_dir,
             mqtt_port,

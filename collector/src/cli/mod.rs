@@ -5,12 +5,17 @@ mod table;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value as Json;
 
-pub use table::{incidents_table, nodes_table, ticket_detail, tickets_table};
+pub use table::{
+    incident_detail, incidents_table, maintenance_table, nodes_table, problem_detail,
+    problems_table, reload_result, ticket_detail, tickets_table,
+};
 
 /// Why a CLI call failed; the binary maps these to exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -19,20 +24,26 @@ pub enum CliError {
         "cannot reach the collector at {url}: {message} (is it running? set --api or TOCSIN_API)"
     )]
     Unreachable { url: String, message: String },
-    #[error("{url}: HTTP {status}: {message}")]
+    #[error("{url}: HTTP {status}: {message}{}", .details.iter().map(|d| format!("\n  {d}")).collect::<String>())]
     Http {
         url: String,
         status: u16,
         message: String,
+        /// Further lines (a refused reload's errors, one per line).
+        details: Vec<String>,
     },
     #[error("{url}: the answer is not JSON: {message}")]
     BadAnswer { url: String, message: String },
+    /// The command line is incomplete (checked before anything is sent).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
-    /// Exit code: 3 unreachable, 4 not found, 5 other API errors.
+    /// Exit code: 2 usage, 3 unreachable, 4 not found, 5 other API errors.
     pub fn exit_code(&self) -> i32 {
         match self {
+            CliError::Usage(_) => 2,
             CliError::Unreachable { .. } => 3,
             CliError::Http { status: 404, .. } => 4,
             _ => 5,
@@ -41,10 +52,39 @@ impl CliError {
 }
 
 /// A small JSON-over-HTTP client for the collector API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    token: Option<String>,
+    actor: Option<String>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+/// The bearer token for the CLI: from `--token-file`, else the `TOCSIN_TOKEN` value.
+pub fn token_from(
+    file: Option<&std::path::Path>,
+    env: Option<String>,
+) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the token file: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("{}: the token file is empty", path.display()));
+        }
+        return Ok(Some(token.to_string()));
+    }
+    Ok(env.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
 impl ApiClient {
@@ -52,8 +92,22 @@ impl ApiClient {
     pub fn new(base: &str) -> Self {
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
+            token: None,
+            actor: None,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// Send `Authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Name the operator in the collector's audit trail (`X-Tocsin-Actor`).
+    pub fn with_actor(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -62,6 +116,20 @@ impl ApiClient {
 
     /// GET `path` (with query) and parse the JSON answer.
     pub async fn get(&self, path: &str) -> Result<Json, CliError> {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// POST `path` with an optional JSON body and parse the JSON answer.
+    pub async fn post(&self, path: &str, body: Option<&Json>) -> Result<Json, CliError> {
+        self.request(Method::POST, path, body).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Result<Json, CliError> {
         let url = format!("{}{path}", self.base);
         let uri: hyper::Uri =
             url.parse()
@@ -69,7 +137,28 @@ impl ApiClient {
                     url: url.clone(),
                     message: e.to_string(),
                 })?;
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.get(uri))
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(t) = &self.token
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
+        {
+            req = req.header(AUTHORIZATION, v);
+        }
+        if let Some(a) = &self.actor
+            && let Ok(v) = HeaderValue::from_str(a)
+        {
+            req = req.header("x-tocsin-actor", v);
+        }
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| CliError::Unreachable {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
             .await
             .map_err(|_| CliError::Unreachable {
                 url: url.clone(),
@@ -99,10 +188,21 @@ impl ApiClient {
                 .and_then(Json::as_str)
                 .unwrap_or("no error message")
                 .to_string();
+            let details = json
+                .get("errors")
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Json::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
             return Err(CliError::Http {
                 url,
                 status: status.as_u16(),
                 message,
+                details,
             });
         }
         Ok(json)
@@ -138,6 +238,38 @@ mod tests {
             "?state=open&priority=P1"
         );
         assert_eq!(query_string(&[("q", Some("a b&c"))]), "?q=a+b%26c");
+    }
+
+    #[test]
+    fn tokens_from_file_or_env() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("t");
+        std::fs::write(&f, "abc\n").expect("write");
+        assert_eq!(
+            token_from(Some(&f), Some("env".into())).expect("file wins"),
+            Some("abc".into())
+        );
+        assert_eq!(
+            token_from(None, Some(" env ".into())).expect("env"),
+            Some("env".into())
+        );
+        assert_eq!(token_from(None, Some(String::new())).expect("blank"), None);
+        assert!(token_from(Some(&dir.path().join("nope")), None).is_err());
+    }
+
+    #[test]
+    fn http_errors_list_their_details() {
+        let e = CliError::Http {
+            url: "u".into(),
+            status: 422,
+            message: "rules not reloaded".into(),
+            details: vec!["a.toml:3: rule \"x\": bad".into()],
+        };
+        assert_eq!(e.exit_code(), 5);
+        assert_eq!(
+            e.to_string(),
+            "u: HTTP 422: rules not reloaded\n  a.toml:3: rule \"x\": bad"
+        );
     }
 
     #[tokio::test]

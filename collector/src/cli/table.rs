@@ -69,27 +69,276 @@ fn items(v: &Json) -> &[Json] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
+/// `merged→12` for a merged incident, else its state.
+fn incident_state(i: &Json) -> String {
+    match i.get("merged_into").and_then(Json::as_i64) {
+        Some(into) => format!("merged→{into}"),
+        None => cell(i, "state"),
+    }
+}
+
+/// The root cause in words, else the title.
+fn root_cause(i: &Json) -> String {
+    match i.get("root_cause").and_then(Json::as_str) {
+        Some(r) if !r.is_empty() => r.to_string(),
+        _ => cell(i, "title"),
+    }
+}
+
 pub fn incidents_table(v: &Json) -> String {
     let rows: Vec<Vec<String>> = items(v)
         .iter()
         .map(|i| {
             vec![
                 cell(i, "id"),
-                cell(i, "state"),
+                incident_state(i),
                 cell(i, "priority"),
                 cell(i, "ticket_number"),
                 format!("{}/{}", cell(i, "site"), cell(i, "node")),
-                cell(i, "alert_count"),
+                cell(i, "nodes_affected"),
+                cell(i, "symptoms"),
+                cell(i, "problem_number"),
                 when(i, "opened_at"),
-                truncate(&cell(i, "title"), 60),
+                truncate(&root_cause(i), 60),
             ]
         })
         .collect();
     render(
         &[
-            "ID", "STATE", "PRIO", "TICKET", "NODE", "ALERTS", "OPENED", "TITLE",
+            "ID",
+            "STATE",
+            "PRIO",
+            "TICKET",
+            "NODE",
+            "NODES",
+            "SYMPTOMS",
+            "PROBLEM",
+            "OPENED",
+            "ROOT CAUSE",
         ],
         &rows,
+    )
+}
+
+/// One incident: root cause, scope, problem, and its alerts by role.
+pub fn incident_detail(i: &Json) -> String {
+    let mut o = String::new();
+    o.push_str(&format!(
+        "Incident {}  {}  {} (impact {}, urgency {})  ticket {}\n",
+        cell(i, "id"),
+        incident_state(i),
+        cell(i, "priority"),
+        cell(i, "impact"),
+        cell(i, "urgency"),
+        cell(i, "ticket_number"),
+    ));
+    o.push_str(&format!("Title:       {}\n", cell(i, "title")));
+    o.push_str(&format!("Root cause:  {}\n", root_cause(i)));
+    o.push_str(&format!(
+        "Node:        {}/{}  (nodes affected {}, symptoms {})\n",
+        cell(i, "site"),
+        cell(i, "node"),
+        cell(i, "nodes_affected"),
+        cell(i, "symptoms")
+    ));
+    if i.get("group_key").is_some_and(|g| !g.is_null()) {
+        o.push_str(&format!("Group:       {}\n", cell(i, "group_key")));
+    }
+    if let Some(p) = i.get("problem").filter(|p| !p.is_null()) {
+        o.push_str(&format!(
+            "Problem:     {} ({})",
+            cell(p, "number"),
+            cell(p, "state")
+        ));
+        if p.get("workaround").is_some_and(|w| !w.is_null()) {
+            o.push_str(&format!("  workaround: {}", cell(p, "workaround")));
+        }
+        o.push('\n');
+    }
+    if i.get("merged_into").is_some_and(|m| !m.is_null()) {
+        o.push_str(&format!(
+            "Merged into: incident {}\n",
+            cell(i, "merged_into")
+        ));
+    }
+    let merged_from: Vec<String> = items(i.get("merged_from").unwrap_or(&Json::Null))
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    if !merged_from.is_empty() {
+        o.push_str(&format!("Merged from: {}\n", merged_from.join(", ")));
+    }
+    if i.get("flapping").and_then(Json::as_bool) == Some(true) {
+        o.push_str("Flapping:    yes (notifications held until it settles)\n");
+    }
+    o.push_str(&format!("Opened:      {}\n", when(i, "opened_at")));
+    if i.get("resolved_at").is_some_and(|r| !r.is_null()) {
+        o.push_str(&format!("Resolved:    {}\n", when(i, "resolved_at")));
+    }
+    if i.get("closed_at").is_some_and(|r| !r.is_null()) {
+        o.push_str(&format!("Closed:      {}\n", when(i, "closed_at")));
+    }
+    let alerts = items(i.get("alerts").unwrap_or(&Json::Null));
+    o.push_str("\nAlerts:\n");
+    let rows: Vec<Vec<String>> = alerts
+        .iter()
+        .map(|a| {
+            vec![
+                cell(a, "role"),
+                cell(a, "state"),
+                format!("{}/{}", cell(a, "site"), cell(a, "node")),
+                cell(a, "rule"),
+                when(a, "changed_at"),
+                truncate(&cell(a, "summary"), 60),
+            ]
+        })
+        .collect();
+    o.push_str(&render(
+        &["ROLE", "STATE", "NODE", "RULE", "CHANGED", "SUMMARY"],
+        &rows,
+    ));
+    o
+}
+
+pub fn problems_table(v: &Json) -> String {
+    let rows: Vec<Vec<String>> = items(v)
+        .iter()
+        .map(|p| {
+            vec![
+                cell(p, "number"),
+                cell(p, "state"),
+                cell(p, "incident_count"),
+                format!("{}/{}", cell(p, "site"), cell(p, "node")),
+                cell(p, "rule"),
+                when(p, "last_incident_at"),
+                truncate(&cell(p, "title"), 60),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "PROBLEM",
+            "STATE",
+            "INCIDENTS",
+            "NODE",
+            "RULE",
+            "LAST INCIDENT",
+            "TITLE",
+        ],
+        &rows,
+    )
+}
+
+/// One problem record with its incidents.
+pub fn problem_detail(p: &Json) -> String {
+    let mut o = String::new();
+    o.push_str(&format!(
+        "{}  {}  {} incidents  category {}\n",
+        cell(p, "number"),
+        cell(p, "state"),
+        cell(p, "incident_count"),
+        cell(p, "category")
+    ));
+    o.push_str(&format!("Title:       {}\n", cell(p, "title")));
+    o.push_str(&format!(
+        "Where:       {}/{}  rule {}\n",
+        cell(p, "site"),
+        cell(p, "node"),
+        cell(p, "rule")
+    ));
+    o.push_str(&format!("Signature:   {}\n", cell(p, "signature")));
+    o.push_str(&format!("KB:          {}\n", cell(p, "kb")));
+    o.push_str(&format!("Workaround:  {}\n", cell(p, "workaround")));
+    o.push_str(&format!("Opened:      {}\n", when(p, "opened_at")));
+    o.push_str(&format!("Last:        {}\n", when(p, "last_incident_at")));
+    if p.get("known_error_at").is_some_and(|v| !v.is_null()) {
+        o.push_str(&format!("Known error: {}\n", when(p, "known_error_at")));
+    }
+    if p.get("resolved_at").is_some_and(|v| !v.is_null()) {
+        o.push_str(&format!("Resolved:    {}\n", when(p, "resolved_at")));
+    }
+    let rows: Vec<Vec<String>> = items(p.get("incidents").unwrap_or(&Json::Null))
+        .iter()
+        .map(|i| {
+            vec![
+                cell(i, "id"),
+                cell(i, "state"),
+                cell(i, "ticket_number"),
+                format!("{}/{}", cell(i, "site"), cell(i, "node")),
+                when(i, "opened_at"),
+                truncate(&cell(i, "title"), 60),
+            ]
+        })
+        .collect();
+    o.push_str("\nIncidents:\n");
+    o.push_str(&render(
+        &["ID", "STATE", "TICKET", "NODE", "OPENED", "TITLE"],
+        &rows,
+    ));
+    o
+}
+
+/// `node=web-*, labels.role=db`
+fn match_text(m: &Json) -> String {
+    match m.as_object() {
+        Some(o) if !o.is_empty() => o
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "(every node)".into(),
+    }
+}
+
+/// Maintenance windows (a list, or one window).
+pub fn maintenance_table(v: &Json) -> String {
+    let list: Vec<&Json> = match v {
+        Json::Array(a) => a.iter().collect(),
+        Json::Object(_) => vec![v],
+        _ => Vec::new(),
+    };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|m| {
+            let now = if m.get("cancelled_at").is_some_and(|c| !c.is_null()) {
+                "ended".to_string()
+            } else if m.get("in_effect").and_then(Json::as_bool) == Some(true) {
+                "yes".to_string()
+            } else {
+                "no".to_string()
+            };
+            vec![
+                cell(m, "id"),
+                truncate(&cell(m, "name"), 30),
+                truncate(&match_text(m.get("match").unwrap_or(&Json::Null)), 40),
+                when(m, "starts_at"),
+                when(m, "ends_at"),
+                m.get("every_ms")
+                    .and_then(Json::as_i64)
+                    .map(crate::time::human)
+                    .unwrap_or_else(|| "-".into()),
+                now,
+                cell(m, "created_by"),
+                truncate(&cell(m, "reason"), 40),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "ID", "NAME", "MATCH", "STARTS", "ENDS", "EVERY", "NOW", "BY", "REASON",
+        ],
+        &rows,
+    )
+}
+
+/// The answer of a rule reload.
+pub fn reload_result(v: &Json) -> String {
+    format!(
+        "rules reloaded: {} rules in {} files from {}; {} live alerts resolved\n",
+        cell(v, "rules"),
+        cell(v, "files"),
+        cell(v, "dir"),
+        cell(v, "alerts_resolved")
     )
 }
 
@@ -161,6 +410,12 @@ pub fn ticket_detail(t: &Json) -> String {
     o.push_str(&format!("Summary:   {}\n", cell(t, "summary")));
     o.push_str(&format!("Category:  {}\n", cell(t, "category")));
     o.push_str(&format!("Opened:    {}\n", when(t, "opened_at")));
+    if t.get("problem_number").is_some_and(|p| !p.is_null()) {
+        o.push_str(&format!("Problem:   {}\n", cell(t, "problem_number")));
+    }
+    if t.get("workaround").is_some_and(|w| !w.is_null()) {
+        o.push_str(&format!("Workaround: {}\n", cell(t, "workaround")));
+    }
     if let Some(rep) = t.get("reporter") {
         o.push_str(&format!(
             "Reporter:  {} node {} at site {} (agent {})\n",
@@ -254,5 +509,73 @@ mod tests {
         assert!(d.contains("IPs 10.0.0.5"));
         assert!(d.contains("23.5 GiB RAM"), "{d}");
         assert!(d.contains("opened by monitoring"));
+        assert!(!d.contains("Problem:"));
+        let mut t = t;
+        t["problem_number"] = json!("PRB-000002");
+        t["workaround"] = json!("restart the pool");
+        let d = ticket_detail(&t);
+        assert!(d.contains("Problem:   PRB-000002"), "{d}");
+        assert!(d.contains("Workaround: restart the pool"), "{d}");
+    }
+
+    #[test]
+    fn incidents_show_root_cause_scope_and_problem() {
+        let v = json!([{"id": 7, "state": "merged", "merged_into": 5, "priority": "P2",
+            "ticket_number": "INC-000007", "site": "dc1", "node": "sw-1", "nodes_affected": 3,
+            "symptoms": 2, "problem_number": "PRB-000001", "opened_at": "2026-11-29T16:09:01.123Z",
+            "root_cause": "sw-1 is offline", "title": "t"}]);
+        let t = incidents_table(&v);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].contains("ROOT CAUSE") && lines[0].contains("SYMPTOMS"),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains("merged→5") && lines[1].contains("PRB-000001"),
+            "{t}"
+        );
+        assert!(lines[1].contains("sw-1 is offline"), "{t}");
+        let d = incident_detail(
+            &json!({"id": 5, "state": "open", "priority": "P1", "root_cause": "sw-1 is offline",
+            "site": "dc1", "node": "sw-1", "nodes_affected": 3, "symptoms": 2, "merged_from": [7],
+            "problem": {"number": "PRB-000001", "state": "known_error", "workaround": "power cycle"},
+            "alerts": [{"role": "root", "state": "firing", "site": "dc1", "node": "sw-1", "rule": "node_offline",
+                        "summary": "sw-1 is offline"},
+                       {"role": "symptom", "state": "firing", "site": "dc1", "node": "web-01", "rule": "node_offline",
+                        "summary": "web-01 is offline"}]}),
+        );
+        assert!(d.contains("Root cause:  sw-1 is offline"), "{d}");
+        assert!(d.contains("nodes affected 3, symptoms 2"), "{d}");
+        assert!(
+            d.contains("PRB-000001 (known_error)  workaround: power cycle"),
+            "{d}"
+        );
+        assert!(d.contains("Merged from: 7"), "{d}");
+        assert!(
+            d.lines()
+                .any(|l| l.starts_with("symptom") && l.contains("dc1/web-01")),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn problems_and_maintenance() {
+        let p = json!({"number": "PRB-000001", "state": "open", "incident_count": 3, "category": "software",
+            "title": "db down again", "site": "dc1", "node": "db-01", "rule": "check_critical",
+            "incidents": [{"id": 1, "state": "closed", "ticket_number": "INC-000001", "site": "dc1",
+                           "node": "db-01", "opened_at": "2026-11-29T16:09:01.123Z", "title": "db down"}]});
+        assert!(problems_table(&json!([p.clone()])).contains("PRB-000001  open   3"));
+        let d = problem_detail(&p);
+        assert!(d.contains("Incidents:") && d.contains("INC-000001"), "{d}");
+        let m = json!([{"id": 2, "name": "patch", "match": {"node": "web-*", "labels.role": "db"},
+            "starts_at": "2026-11-29T16:00:00.000Z", "ends_at": "2026-11-29T18:00:00.000Z", "every_ms": 604800000,
+            "in_effect": true, "created_by": "alice", "reason": "kernel", "cancelled_at": null}]);
+        let t = maintenance_table(&m);
+        assert!(t.contains("labels.role=db, node=web-*"), "{t}");
+        assert!(
+            t.contains("7days") && t.contains("yes") && t.contains("alice"),
+            "{t}"
+        );
+        assert!(maintenance_table(&m[0]).lines().count() == 2);
     }
 }

@@ -5,11 +5,22 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// (version, name, SQL). Append only: never edit a migration that has shipped.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "topology_problems_maintenance",
+        include_str!("migrations/0002_topology_problems_maintenance.sql"),
+    ),
+];
 
 /// Apply every migration newer than the database; returns how many ran.
 pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    migrate_to(conn, i32::MAX)
+}
+
+/// Apply the migrations up to and including `target` (tests build old schemas with it).
+pub fn migrate_to(conn: &mut Connection, target: i32) -> Result<usize, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY,
@@ -31,7 +42,10 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
         });
     }
     let mut applied = 0;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+    for (version, name, sql) in MIGRATIONS
+        .iter()
+        .filter(|(v, _, _)| *v > current && *v <= target)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql).map_err(|e| StoreError::Migration {
             version: *version,
@@ -69,6 +83,14 @@ mod tests {
             )
             .expect("count");
         assert_eq!(tables, 10);
+        let maintenance: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'maintenance'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(maintenance, 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use duckdb::Connection;
 
 pub use migrations::MIGRATIONS;
-pub use read::{Reader, TicketFilter};
+pub use read::{MaintenanceFilter, Reader, SnapshotScope, TicketFilter};
 pub use writer::{WriteMsg, Writer, WriterStats, write_effects};
 
 use crate::time::Millis;
@@ -92,9 +92,9 @@ impl Store {
         Ok(Reader::new(Arc::new(Mutex::new(self.conn.try_clone()?))))
     }
 
-    /// The state the engine resumes from.
-    pub fn snapshot(&self) -> Result<crate::engine::Snapshot, StoreError> {
-        read::snapshot(&self.conn)
+    /// The state the engine resumes from, as of `scope.now`.
+    pub fn snapshot(&self, scope: SnapshotScope) -> Result<crate::engine::Snapshot, StoreError> {
+        read::snapshot(&self.conn, scope)
     }
 
     /// Hand the connection to a writer thread.

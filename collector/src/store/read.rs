@@ -9,9 +9,13 @@ use serde_json::{Map, Value as Json, json};
 
 use super::StoreError;
 use super::sql::{millis_of, query_json};
-use crate::engine::model::{IncidentRow, IncidentState, NodeRow, TicketRow, TicketState};
-use crate::engine::{Ids, Level, Priority, Snapshot};
+use crate::engine::model::{
+    IncidentRow, IncidentState, MaintenanceRow, NodeRow, ProblemRow, ProblemState, TicketRow,
+    TicketState,
+};
+use crate::engine::{Ids, Level, Priority, RecentIncident, Snapshot};
 use crate::rules::{ActiveAlert, AlertState, Category, Severity};
+use crate::time::Millis;
 
 /// Filters for the ticket list.
 #[derive(Debug, Clone, Default)]
@@ -34,11 +38,34 @@ const TS_NODE_COLS: &str =
 
 const ALERT_COLS: &str =
     "id, alert_key, rule, site, node, labels::VARCHAR AS labels, state, severity, category,
-    value, summary, detail, runbook, started_at, changed_at, incident_id";
+    value, summary, description, detail, runbook, started_at, changed_at, incident_id, source, suppressed_by,
+    flapping";
 
 const TICKET_COLS: &str = "id, number, kind, state, priority, impact, urgency, category, assignment_group, summary,
     description, reporter::VARCHAR AS reporter, environment::VARCHAR AS environment, incident_id, site, node,
-    runbook, opened_at, acknowledged_at, resolved_at, closed_at, updated_at";
+    runbook, opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id,
+    (SELECT p.number FROM problems p WHERE p.id = tickets.problem_id) AS problem_number,
+    coalesce(workaround, (SELECT p.workaround FROM problems p WHERE p.id = tickets.problem_id)) AS workaround";
+
+const PROBLEM_COLS: &str = "id, number, state, title, signature, rule, site, node, group_key, category, kb,
+    workaround, incident_count, opened_at, last_incident_at, known_error_at, resolved_at, updated_at";
+
+/// Maintenance columns, with `in_effect`: the window (or its current repetition) covers `now_ms`.
+const MAINTENANCE_COLS: &str =
+    "id, name, \"match\"::VARCHAR AS \"match\", starts_at, ends_at, every_ms, reason,
+    created_by, created_at, cancelled_at,
+    CASE WHEN cancelled_at IS NOT NULL OR n.now_ms < epoch_ms(starts_at) THEN false
+         WHEN every_ms IS NULL OR every_ms <= 0 THEN n.now_ms < epoch_ms(ends_at)
+         ELSE (n.now_ms - epoch_ms(starts_at)) % every_ms < epoch_ms(ends_at) - epoch_ms(starts_at)
+    END AS in_effect";
+
+/// Which maintenance windows to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintenanceFilter {
+    All,
+    /// Not cancelled, and not over (in effect now, starting later, or recurring).
+    Active,
+}
 
 impl Reader {
     pub fn new(conn: Arc<Mutex<Connection>>) -> Self {
@@ -83,9 +110,10 @@ impl Reader {
     }
 
     pub fn incidents(&self, state: Option<&str>) -> Result<Vec<Map<String, Json>>, StoreError> {
-        let base = "SELECT i.*, t.number AS ticket_number,
+        let base = "SELECT i.*, t.number AS ticket_number, p.number AS problem_number,
                 (SELECT count(*) FROM incident_alerts a WHERE a.incident_id = i.id) AS alert_count
-            FROM incidents i LEFT JOIN tickets t ON t.id = i.ticket_id";
+            FROM incidents i LEFT JOIN tickets t ON t.id = i.ticket_id
+            LEFT JOIN problems p ON p.id = i.problem_id";
         self.with(|c| match state {
             Some(s) => query_json(
                 c,
@@ -96,7 +124,8 @@ impl Reader {
         })
     }
 
-    /// One incident with its alerts split into root cause and symptoms.
+    /// One incident with every linked alert (each with its role: `root`, `symptom` or
+    /// `related`), the root alert on its own, the incidents merged into it and its problem.
     pub fn incident(&self, id: i64) -> Result<Option<Json>, StoreError> {
         self.with(|c| {
             let mut rows = query_json(
@@ -113,7 +142,8 @@ impl Reader {
                 &format!(
                     "SELECT l.role, l.linked_at, {} FROM incident_alerts l
                      JOIN v_alerts_current a ON a.alert_key = l.alert_key
-                     WHERE l.incident_id = ? ORDER BY l.linked_at, a.id",
+                     WHERE l.incident_id = ?
+                     ORDER BY CASE l.role WHEN 'root' THEN 0 WHEN 'symptom' THEN 1 ELSE 2 END, l.linked_at, a.id",
                     ALERT_COLS
                         .split(',')
                         .map(|c| format!("a.{}", c.trim()))
@@ -122,20 +152,39 @@ impl Reader {
                 ),
                 &[&id],
             )?;
-            let (root, symptoms): (Vec<_>, Vec<_>) = alerts
-                .into_iter()
-                .partition(|a| a.get("role").and_then(Json::as_str) == Some("root"));
+            let root = alerts
+                .iter()
+                .find(|a| a.get("role").and_then(Json::as_str) == Some("root"))
+                .cloned()
+                .map(Json::Object)
+                .unwrap_or(Json::Null);
+            inc.insert("root_alert_detail".into(), root);
             inc.insert(
-                "root_alert_detail".into(),
-                root.into_iter()
-                    .next()
-                    .map(Json::Object)
-                    .unwrap_or(Json::Null),
+                "alerts".into(),
+                Json::Array(alerts.into_iter().map(Json::Object).collect()),
             );
-            inc.insert(
-                "symptoms".into(),
-                Json::Array(symptoms.into_iter().map(Json::Object).collect()),
-            );
+            let merged: Vec<Json> = query_json(
+                c,
+                "SELECT id FROM incidents WHERE merged_into = ? ORDER BY id",
+                &[&id],
+            )?
+            .into_iter()
+            .filter_map(|r| r.get("id").cloned())
+            .collect();
+            inc.insert("merged_from".into(), Json::Array(merged));
+            let problem_id = inc.get("problem_id").and_then(Json::as_i64);
+            let problem = match problem_id {
+                Some(pid) => query_json(
+                    c,
+                    "SELECT id, number, state, workaround FROM problems WHERE id = ?",
+                    &[&pid],
+                )?
+                .pop()
+                .map(Json::Object)
+                .unwrap_or(Json::Null),
+                None => Json::Null,
+            };
+            inc.insert("problem".into(), problem);
             Ok(Some(Json::Object(inc)))
         })
     }
@@ -179,6 +228,99 @@ impl Reader {
         })
     }
 
+    /// Problem records, newest first, optionally by state.
+    pub fn problems(&self, state: Option<&str>) -> Result<Vec<Map<String, Json>>, StoreError> {
+        self.with(|c| {
+            query_json(
+                c,
+                &format!(
+                    "SELECT {PROBLEM_COLS} FROM problems WHERE (?::VARCHAR IS NULL OR state = ?)
+                     ORDER BY id DESC LIMIT 1000"
+                ),
+                &[&state, &state],
+            )
+        })
+    }
+
+    /// The id of a problem given as its id or its number (`PRB-000001`).
+    pub fn problem_id(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let id: Option<i64> = key.parse().ok();
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT id FROM problems WHERE number = ? OR id = ?")?;
+            let mut rows = stmt.query(duckdb::params![key, id])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(r.get(0)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// One problem by number (`PRB-000001`) or id, with its linked incidents.
+    pub fn problem(&self, key: &str) -> Result<Option<Json>, StoreError> {
+        let id: Option<i64> = key.parse().ok();
+        self.with(|c| {
+            let mut rows = query_json(
+                c,
+                &format!("SELECT {PROBLEM_COLS} FROM problems WHERE number = ? OR id = ?"),
+                &[&key, &id],
+            )?;
+            let Some(mut p) = rows.pop() else {
+                return Ok(None);
+            };
+            let pid = p.get("id").and_then(Json::as_i64).unwrap_or(-1);
+            let incidents = query_json(
+                c,
+                "SELECT i.id, i.state, i.opened_at, i.resolved_at, i.site, i.node, i.title, i.priority,
+                        t.number AS ticket_number, l.linked_at
+                 FROM problem_incidents l JOIN incidents i ON i.id = l.incident_id
+                 LEFT JOIN tickets t ON t.id = i.ticket_id
+                 WHERE l.problem_id = ? ORDER BY i.id",
+                &[&pid],
+            )?;
+            p.insert(
+                "incidents".into(),
+                Json::Array(incidents.into_iter().map(Json::Object).collect()),
+            );
+            Ok(Some(Json::Object(p)))
+        })
+    }
+
+    /// Maintenance windows, newest first, with `in_effect` judged at `now`.
+    pub fn maintenance(
+        &self,
+        filter: MaintenanceFilter,
+        now: Millis,
+    ) -> Result<Vec<Map<String, Json>>, StoreError> {
+        let active = filter == MaintenanceFilter::Active;
+        self.with(|c| {
+            query_json(
+                c,
+                &format!(
+                    "SELECT {MAINTENANCE_COLS} FROM maintenance, (SELECT ?::BIGINT AS now_ms) n
+                     WHERE NOT ?::BOOLEAN OR (cancelled_at IS NULL
+                         AND (every_ms IS NOT NULL OR epoch_ms(ends_at) > n.now_ms))
+                     ORDER BY id DESC LIMIT 1000"
+                ),
+                &[&now, &active],
+            )
+        })
+    }
+
+    /// One maintenance window.
+    pub fn maintenance_window(&self, id: i64, now: Millis) -> Result<Option<Json>, StoreError> {
+        self.with(|c| {
+            Ok(query_json(
+                c,
+                &format!(
+                    "SELECT {MAINTENANCE_COLS} FROM maintenance, (SELECT ?::BIGINT AS now_ms) n WHERE id = ?"
+                ),
+                &[&now, &id],
+            )?
+            .pop()
+            .map(Json::Object))
+        })
+    }
+
     pub fn rejected(&self, limit: usize) -> Result<Vec<Map<String, Json>>, StoreError> {
         let limit = limit.min(10_000) as i64;
         self.with(|c| {
@@ -213,6 +355,10 @@ impl Reader {
                     "rejected_payloads",
                     "SELECT count(*) FROM rejected_payloads",
                 ),
+                (
+                    "problems_open",
+                    "SELECT count(*) FROM problems WHERE state <> 'resolved'",
+                ),
             ] {
                 let n: i64 = c.query_row(sql, [], |r| r.get(0))?;
                 m.insert(name.into(), json!(n));
@@ -240,8 +386,27 @@ fn json_col<T: serde::de::DeserializeOwned + Default>(s: Option<String>) -> T {
         .unwrap_or_default()
 }
 
+/// What the snapshot needs to know besides the data: the time, and how far back incidents
+/// count towards a problem record (the policy's `[problem] window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotScope {
+    pub now: Millis,
+    pub problem_window_ms: Millis,
+}
+
+fn level_or(s: Option<String>, default: Level) -> Result<Level, StoreError> {
+    match s {
+        Some(s) => parse_enum("level", &s, Level::parse),
+        None => Ok(default),
+    }
+}
+
+fn count(v: Option<i64>, default: u32) -> u32 {
+    v.and_then(|n| u32::try_from(n).ok()).unwrap_or(default)
+}
+
 /// Everything the engine needs to continue after a restart.
-pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
+pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, StoreError> {
     let mut snap = Snapshot::default();
 
     let mut stmt = conn.prepare(
@@ -264,16 +429,18 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
             agent_version: r.get(4)?,
             inventory: r
                 .get::<_, Option<String>>(5)?
-                .and_then(|s| serde_json::from_str(&s).ok()),
-            labels: json_col(r.get(6)?),
-            parents: json_col(r.get(7)?),
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .map(std::sync::Arc::new),
+            labels: std::sync::Arc::new(json_col(r.get(6)?)),
+            parents: std::sync::Arc::new(json_col(r.get(7)?)),
             via: r.get(8)?,
             last_seq: r.get(9)?,
             last_ts: ms(r, 10)?,
             last_report_at: ms(r, 11)?,
             last_report: r
                 .get::<_, Option<String>>(12)?
-                .and_then(|s| serde_json::from_str(&s).ok()),
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .map(std::sync::Arc::new),
             state_changed_at: ms(r, 13)?.unwrap_or(0),
             first_seen: ms(r, 14)?.unwrap_or(0),
             updated_at: ms(r, 15)?.unwrap_or(0),
@@ -302,18 +469,21 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         ));
     }
 
+    // Merged incidents are finished: their alerts live on in the incident they were merged into.
     let mut stmt = conn.prepare(
         "SELECT id, state, title, severity, category, priority, site, node, root_alert, root_cause, ticket_id,
-                opened_at, resolved_at, closed_at, updated_at
-         FROM incidents WHERE state <> 'closed' ORDER BY id",
+                opened_at, resolved_at, closed_at, updated_at, impact, urgency, signature, group_key,
+                nodes_affected, symptoms, flapping, merged_into, problem_id
+         FROM incidents WHERE state NOT IN ('closed', 'merged') ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
+        let severity = parse_enum("severity", &text(r, 3)?, Severity::parse)?;
         snap.incidents.push(IncidentRow {
             id: r.get(0)?,
             state: parse_enum("incident state", &text(r, 1)?, IncidentState::parse)?,
             title: text(r, 2)?,
-            severity: parse_enum("severity", &text(r, 3)?, Severity::parse)?,
+            severity,
             category: parse_enum("category", &text(r, 4)?, Category::parse)?,
             priority: parse_enum("priority", &text(r, 5)?, Priority::parse)?,
             site: text(r, 6)?,
@@ -325,13 +495,23 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
             resolved_at: ms(r, 12)?,
             closed_at: ms(r, 13)?,
             updated_at: ms(r, 14)?.unwrap_or(0),
+            // Incidents stored before migration 0002 have no impact, urgency or signature.
+            impact: level_or(r.get(15)?, Level::Medium)?,
+            urgency: level_or(r.get(16)?, Level::from_severity(severity))?,
+            signature: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
+            group_key: r.get(18)?,
+            nodes_affected: count(r.get(19)?, 1),
+            symptoms: count(r.get(20)?, 0),
+            flapping: r.get::<_, Option<bool>>(21)?.unwrap_or(false),
+            merged_into: r.get(22)?,
+            problem_id: r.get(23)?,
         });
     }
 
     let mut stmt = conn.prepare(
         "SELECT id, number, kind, state, priority, impact, urgency, category, assignment_group, summary,
                 description, reporter::VARCHAR, environment::VARCHAR, incident_id, site, node, runbook,
-                opened_at, acknowledged_at, resolved_at, closed_at, updated_at
+                opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround
          FROM tickets WHERE state <> 'closed' ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
@@ -359,6 +539,86 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
             resolved_at: ms(r, 19)?,
             closed_at: ms(r, 20)?,
             updated_at: ms(r, 21)?.unwrap_or(0),
+            problem_id: r.get(22)?,
+            workaround: r.get(23)?,
+        });
+    }
+
+    let mut stmt = conn.prepare(
+        "SELECT id, number, state, signature, rule, site, node, group_key, title, category, kb, workaround,
+                incident_count, opened_at, last_incident_at, known_error_at, resolved_at, updated_at
+         FROM problems WHERE state <> 'resolved' ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let opened_at = ms(r, 13)?.unwrap_or(0);
+        snap.problems.push(ProblemRow {
+            id,
+            number: r
+                .get::<_, Option<String>>(1)?
+                .unwrap_or_else(|| format!("PRB-{id:06}")),
+            state: parse_enum("problem state", &text(r, 2)?, ProblemState::parse)?,
+            signature: text(r, 3)?,
+            rule: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            site: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            node: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            group_key: r.get(7)?,
+            title: text(r, 8)?,
+            category: match r.get::<_, Option<String>>(9)? {
+                Some(c) => parse_enum("category", &c, Category::parse)?,
+                None => Category::Software,
+            },
+            kb: r.get(10)?,
+            workaround: r.get(11)?,
+            incident_count: count(r.get(12)?, 0),
+            opened_at,
+            last_incident_at: ms(r, 14)?.unwrap_or(opened_at),
+            known_error_at: ms(r, 15)?,
+            resolved_at: ms(r, 16)?,
+            updated_at: ms(r, 17)?.unwrap_or(opened_at),
+        });
+    }
+
+    // Incidents that still count towards a problem record: opened within the window.
+    let since = scope.now.saturating_sub(scope.problem_window_ms);
+    let mut stmt = conn.prepare(
+        "SELECT signature, id, opened_at, problem_id FROM incidents
+         WHERE epoch_ms(opened_at) >= ? AND coalesce(signature, '') <> '' AND state <> 'merged'
+         ORDER BY id",
+    )?;
+    let mut rows = stmt.query([since])?;
+    while let Some(r) = rows.next()? {
+        snap.recent.push(RecentIncident {
+            signature: text(r, 0)?,
+            incident_id: r.get(1)?,
+            opened_at: ms(r, 2)?.unwrap_or(0),
+            problem_id: r.get(3)?,
+        });
+    }
+
+    // Windows made through the API that are not over; the policy's come from policy.toml.
+    let mut stmt = conn.prepare(
+        "SELECT id, name, \"match\"::VARCHAR, starts_at, ends_at, every_ms, reason, created_by, created_at,
+                cancelled_at
+         FROM maintenance
+         WHERE created_by <> 'policy' AND cancelled_at IS NULL
+           AND (every_ms IS NOT NULL OR epoch_ms(ends_at) > ?)
+         ORDER BY id",
+    )?;
+    let mut rows = stmt.query([scope.now])?;
+    while let Some(r) = rows.next()? {
+        snap.maintenance.push(MaintenanceRow {
+            id: r.get(0)?,
+            name: text(r, 1)?,
+            match_: json_col(r.get(2)?),
+            starts_at: ms(r, 3)?.unwrap_or(0),
+            ends_at: ms(r, 4)?.unwrap_or(0),
+            every_ms: r.get(5)?,
+            reason: text(r, 6)?,
+            created_by: text(r, 7)?,
+            created_at: ms(r, 8)?.unwrap_or(0),
+            cancelled_at: ms(r, 9)?,
         });
     }
 
@@ -373,6 +633,8 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         incident_number: next(
             "SELECT coalesce(max(TRY_CAST(substr(number, 5) AS BIGINT)), 0) + 1 FROM tickets WHERE number LIKE 'INC-%'",
         )?,
+        problem: next("SELECT coalesce(max(id), 0) + 1 FROM problems")?,
+        maintenance: next("SELECT coalesce(max(id), 0) + 1 FROM maintenance")?,
     };
     Ok(snap)
 }

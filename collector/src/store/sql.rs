@@ -15,6 +15,7 @@ const JSON_COLUMNS: &[&str] = &[
     "environment",
     "data",
     "payload_json",
+    "match",
 ];
 
 /// One DuckDB value as JSON: timestamps as RFC 3339 strings, JSON columns parsed.

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
 use crate::engine::model::{
-    AlertRow, IncidentAlertRow, IncidentRow, NodeRow, TicketEventRow, TicketRow,
+    AlertRow, IncidentAlertRow, IncidentRow, MaintenanceRow, NodeRow, ProblemIncidentRow,
+    ProblemRow, TicketEventRow, TicketRow,
 };
 
 /// One input's worth of writing: its effects, or its rejection, and the token that acknowledges it.
@@ -21,6 +22,22 @@ pub struct WriteMsg<A> {
     pub rejected: Option<RejectedRow>,
     /// Released only after the transaction holding this input committed.
     pub ack: Option<A>,
+    /// Told once the transaction holding these effects committed (an operator's command
+    /// answers only then, so a read right after it sees its rows). Dropped unsent when the
+    /// write failed.
+    pub committed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<A> WriteMsg<A> {
+    /// Effects with nothing to acknowledge.
+    pub fn effects(effects: Vec<Effect>) -> Self {
+        WriteMsg {
+            effects,
+            rejected: None,
+            ack: None,
+            committed: None,
+        }
+    }
 }
 
 /// Counters of the writer, shared with `/metrics`.
@@ -109,10 +126,12 @@ impl Writer {
             let mut effects = Vec::new();
             let mut rejected = Vec::new();
             let mut tokens = Vec::new();
+            let mut committed = Vec::new();
             for m in batch {
                 effects.extend(m.effects);
                 rejected.extend(m.rejected);
                 tokens.extend(m.ack);
+                committed.extend(m.committed);
             }
             let mut attempt = 0;
             let rows = loop {
@@ -139,6 +158,9 @@ impl Writer {
             stats
                 .last_batch_micros
                 .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            for c in committed {
+                let _ = c.send(());
+            }
             for t in tokens {
                 if acks.blocking_send(t).is_err() {
                     break;
@@ -171,9 +193,12 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
     let mut nodes: BTreeMap<(&str, &str), &NodeRow> = BTreeMap::new();
     let mut incidents: BTreeMap<i64, &IncidentRow> = BTreeMap::new();
     let mut tickets: BTreeMap<i64, &TicketRow> = BTreeMap::new();
-    let mut links: Vec<&IncidentAlertRow> = Vec::new();
+    let mut links: BTreeMap<(i64, &str), &IncidentAlertRow> = BTreeMap::new();
     let mut alerts: Vec<&AlertRow> = Vec::new();
     let mut events: Vec<&TicketEventRow> = Vec::new();
+    let mut problems: BTreeMap<i64, &ProblemRow> = BTreeMap::new();
+    let mut problem_links: BTreeMap<(i64, i64), &ProblemIncidentRow> = BTreeMap::new();
+    let mut maintenance: BTreeMap<i64, &MaintenanceRow> = BTreeMap::new();
     for e in effects {
         match e {
             Effect::Node(n) => {
@@ -185,9 +210,20 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
             Effect::Ticket(t) => {
                 tickets.insert(t.id, t);
             }
-            Effect::IncidentAlert(l) => links.push(l),
+            Effect::IncidentAlert(l) => {
+                links.insert((l.incident_id, l.alert_key.as_str()), l);
+            }
             Effect::Alert(a) => alerts.push(a),
             Effect::TicketEvent(ev) => events.push(ev),
+            Effect::Problem(p) => {
+                problems.insert(p.id, p);
+            }
+            Effect::ProblemIncident(l) => {
+                problem_links.insert((l.problem_id, l.incident_id), l);
+            }
+            Effect::Maintenance(m) => {
+                maintenance.insert(m.id, m);
+            }
         }
     }
     let mut rows = 0;
@@ -205,14 +241,14 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
                 n.kind.as_str(),
                 n.state,
                 n.agent_version,
-                n.inventory.as_ref().and_then(json),
-                json(&n.labels),
-                json(&n.parents),
+                n.inventory.as_deref().and_then(json),
+                json(&*n.labels),
+                json(&*n.parents),
                 n.via,
                 n.last_seq,
                 n.last_ts,
                 n.last_report_at,
-                n.last_report.as_ref().and_then(json),
+                n.last_report.as_deref().and_then(json),
                 n.state_changed_at,
                 n.first_seen,
                 n.updated_at,
@@ -223,8 +259,9 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
     if !alerts.is_empty() {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO alerts (id, alert_key, rule, site, node, labels, state, severity, category, value,
-                 summary, detail, runbook, started_at, changed_at, incident_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?)",
+                 summary, detail, runbook, started_at, changed_at, incident_id, source, suppressed_by, flapping,
+                 description)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?, ?, ?, ?, ?)",
         )?;
         for a in &alerts {
             let t = &a.transition;
@@ -245,6 +282,10 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
                 t.started_at,
                 t.at,
                 a.incident_id,
+                t.source.as_str(),
+                a.suppressed_by,
+                a.flapping,
+                t.description,
             ])?;
             rows += 1;
         }
@@ -252,9 +293,10 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
     if !incidents.is_empty() {
         let mut stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO incidents (id, state, title, severity, category, priority, site, node,
-                 root_alert, root_cause, ticket_id, opened_at, resolved_at, closed_at, updated_at)
+                 root_alert, root_cause, ticket_id, opened_at, resolved_at, closed_at, updated_at,
+                 impact, urgency, signature, group_key, nodes_affected, symptoms, flapping, merged_into, problem_id)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),
-                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT))",
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
         for i in incidents.values() {
             stmt.execute(params![
@@ -273,17 +315,33 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
                 i.resolved_at,
                 i.closed_at,
                 i.updated_at,
+                i.impact.as_str(),
+                i.urgency.as_str(),
+                i.signature,
+                i.group_key,
+                i.nodes_affected,
+                i.symptoms,
+                i.flapping,
+                i.merged_into,
+                i.problem_id,
             ])?;
             rows += 1;
         }
     }
     if !links.is_empty() {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO incident_alerts (incident_id, alert_key, role, linked_at)
-             VALUES (?, ?, ?, epoch_ms(?::BIGINT)) ON CONFLICT DO NOTHING",
+            "INSERT INTO incident_alerts (incident_id, alert_key, role, linked_at, node)
+             VALUES (?, ?, ?, epoch_ms(?::BIGINT), ?)
+             ON CONFLICT (incident_id, alert_key) DO UPDATE SET role = excluded.role, node = excluded.node",
         )?;
-        for l in &links {
-            stmt.execute(params![l.incident_id, l.alert_key, l.role, l.linked_at])?;
+        for l in links.values() {
+            stmt.execute(params![
+                l.incident_id,
+                l.alert_key,
+                l.role,
+                l.linked_at,
+                l.node
+            ])?;
             rows += 1;
         }
     }
@@ -291,9 +349,9 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
         let mut stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO tickets (id, number, kind, state, priority, impact, urgency, category,
                  assignment_group, summary, description, reporter, environment, incident_id, site, node, runbook,
-                 opened_at, acknowledged_at, resolved_at, closed_at, updated_at)
+                 opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),
-                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), epoch_ms(?::BIGINT))",
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?, ?)",
         )?;
         for t in tickets.values() {
             stmt.execute(params![
@@ -319,6 +377,8 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
                 t.resolved_at,
                 t.closed_at,
                 t.updated_at,
+                t.problem_id,
+                t.workaround,
             ])?;
             rows += 1;
         }
@@ -337,6 +397,71 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
                 ev.actor,
                 ev.message,
                 json(&ev.data)
+            ])?;
+            rows += 1;
+        }
+    }
+    if !problems.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO problems (id, number, state, signature, rule, site, node, group_key, title,
+                 category, kb, workaround, incident_count, opened_at, last_incident_at, known_error_at,
+                 resolved_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), epoch_ms(?::BIGINT))",
+        )?;
+        for p in problems.values() {
+            stmt.execute(params![
+                p.id,
+                p.number,
+                p.state.as_str(),
+                p.signature,
+                p.rule,
+                p.site,
+                p.node,
+                p.group_key,
+                p.title,
+                p.category.as_str(),
+                p.kb,
+                p.workaround,
+                p.incident_count,
+                p.opened_at,
+                p.last_incident_at,
+                p.known_error_at,
+                p.resolved_at,
+                p.updated_at,
+            ])?;
+            rows += 1;
+        }
+    }
+    if !problem_links.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO problem_incidents (problem_id, incident_id, linked_at)
+             VALUES (?, ?, epoch_ms(?::BIGINT))",
+        )?;
+        for l in problem_links.values() {
+            stmt.execute(params![l.problem_id, l.incident_id, l.linked_at])?;
+            rows += 1;
+        }
+    }
+    if !maintenance.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO maintenance (id, name, \"match\", starts_at, ends_at, every_ms, reason,
+                 created_by, created_at, cancelled_at)
+             VALUES (?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?, ?, ?, epoch_ms(?::BIGINT),
+                 epoch_ms(?::BIGINT))",
+        )?;
+        for m in maintenance.values() {
+            stmt.execute(params![
+                m.id,
+                m.name,
+                json(&m.match_),
+                m.starts_at,
+                m.ends_at,
+                m.every_ms,
+                m.reason,
+                m.created_by,
+                m.created_at,
+                m.cancelled_at,
             ])?;
             rows += 1;
         }
