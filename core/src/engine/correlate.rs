@@ -65,7 +65,9 @@ impl Engine {
             AlertState::Firing => self.alert_fired(now, t, effects),
             AlertState::Resolved => {
                 let live = self.alerts.remove(&t.key);
-                let was_firing = live.as_ref().is_some_and(|l| l.firing);
+                let was_firing = live
+                    .as_ref()
+                    .is_some_and(|l| l.firing && l.suppressed.is_none());
                 let incident = live.as_ref().and_then(|l| l.incident);
                 self.unmark_down(&t);
                 let change = if was_firing {
@@ -88,7 +90,6 @@ impl Engine {
     }
 
     fn alert_fired(&mut self, now: Millis, t: AlertTransition, effects: &mut Vec<Effect>) {
-        let change = self.note_change(now, &t);
         if let Some(window) = self.suppression(now, &t) {
             self.counters.alerts_suppressed += 1;
             self.alerts.insert(
@@ -103,6 +104,8 @@ impl Engine {
             self.push_alert_row(&t, None, Some(window), effects);
             return;
         }
+        // Changes count towards flapping only while the alert can page.
+        let change = self.note_change(now, &t);
         let incident = self.incident_for(now, &t, effects);
         self.alerts.insert(
             t.key.clone(),
@@ -148,23 +151,23 @@ impl Engine {
             .filter(|i| i.members.contains(&t.key))
             .map(|i| (i.row.id, i.row.state, i.row.resolved_at))
             .next_back();
-        match member {
-            Some((id, IncidentState::Open, _)) => {
-                self.join(now, id, t, Role::Related, effects);
-                return id;
-            }
-            Some((id, IncidentState::Resolved, Some(r))) if now - r <= verify => {
-                self.reopen(now, id, t, effects);
-                self.join(now, id, t, Role::Related, effects);
-                return id;
-            }
-            _ => {}
+        if let Some((id, IncidentState::Open, _)) = member {
+            self.join(now, id, t, Role::Related, effects);
+            return id;
         }
+        // A down ancestor explains it before its own old incident could be reopened.
         if explained_by_topology(t)
             && let Some(id) = self.down_ancestor_incident(&t.site, &t.node)
         {
             self.counters.symptoms_attached += 1;
             self.join(now, id, t, Role::Symptom, effects);
+            return id;
+        }
+        if let Some((id, IncidentState::Resolved, Some(r))) = member
+            && now - r <= verify
+        {
+            self.reopen(now, id, t, effects);
+            self.join(now, id, t, Role::Related, effects);
             return id;
         }
         let group_key = self.group_key(t);

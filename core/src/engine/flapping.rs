@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use serde_json::json;
 
 use super::Engine;
-use super::model::Effect;
+use super::model::{Effect, IncidentState};
 use crate::rules::{AlertState, AlertTransition};
 use crate::time::{Millis, human, millis};
 
@@ -109,16 +109,27 @@ impl Engine {
             let Some(flap) = self.flaps.remove(&key) else {
                 continue;
             };
-            let (Some(last), Some(id)) = (flap.last, flap.incident) else {
+            // The incident it belongs to now (it may have been merged since it started).
+            let current = self
+                .incidents
+                .values()
+                .filter(|i| i.members.contains(&key) && i.row.state == IncidentState::Open)
+                .map(|i| i.row.id)
+                .next_back();
+            let (Some(last), Some(id)) = (flap.last, current.or(flap.incident)) else {
                 continue;
             };
             let firing = last.state == AlertState::Firing;
             let quiet_for = flap.changes.back().map(|&c| now - c).unwrap_or(0);
+            let still = self.flaps.iter().any(|(k, f)| {
+                f.flapping
+                    && self
+                        .incidents
+                        .get(&id)
+                        .is_some_and(|i| i.members.contains(k))
+            });
             if let Some(inc) = self.incidents.get_mut(&id) {
-                inc.row.flapping = self
-                    .flaps
-                    .values()
-                    .any(|f| f.flapping && f.incident == Some(id));
+                inc.row.flapping = still;
                 inc.row.updated_at = now;
                 effects.push(Effect::Incident(Box::new(inc.row.clone())));
                 if let Some(ticket) = inc.row.ticket_id {

@@ -144,6 +144,9 @@ impl Engine {
         };
         let new_member = inc.members.insert(t.key.clone());
         inc.active.insert(t.key.clone());
+        if flapping {
+            inc.row.flapping = true;
+        }
         inc.nodes.insert((t.site.clone(), t.node.clone()));
         let role = if inc.row.root_alert == t.key {
             Role::Root

@@ -215,14 +215,16 @@ impl Engine {
     /// Suppressed alerts still firing when no window covers them any more are correlated now.
     pub(super) fn release_suppressed(&mut self, now: Millis, effects: &mut Vec<Effect>) {
         self.maintenance.retain(|_, w| !over(w, now));
-        let mut due: Vec<String> = self
+        // Nodes that are down first, so what they explain beneath them joins their incident
+        // instead of opening one of its own.
+        let mut due: Vec<(bool, String)> = self
             .alerts
             .iter()
             .filter(|(_, a)| a.suppressed.is_some() && a.firing)
-            .map(|(k, _)| k.clone())
+            .map(|(k, a)| (!a.last.as_ref().is_some_and(|t| t.node_down), k.clone()))
             .collect();
         due.sort();
-        for key in due {
+        for (_, key) in due {
             let Some(live) = self.alerts.get(&key) else {
                 continue;
             };

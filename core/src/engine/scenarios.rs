@@ -737,3 +737,81 @@ fn maintenance_of_a_switch_covers_what_its_outage_explains_beneath_it() {
     assert_eq!(s.incidents.len(), 1);
     assert_eq!(s.incidents[&1].node, "web-03");
 }
+
+#[test]
+fn a_down_parent_wins_over_reopening_a_childs_old_incident() {
+    let mut s = sim();
+    switch_topology(&mut s);
+    s.step(10, &Step::Checks("web-03", &[("tcp:db", Critical)]));
+    s.step(20, &Step::Checks("web-03", &[("tcp:db", Fine)]));
+    assert_eq!(s.incidents[&1].state, IncidentState::Resolved);
+    // Inside web-03's verification period the switch dies, then web-03's check fails again.
+    s.step(
+        100,
+        &Step::Checks("core-sw-1", &[("reachability", Critical)]),
+    );
+    s.step(110, &Step::Checks("web-03", &[("tcp:db", Critical)]));
+    assert_eq!(
+        s.incidents[&1].state,
+        IncidentState::Resolved,
+        "not reopened"
+    );
+    let open = s.in_state(IncidentState::Open);
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].node, "core-sw-1");
+    assert_eq!(open[0].symptoms, 1);
+}
+
+#[test]
+fn when_a_window_over_a_switch_ends_the_switch_pages_first_and_its_hosts_join() {
+    let mut s = sim();
+    switch_topology(&mut s);
+    s.step(5, &Step::Command(window("core-sw-1", 0, 300)));
+    s.step(
+        10,
+        &Step::Checks("core-sw-1", &[("reachability", Critical)]),
+    );
+    s.step(12, &Step::Checks("web-03", &[("tcp:db", Critical)]));
+    s.step(13, &Step::Will("web-04"));
+    s.ticks(13, 60);
+    assert!(s.incidents.is_empty());
+    // Still down when the window ends: one incident, the switch's, one ticket.
+    s.ticks(299, 301);
+    assert_eq!(s.incidents.len(), 1, "{:#?}", s.incidents);
+    let inc = &s.incidents[&1];
+    assert_eq!(inc.node, "core-sw-1");
+    assert_eq!(inc.symptoms, 2);
+    assert_eq!(s.tickets.len(), 1);
+}
+
+#[test]
+fn a_flapping_child_merged_into_its_parent_settles_there() {
+    let mut s = sim();
+    switch_topology(&mut s);
+    let mut t = 10;
+    for _ in 0..4 {
+        s.step(t, &Step::Checks("web-05", &[("tcp:db", Critical)]));
+        s.step(t + 5, &Step::Checks("web-05", &[("tcp:db", Fine)]));
+        t += 10;
+    }
+    s.step(t, &Step::Checks("web-05", &[("tcp:db", Critical)]));
+    assert!(s.incidents[&1].flapping);
+    // The switch goes down: web-05's incident (root: a failing check) is merged.
+    s.step(
+        t + 1,
+        &Step::Checks("core-sw-1", &[("reachability", Critical)]),
+    );
+    let parent = s.in_state(IncidentState::Open)[0].id;
+    assert_eq!(s.incidents[&1].state, IncidentState::Merged);
+    assert!(s.incidents[&parent].flapping);
+    // Everything recovers; web-05 stays quiet past the settle period.
+    s.step(t + 10, &Step::Checks("web-05", &[("tcp:db", Fine)]));
+    s.step(
+        t + 20,
+        &Step::Checks("core-sw-1", &[("reachability", Fine)]),
+    );
+    s.ticks(t + 20, t + 20 + 200);
+    let inc = &s.incidents[&parent];
+    assert!(!inc.flapping);
+    assert_eq!(inc.state, IncidentState::Resolved);
+}
