@@ -9,6 +9,8 @@ mod sql;
 mod writer;
 
 #[cfg(test)]
+mod restart_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

@@ -447,9 +447,17 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
         });
     }
 
+    // An alert of a merged incident lives on in the incident it was merged into (followed
+    // through up to three merges).
     let mut stmt = conn.prepare(
-        "SELECT alert_key, rule, site, node, labels::VARCHAR, state, started_at, incident_id
-         FROM v_alerts_current WHERE state IN ('pending', 'firing')",
+        "SELECT a.alert_key, a.rule, a.site, a.node, a.labels::VARCHAR, a.state, a.started_at,
+                COALESCE(m3.merged_into, m2.merged_into, m1.merged_into, a.incident_id),
+                a.summary, a.detail, a.suppressed_by
+         FROM v_alerts_current a
+         LEFT JOIN incidents m1 ON m1.id = a.incident_id AND m1.state = 'merged'
+         LEFT JOIN incidents m2 ON m2.id = m1.merged_into AND m2.state = 'merged'
+         LEFT JOIN incidents m3 ON m3.id = m2.merged_into AND m3.state = 'merged'
+         WHERE a.state IN ('pending', 'firing')",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -464,9 +472,28 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
                 labels,
                 state: parse_enum("alert state", &state, AlertState::parse)?,
                 started_at: ms(r, 6)?.unwrap_or(0),
+                summary: text(r, 8)?,
+                detail: text(r, 9)?,
+                suppressed_by: r.get(10)?,
             },
             r.get(7)?,
         ));
+    }
+
+    let mut stmt = conn.prepare(
+        "SELECT l.incident_id, l.alert_key, l.role, COALESCE(l.node, i.node), l.linked_at
+         FROM incident_alerts l JOIN incidents i ON i.id = l.incident_id
+         WHERE i.state IN ('open', 'resolved') ORDER BY l.incident_id, l.alert_key",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        snap.links.push(crate::engine::IncidentAlertRow {
+            incident_id: r.get(0)?,
+            alert_key: text(r, 1)?,
+            role: text(r, 2)?,
+            node: text(r, 3)?,
+            linked_at: ms(r, 4)?.unwrap_or(0),
+        });
     }
 
     // Merged incidents are finished: their alerts live on in the incident they were merged into.
@@ -583,9 +610,11 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
     // Incidents that still count towards a problem record: opened within the window.
     let since = scope.now.saturating_sub(scope.problem_window_ms);
     let mut stmt = conn.prepare(
-        "SELECT signature, id, opened_at, problem_id FROM incidents
-         WHERE epoch_ms(opened_at) >= ? AND coalesce(signature, '') <> '' AND state <> 'merged'
-         ORDER BY id",
+        "SELECT i.signature, i.id, i.opened_at,
+                coalesce(i.problem_id, (SELECT max(p.problem_id) FROM problem_incidents p WHERE p.incident_id = i.id))
+         FROM incidents i
+         WHERE epoch_ms(i.opened_at) >= ? AND coalesce(i.signature, '') <> '' AND i.state <> 'merged'
+         ORDER BY i.id",
     )?;
     let mut rows = stmt.query([since])?;
     while let Some(r) = rows.next()? {

@@ -313,7 +313,7 @@ impl Engine {
                     && i.row.state == IncidentState::Open
                     && i.row.site == site
                     && now - i.row.opened_at <= grouping
-                    && i.root.as_ref().is_none_or(explained_by_topology)
+                    && i.root.as_ref().is_some_and(explained_by_topology)
             })
             .map(|i| (i.row.id, i.row.node.clone()))
             .filter(|(_, n)| self.is_beneath(site, n, node))

@@ -65,6 +65,8 @@ pub struct Snapshot {
     pub recent: Vec<RecentIncident>,
     /// Maintenance windows made through the API that have not ended.
     pub maintenance: Vec<MaintenanceRow>,
+    /// Alert links of the incidents not yet closed (who is root, symptom, related).
+    pub links: Vec<IncidentAlertRow>,
     pub next_ids: Ids,
 }
 
@@ -236,6 +238,8 @@ pub struct Engine {
     maintenance: BTreeMap<i64, MaintenanceRow>,
     policy_windows: Vec<MaintenanceRow>,
     flaps: HashMap<String, flapping::Flap>,
+    /// Incidents restored open with nothing firing; resolved on the first input.
+    unheld: Vec<i64>,
 }
 
 impl Engine {
@@ -267,8 +271,23 @@ impl Engine {
             clock: 0,
             orphans: Vec::new(),
             down: HashMap::new(),
-            problems: snapshot.problems.into_iter().map(|p| (p.id, p)).collect(),
-            recent: problems::Recent::restore(&snapshot.recent),
+            problems: snapshot
+                .problems
+                .iter()
+                .map(|p| (p.id, p.clone()))
+                .collect(),
+            // Incidents of a problem that was resolved meanwhile count towards nothing.
+            recent: problems::Recent::restore(
+                &snapshot
+                    .recent
+                    .iter()
+                    .filter(|r| {
+                        r.problem_id
+                            .is_none_or(|p| snapshot.problems.iter().any(|x| x.id == p))
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ),
             maintenance: snapshot
                 .maintenance
                 .into_iter()
@@ -276,6 +295,7 @@ impl Engine {
                 .collect(),
             policy_windows: Vec::new(),
             flaps: HashMap::new(),
+            unheld: Vec::new(),
         };
         engine.load_policy_windows();
         for row in snapshot.incidents {
@@ -290,11 +310,24 @@ impl Engine {
                 },
             );
         }
+        for link in snapshot.links {
+            if let Some(inc) = engine.incidents.get_mut(&link.incident_id) {
+                inc.nodes.insert((inc.row.site.clone(), link.node.clone()));
+                inc.members.insert(link.alert_key);
+            }
+        }
         for (alert, incident) in snapshot.alerts {
             if dropped.contains(&alert.key) {
                 engine.orphans.push(alert.clone());
             }
             let firing = alert.state == crate::rules::AlertState::Firing;
+            let last = engine.describe(&alert);
+            if let (Some(inc), Some(t)) =
+                (incident.and_then(|id| engine.incidents.get_mut(&id)), &last)
+                && inc.row.root_alert == alert.key
+            {
+                inc.root = Some(t.clone());
+            }
             if let Some(inc) = incident.and_then(|id| engine.incidents.get_mut(&id)) {
                 inc.members.insert(alert.key.clone());
                 inc.nodes.insert((alert.site.clone(), alert.node.clone()));
@@ -318,13 +351,84 @@ impl Engine {
                 alert.key,
                 LiveAlert {
                     incident,
-                    suppressed: None,
+                    suppressed: alert.suppressed_by,
                     firing,
-                    last: None,
+                    last: last.filter(|_| firing),
                 },
             );
         }
+        // An incident open with nothing firing (its alerts cleared while the collector was
+        // down, or a flapping alert held it open) resolves on the first input.
+        engine.unheld = engine
+            .incidents
+            .values()
+            .filter(|i| i.row.state == IncidentState::Open && i.active.is_empty())
+            .map(|i| i.row.id)
+            .collect();
         engine
+    }
+
+    /// Rebuild a live alert's firing transition from what the store kept and its rule.
+    fn describe(&self, a: &ActiveAlert) -> Option<AlertTransition> {
+        let rule = self.rules.rules().iter().find(|r| r.name == a.rule)?;
+        Some(AlertTransition {
+            key: a.key.clone(),
+            rule: a.rule.clone(),
+            site: a.site.clone(),
+            node: a.node.clone(),
+            labels: a.labels.clone(),
+            state: a.state,
+            severity: rule.severity,
+            category: rule.category,
+            value: None,
+            summary: a.summary.clone(),
+            description: String::new(),
+            detail: a.detail.clone(),
+            runbook: rule.runbook.clone(),
+            source: crate::rules::AlertSource::of(&rule.condition),
+            group_by: rule.group_by.clone(),
+            node_down: rule.node_down,
+            started_at: a.started_at,
+            at: a.started_at,
+        })
+    }
+
+    /// Resolve the incidents `new` found open with nothing firing.
+    fn resolve_unheld(&mut self, now: Millis, effects: &mut Vec<Effect>) {
+        for id in std::mem::take(&mut self.unheld) {
+            let Some(inc) = self.incidents.get(&id) else {
+                continue;
+            };
+            if !inc.active.is_empty() || inc.row.state != IncidentState::Open {
+                continue;
+            }
+            let t = AlertTransition {
+                key: String::new(),
+                summary: "nothing is firing any more".into(),
+                detail: "its alerts cleared while tocsin was not running, or a flapping alert held it open across a restart".into(),
+                ..inc.root.clone().unwrap_or_else(|| AlertTransition {
+                    key: String::new(),
+                    rule: String::new(),
+                    site: inc.row.site.clone(),
+                    node: inc.row.node.clone(),
+                    labels: BTreeMap::new(),
+                    state: crate::rules::AlertState::Resolved,
+                    severity: inc.row.severity,
+                    category: inc.row.category,
+                    value: None,
+                    summary: String::new(),
+                    description: String::new(),
+                    detail: String::new(),
+                    runbook: None,
+                    source: crate::rules::AlertSource::Internal,
+                    group_by: Vec::new(),
+                    node_down: false,
+                    started_at: now,
+                    at: now,
+                })
+            };
+            self.alert_cleared(now, id, &t, effects);
+        }
     }
 
     /// Resolve alerts whose rule was removed while the collector was down, so their
@@ -395,6 +499,9 @@ impl Engine {
         let mut out = Outcome::default();
         if !self.orphans.is_empty() {
             self.resolve_orphans(now, &mut out.effects);
+        }
+        if !self.unheld.is_empty() {
+            self.resolve_unheld(now, &mut out.effects);
         }
         match input {
             Input::Report(report) => {

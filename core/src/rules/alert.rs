@@ -114,6 +114,11 @@ pub struct ActiveAlert {
     pub labels: BTreeMap<String, String>,
     pub state: AlertState,
     pub started_at: Millis,
+    /// Its latest summary and detail, so the engine can still describe it.
+    pub summary: String,
+    pub detail: String,
+    /// The maintenance window holding it back, if any.
+    pub suppressed_by: Option<String>,
 }
 
 /// `rule:site/node{k=v,...}`

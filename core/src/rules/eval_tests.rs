@@ -212,6 +212,9 @@ fn restore_resumes_series() {
             labels: [("check".to_string(), "tcp:pg".to_string())].into(),
             state: Firing,
             started_at: 500,
+            summary: String::new(),
+            detail: String::new(),
+            suppressed_by: None,
         },
         ActiveAlert {
             key: "gone:dc1/web-01".into(),
@@ -221,6 +224,9 @@ fn restore_resumes_series() {
             labels: BTreeMap::new(),
             state: Firing,
             started_at: 500,
+            summary: String::new(),
+            detail: String::new(),
+            suppressed_by: None,
         },
     ]);
     assert_eq!(dropped, vec!["gone:dc1/web-01".to_string()]);
