@@ -120,13 +120,21 @@ pub struct HttpConfig {
     #[serde(default = "default_listen_http")]
     pub listen: SocketAddr,
     /// File holding the bearer token that may write (reload rules, maintenance, problems).
-    /// Unset: writes are accepted only while `listen` is a loopback address.
+    /// Unset: writes are accepted only when the API is open on loopback.
     #[serde(default)]
     pub operator_token_file: Option<PathBuf>,
     /// File holding the bearer token that may read `/api/v1` (the operator token may too).
-    /// Unset: reads are open.
+    /// Unset: reads are accepted only when the API is open on loopback.
     #[serde(default)]
     pub viewer_token_file: Option<PathBuf>,
+    /// While `listen` is a loopback address, requests without a token may do what an unset
+    /// token allows (local tools, the quickstart). Set false to require tokens locally too.
+    #[serde(default = "default_true")]
+    pub open_on_loopback: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen_http() -> SocketAddr {
@@ -139,6 +147,7 @@ impl Default for HttpConfig {
             listen: default_listen_http(),
             operator_token_file: None,
             viewer_token_file: None,
+            open_on_loopback: true,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Bearer tokens for the API: an operator token that may write, a viewer token that may read.
 //!
 //! Tokens live in files (`[http] operator_token_file`, `viewer_token_file`), read once at
-//! start. Without an operator token, writes are accepted only while the API listens on a
-//! loopback address (a local operator); without a viewer token, reads are open.
+//! start. Without an operator token, writes are accepted only while the API is open on
+//! loopback (listens on a loopback address and `[http] open_on_loopback`, the default);
+//! without a viewer token, the same holds for reads. On any other address every `/api/v1`
+//! request needs a token.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,7 +33,8 @@ pub struct Denied {
 pub struct Auth {
     operator: Option<Vec<u8>>,
     viewer: Option<Vec<u8>>,
-    /// The listener is on a loopback address.
+    /// Open on loopback: the listener is on a loopback address and tokenless local requests
+    /// are allowed.
     loopback: bool,
 }
 
@@ -104,7 +107,7 @@ impl Auth {
         Ok(Auth {
             operator,
             viewer,
-            loopback: listen.ip().is_loopback(),
+            loopback: listen.ip().is_loopback() && http.open_on_loopback,
         })
     }
 
@@ -128,8 +131,13 @@ impl Auth {
         match access {
             Access::Open => Ok(()),
             Access::Read => {
-                if self.viewer.is_none() || operator || viewer {
+                if (self.viewer.is_none() && self.loopback) || operator || viewer {
                     Ok(())
+                } else if self.viewer.is_none() && presented.is_none() {
+                    Err(Denied {
+                        status: StatusCode::FORBIDDEN,
+                        message: "reads need a token: the API is not open on loopback and no viewer token is configured (set [http] viewer_token_file, or send the operator token)".into(),
+                    })
                 } else if presented.is_none() {
                     Err(unauthorized(
                         "this API needs a token: send Authorization: Bearer <viewer or operator token>",
@@ -226,8 +234,21 @@ mod tests {
         assert!(denied.message.contains("operator_token_file"));
         assert!(!denied.message.contains('\n'));
         assert!(!public.writes_enabled());
+        // Nor reads: a public listener without a viewer token is not open to anyone.
+        let denied = public.check(Access::Read, None).expect_err("refused");
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        assert!(denied.message.contains("viewer_token_file"));
         let v6 = Auth::new(None, None, "[::1]:8080".parse().expect("addr"));
         assert!(v6.writes_enabled());
+        assert_eq!(status(v6.check(Access::Read, None)), 200);
+        // Loopback can be closed too.
+        let http = HttpConfig {
+            open_on_loopback: false,
+            ..HttpConfig::default()
+        };
+        let closed = Auth::load(&http, LOCAL.into()).expect("load");
+        assert_eq!(status(closed.check(Access::Read, None)), 403);
+        assert_eq!(status(closed.check(Access::Write, None)), 403);
     }
 
     #[test]
