@@ -407,7 +407,10 @@ fn count(v: Option<i64>, default: u32) -> u32 {
 
 /// Everything the engine needs to continue after a restart.
 pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, StoreError> {
-    let mut snap = Snapshot::default();
+    let mut snap = Snapshot {
+        now: scope.now,
+        ..Snapshot::default()
+    };
 
     let mut stmt = conn.prepare(
         "SELECT site, node, kind, state, agent_version, inventory::VARCHAR, labels::VARCHAR, parents::VARCHAR, via,
@@ -626,13 +629,14 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
         });
     }
 
-    // Windows made through the API that are not over; the policy's come from policy.toml.
+    // Windows made through the API that are not over, and the policy's as last stored (the
+    // engine cancels those no longer in policy.toml).
     let mut stmt = conn.prepare(
         "SELECT id, name, \"match\"::VARCHAR, starts_at, ends_at, every_ms, reason, created_by, created_at,
                 cancelled_at
          FROM maintenance
-         WHERE created_by <> 'policy' AND cancelled_at IS NULL
-           AND (every_ms IS NOT NULL OR epoch_ms(ends_at) > ?)
+         WHERE cancelled_at IS NULL
+           AND (created_by = 'policy' OR every_ms IS NOT NULL OR epoch_ms(ends_at) > ?)
          ORDER BY id",
     )?;
     let mut rows = stmt.query([scope.now])?;

@@ -10,6 +10,7 @@ impl Engine {
     pub fn command(&mut self, now: Millis, cmd: Command) -> Result<(Reply, Outcome), CommandError> {
         let now = self.advance(now);
         let mut out = Outcome::default();
+        out.effects.append(&mut self.pending);
         let reply = match cmd {
             Command::AddMaintenance(row) => self.add_maintenance(now, row, &mut out.effects)?,
             Command::EndMaintenance { id, actor } => {
@@ -30,11 +31,13 @@ impl Engine {
     pub fn reload(&mut self, now: Millis, rules: Vec<Rule>, policy: Policy) -> Outcome {
         let now = self.advance(now);
         let mut out = Outcome::default();
+        out.effects.append(&mut self.pending);
         self.policy = policy;
-        self.load_policy_windows();
+        self.load_policy_windows(now);
         for t in self.rules.reload(rules, now) {
             self.apply_alert(now, t, &mut out.effects);
         }
+        out.effects.append(&mut self.pending);
         // A window that was removed or moved may release alerts it held back.
         self.release_suppressed(now, &mut out.effects);
         out

@@ -91,6 +91,14 @@ pub fn window_from_policy(m: &MaintenancePolicy) -> Result<MaintenanceRow, Strin
     Ok(row)
 }
 
+/// The stored id of a policy window: negative, and stable for its name.
+pub fn policy_window_id(name: &str) -> i64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    name.hash(&mut h);
+    -((h.finish() >> 2) as i64) - 1
+}
+
 /// Is the window in force at `now`?
 pub fn active(w: &MaintenanceRow, now: Millis) -> bool {
     if w.cancelled_at.is_some_and(|c| c <= now) || now < w.starts_at {
@@ -186,6 +194,11 @@ impl Engine {
         actor: &str,
         effects: &mut Vec<Effect>,
     ) -> Result<Reply, CommandError> {
+        if self.policy_windows.iter().any(|w| w.id == id) {
+            return Err(CommandError::Invalid(format!(
+                "maintenance window {id} comes from policy.toml: remove it there and reload the rules"
+            )));
+        }
         let Some(mut row) = self.maintenance.remove(&id) else {
             return Err(CommandError::NotFound(format!(
                 "maintenance window {id} does not exist or has already ended"
@@ -203,13 +216,35 @@ impl Engine {
     }
 
     /// Policy windows after a policy load (refused ones were caught when the policy was read).
-    pub(super) fn load_policy_windows(&mut self) {
-        self.policy_windows = self
+    /// They are stored too (negative ids, `created_by = "policy"`), so operators see them next
+    /// to their own; a window gone from the policy is stored as cancelled at `now`.
+    pub(super) fn load_policy_windows(&mut self, now: Millis) {
+        let new: Vec<MaintenanceRow> = self
             .policy
             .maintenance
             .iter()
             .filter_map(|m| window_from_policy(m).ok())
+            .map(|mut w| {
+                w.id = policy_window_id(&w.name);
+                w
+            })
             .collect();
+        for old in &self.policy_windows {
+            if !new.iter().any(|w| w.id == old.id) {
+                let mut gone = old.clone();
+                gone.cancelled_at = Some(now);
+                gone.reason = format!("{} (removed from policy.toml)", gone.reason)
+                    .trim_start()
+                    .to_string();
+                self.pending.push(Effect::Maintenance(Box::new(gone)));
+            }
+        }
+        for w in &new {
+            if !self.policy_windows.contains(w) {
+                self.pending.push(Effect::Maintenance(Box::new(w.clone())));
+            }
+        }
+        self.policy_windows = new;
     }
 
     /// Suppressed alerts still firing when no window covers them any more are correlated now.

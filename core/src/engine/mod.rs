@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub maintenance: Vec<MaintenanceRow>,
     /// Alert links of the incidents not yet closed (who is root, symptom, related).
     pub links: Vec<IncidentAlertRow>,
+    /// When the snapshot was taken (the collector's clock at start).
+    pub now: Millis,
     pub next_ids: Ids,
 }
 
@@ -240,6 +242,8 @@ pub struct Engine {
     flaps: HashMap<String, flapping::Flap>,
     /// Incidents restored open with nothing firing; resolved on the first input.
     unheld: Vec<i64>,
+    /// Effects made outside an input (at start); handed out with the next outcome.
+    pending: Vec<Effect>,
 }
 
 impl Engine {
@@ -296,8 +300,18 @@ impl Engine {
             policy_windows: Vec::new(),
             flaps: HashMap::new(),
             unheld: Vec::new(),
+            pending: Vec::new(),
         };
-        engine.load_policy_windows();
+        // Policy windows are the policy's: stored rows of ones no longer in it are cancelled.
+        let stored_policy: Vec<MaintenanceRow> = engine
+            .maintenance
+            .values()
+            .filter(|m| m.id < 0)
+            .cloned()
+            .collect();
+        engine.maintenance.retain(|id, _| *id >= 0);
+        engine.policy_windows = stored_policy;
+        engine.load_policy_windows(snapshot.now);
         for row in snapshot.incidents {
             engine.incidents.insert(
                 row.id,
@@ -500,6 +514,7 @@ impl Engine {
         if !self.orphans.is_empty() {
             self.resolve_orphans(now, &mut out.effects);
         }
+        out.effects.append(&mut self.pending);
         if !self.unheld.is_empty() {
             self.resolve_unheld(now, &mut out.effects);
         }

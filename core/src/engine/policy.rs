@@ -379,7 +379,13 @@ impl Policy {
                 }
             }
         }
-        for m in &policy.maintenance {
+        for (i, m) in policy.maintenance.iter().enumerate() {
+            if policy.maintenance[..i].iter().any(|o| o.name == m.name) {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("maintenance {:?} is defined twice", m.name),
+                });
+            }
             if let Err(message) = super::maintenance::window_from_policy(m) {
                 return Err(ConfigError::Parse {
                     path: path.to_path_buf(),

@@ -779,3 +779,68 @@ fn reload_keeps_live_alerts_of_kept_rules_and_resolves_those_of_removed_ones() {
     assert!(incidents_in(&out.effects).iter().all(|i| i.id == 1));
     assert_eq!(e.open_incidents(), 1);
 }
+
+#[test]
+fn policy_windows_are_stored_and_cancelled_when_they_leave_the_policy() {
+    let with = r#"
+        [[maintenance]]
+        name = "sunday patching"
+        match = { node = "web-*" }
+        start = "2026-12-06T02:00:00Z"
+        duration = "2h"
+        every = "7d"
+    "#;
+    let policy = Policy::from_toml_str(Path::new("policy.toml"), with).expect("policy");
+    let mut e = Engine::new(
+        policy,
+        parse_rules("t", RULES).expect("rules"),
+        Snapshot::default(),
+    );
+    let windows = |effects: &[Effect]| -> Vec<MaintenanceRow> {
+        effects
+            .iter()
+            .filter_map(|x| match x {
+                Effect::Maintenance(m) => Some((**m).clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = windows(&e.handle(1_000, Input::Tick).effects);
+    assert_eq!(first.len(), 1);
+    assert!(first[0].id < 0);
+    assert_eq!(first[0].created_by, "policy");
+    assert_eq!(first[0].cancelled_at, None);
+    // Nothing new on the next input; an unchanged reload stores nothing either.
+    assert!(windows(&e.handle(2_000, Input::Tick).effects).is_empty());
+    let same = Policy::from_toml_str(Path::new("policy.toml"), with).expect("policy");
+    let out = e.reload(3_000, parse_rules("t", RULES).expect("rules"), same);
+    assert!(windows(&out.effects).is_empty());
+    // Gone from the policy: stored as cancelled.
+    let out = e.reload(
+        4_000,
+        parse_rules("t", RULES).expect("rules"),
+        Policy::default(),
+    );
+    let gone = windows(&out.effects);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].id, first[0].id);
+    assert_eq!(gone[0].cancelled_at, Some(4_000));
+    // A restart whose policy lacks a stored policy window cancels it as well.
+    let snapshot = Snapshot {
+        maintenance: vec![first[0].clone()],
+        now: 9_000,
+        ..Snapshot::default()
+    };
+    let mut e = Engine::new(
+        Policy::default(),
+        parse_rules("t", RULES).expect("rules"),
+        snapshot,
+    );
+    let gone = windows(&e.handle(9_000, Input::Tick).effects);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].cancelled_at, Some(9_000));
+    assert!(
+        Policy::from_toml_str(Path::new("policy.toml"), &format!("{with}\n{with}")).is_err(),
+        "a window name used twice is refused"
+    );
+}
