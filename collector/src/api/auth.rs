@@ -111,6 +111,11 @@ impl Auth {
         })
     }
 
+    /// Writes are checked against an operator token (else they come from open loopback).
+    pub fn has_operator_token(&self) -> bool {
+        self.operator.is_some()
+    }
+
     /// Writes are possible at all (a token is set, or the listener is local).
     pub fn writes_enabled(&self) -> bool {
         self.operator.is_some() || self.loopback

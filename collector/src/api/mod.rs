@@ -228,10 +228,19 @@ where
         return r;
     }
     if method == Method::POST {
-        let actor = requests::actor(
-            req.headers()
-                .get("x-tocsin-actor")
-                .map(HeaderValue::as_bytes),
+        // The name is self-declared; the audit trail also says which credential vouched for it.
+        let credential = if state.auth.has_operator_token() {
+            "operator token"
+        } else {
+            "open loopback"
+        };
+        let actor = format!(
+            "{} via {credential}",
+            requests::actor(
+                req.headers()
+                    .get("x-tocsin-actor")
+                    .map(HeaderValue::as_bytes),
+            )
         );
         let body = match body_bytes(req).await {
             Ok(b) => b,

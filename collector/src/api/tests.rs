@@ -319,7 +319,7 @@ async fn maintenance_windows_through_the_engine() {
     assert!(id >= 1, "{w}");
     assert_eq!(w["name"], "patch");
     assert_eq!(w["match"]["node"], "web-*");
-    assert_eq!(w["created_by"], "alice");
+    assert_eq!(w["created_by"], "alice via open loopback");
     assert_eq!(w["in_effect"], true);
     // Committed before the answer: the list shows it right away.
     let list = client
