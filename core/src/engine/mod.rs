@@ -5,6 +5,7 @@
 //! time-based runs on the `now` it is handed, so scenario tests drive it in
 //! simulated time and a recorded input stream replays to the same output.
 
+pub mod calendar;
 mod commands;
 mod correlate;
 mod flapping;

@@ -183,6 +183,9 @@ pub struct Sla {
     /// Time to resolve.
     #[serde(with = "humantime_serde")]
     pub resolution: Duration,
+    /// Count only the business hours of this `[calendar.<name>]` (default: around the clock).
+    #[serde(default)]
+    pub calendar: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +239,12 @@ pub struct Policy {
     pub maintenance: Vec<MaintenancePolicy>,
     #[serde(default)]
     pub sla: BTreeMap<Priority, Sla>,
+    /// Business-hours calendars SLA targets may count in.
+    #[serde(default, rename = "calendar")]
+    pub calendars: BTreeMap<String, super::calendar::CalendarConfig>,
+    /// The calendars, validated (filled when the policy is read).
+    #[serde(skip)]
+    pub business_hours: BTreeMap<String, super::calendar::Calendar>,
     #[serde(default)]
     pub escalation: Vec<EscalationLevel>,
     #[serde(default)]
@@ -330,6 +339,8 @@ impl Default for Policy {
             flapping: FlappingPolicy::default(),
             maintenance: Vec::new(),
             sla: BTreeMap::new(),
+            calendars: BTreeMap::new(),
+            business_hours: BTreeMap::new(),
             escalation: Vec::new(),
             notify: NotifyPolicy::default(),
             routes: Vec::new(),
@@ -361,7 +372,29 @@ impl Policy {
     }
 
     pub fn from_toml_str(path: &Path, text: &str) -> Result<Policy, ConfigError> {
-        let policy: Policy = toml::from_str(text).map_err(|e| ConfigError::parse(path, e))?;
+        let mut policy: Policy = toml::from_str(text).map_err(|e| ConfigError::parse(path, e))?;
+        for (name, c) in &policy.calendars {
+            let cal = super::calendar::Calendar::from_config(name, c).map_err(|message| {
+                ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                }
+            })?;
+            policy.business_hours.insert(name.clone(), cal);
+        }
+        for (priority, sla) in &policy.sla {
+            if let Some(name) = &sla.calendar
+                && !policy.business_hours.contains_key(name)
+            {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "[sla.{}] counts in calendar {name:?}, but [calendar.{name}] is not defined",
+                        priority.as_str()
+                    ),
+                });
+            }
+        }
         for route in &policy.routes {
             for key in route.match_.keys() {
                 let known = matches!(
@@ -463,6 +496,33 @@ impl Policy {
             }
         }
         self.default_group.clone()
+    }
+
+    /// When `budget` of a priority's SLA time has passed since `from`: in its calendar's
+    /// business hours, or around the clock.
+    pub fn sla_due(&self, priority: Priority, from: Millis, budget: Millis) -> Option<Millis> {
+        let calendar = self
+            .sla
+            .get(&priority)
+            .and_then(|s| s.calendar.as_ref())
+            .and_then(|c| self.business_hours.get(c));
+        match calendar {
+            Some(cal) => cal.due(from, budget),
+            None => Some(from.saturating_add(budget.max(0))),
+        }
+    }
+
+    /// SLA time of a priority spent in `[from, to)`.
+    pub fn sla_elapsed(&self, priority: Priority, from: Millis, to: Millis) -> Millis {
+        let calendar = self
+            .sla
+            .get(&priority)
+            .and_then(|s| s.calendar.as_ref())
+            .and_then(|c| self.business_hours.get(c));
+        match calendar {
+            Some(cal) => cal.business_ms(from, to),
+            None => (to - from).max(0),
+        }
     }
 
     pub fn verify_ms(&self) -> Millis {
@@ -640,6 +700,51 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn sla_targets_count_in_their_calendar() {
+        let p = Policy::from_toml_str(
+            Path::new("policy.toml"),
+            r#"
+            [calendar.office]
+            timezone = "UTC"
+            hours = { mon = "09:00-17:00", tue = "09:00-17:00", wed = "09:00-17:00", thu = "09:00-17:00", fri = "09:00-17:00" }
+            [sla.P3]
+            response = "4h"
+            resolution = "3d"
+            calendar = "office"
+            [sla.P1]
+            response = "15m"
+            resolution = "4h"
+            "#,
+        )
+        .expect("valid");
+        const H: Millis = 3_600_000;
+        // 2026-11-27 (Friday) 15:00 UTC.
+        let friday_15 = 1_795_791_600_000;
+        // P3: 2 business hours left on Friday, 2 more on Monday from 09:00.
+        assert_eq!(
+            p.sla_due(Priority::P3, friday_15, 4 * H),
+            Some(friday_15 + 68 * H) // Monday 11:00
+        );
+        assert_eq!(
+            p.sla_elapsed(Priority::P3, friday_15, friday_15 + 24 * H),
+            2 * H
+        );
+        // P1 counts around the clock.
+        assert_eq!(p.sla_due(Priority::P1, friday_15, H), Some(friday_15 + H));
+        assert_eq!(
+            p.sla_elapsed(Priority::P1, friday_15, friday_15 + 24 * H),
+            24 * H
+        );
+        let err = Policy::from_toml_str(
+            Path::new("policy.toml"),
+            "[sla.P1]\nresponse = \"15m\"\nresolution = \"4h\"\ncalendar = \"nope\"",
+        )
+        .expect_err("unknown calendar")
+        .to_string();
+        assert!(err.contains("[calendar.nope] is not defined"), "{err}");
     }
 
     #[test]
