@@ -107,7 +107,14 @@ fn one_of(name: &str, value: Option<&String>, allowed: &[&str]) -> Result<Option
 
 const INCIDENT_STATES: &[&str] = &["open", "resolved", "closed", "merged"];
 const ALERT_STATES: &[&str] = &["pending", "firing", "resolved"];
-const TICKET_STATES: &[&str] = &["new", "acknowledged", "in_progress", "resolved", "closed"];
+const TICKET_STATES: &[&str] = &[
+    "new",
+    "acknowledged",
+    "in_progress",
+    "pending",
+    "resolved",
+    "closed",
+];
 const PROBLEM_STATES: &[&str] = &["open", "known_error", "resolved"];
 const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
 

@@ -10,6 +10,7 @@ mod commands;
 mod correlate;
 mod flapping;
 mod incidents;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod model;
 pub mod policy;

@@ -227,6 +227,8 @@ pub enum TicketState {
     New,
     Acknowledged,
     InProgress,
+    /// Waiting on a user or a vendor: the resolution clock pauses.
+    Pending,
     Resolved,
     Closed,
 }
@@ -237,6 +239,7 @@ impl TicketState {
             TicketState::New => "new",
             TicketState::Acknowledged => "acknowledged",
             TicketState::InProgress => "in_progress",
+            TicketState::Pending => "pending",
             TicketState::Resolved => "resolved",
             TicketState::Closed => "closed",
         }
@@ -247,6 +250,7 @@ impl TicketState {
             "new" => Some(TicketState::New),
             "acknowledged" => Some(TicketState::Acknowledged),
             "in_progress" => Some(TicketState::InProgress),
+            "pending" => Some(TicketState::Pending),
             "resolved" => Some(TicketState::Resolved),
             "closed" => Some(TicketState::Closed),
             _ => None,
