@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod model;
 pub mod policy;
 pub mod problems;
+pub mod sla;
 mod tickets;
 
 #[cfg(test)]
