@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, VecDeque};
 use serde_json::json;
 
 use super::flapping::FlapChange;
-use super::model::{Effect, IncidentAlertRow, IncidentState, TicketState};
+use super::model::{Effect, IncidentAlertRow, IncidentState};
 use super::{Engine, LiveAlert};
 use crate::rules::{AlertSource, AlertState, AlertTransition};
 use crate::time::Millis;
@@ -394,12 +394,7 @@ impl Engine {
             .map(|t| t.number.clone())
             .unwrap_or_else(|| "no ticket".into());
         if let Some(ticket_id) = old.row.ticket_id {
-            if let Some(mut ticket) = self.tickets.remove(&ticket_id) {
-                ticket.state = TicketState::Closed;
-                ticket.closed_at = Some(now);
-                ticket.updated_at = now;
-                effects.push(Effect::Ticket(Box::new(ticket)));
-            }
+            self.close_ticket(now, ticket_id, effects);
             let msg = format!(
                 "merged into {into_number}: this fault is a symptom of {root_cause}; follow {into_number}"
             );

@@ -373,17 +373,22 @@ impl Engine {
             let Some(ticket_id) = inc.row.ticket_id else {
                 continue;
             };
-            if let Some(mut ticket) = self.tickets.remove(&ticket_id) {
-                ticket.state = TicketState::Closed;
-                ticket.closed_at = Some(now);
-                ticket.updated_at = now;
-                effects.push(Effect::Ticket(Box::new(ticket)));
-            }
+            self.close_ticket(now, ticket_id, effects);
             let msg = format!(
                 "closed: verified, no recurrence for {}",
                 humantime::format_duration(self.policy.incident.verify_for)
             );
             self.ticket_event(now, ticket_id, "closed", msg, json!({}), effects);
+        }
+    }
+
+    /// Close a ticket and let go of it (the store keeps it).
+    pub(super) fn close_ticket(&mut self, now: Millis, ticket_id: i64, effects: &mut Vec<Effect>) {
+        if let Some(mut ticket) = self.tickets.remove(&ticket_id) {
+            ticket.state = TicketState::Closed;
+            ticket.closed_at = Some(now);
+            ticket.updated_at = now;
+            effects.push(Effect::Ticket(Box::new(ticket)));
         }
     }
 

@@ -498,15 +498,16 @@ impl Policy {
         self.default_group.clone()
     }
 
+    /// The business-hours calendar a priority's SLA counts in (None: around the clock).
+    fn sla_calendar(&self, priority: Priority) -> Option<&super::calendar::Calendar> {
+        let name = self.sla.get(&priority)?.calendar.as_ref()?;
+        self.business_hours.get(name)
+    }
+
     /// When `budget` of a priority's SLA time has passed since `from`: in its calendar's
     /// business hours, or around the clock.
     pub fn sla_due(&self, priority: Priority, from: Millis, budget: Millis) -> Option<Millis> {
-        let calendar = self
-            .sla
-            .get(&priority)
-            .and_then(|s| s.calendar.as_ref())
-            .and_then(|c| self.business_hours.get(c));
-        match calendar {
+        match self.sla_calendar(priority) {
             Some(cal) => cal.due(from, budget),
             None => Some(from.saturating_add(budget.max(0))),
         }
@@ -514,12 +515,7 @@ impl Policy {
 
     /// SLA time of a priority spent in `[from, to)`.
     pub fn sla_elapsed(&self, priority: Priority, from: Millis, to: Millis) -> Millis {
-        let calendar = self
-            .sla
-            .get(&priority)
-            .and_then(|s| s.calendar.as_ref())
-            .and_then(|c| self.business_hours.get(c));
-        match calendar {
+        match self.sla_calendar(priority) {
             Some(cal) => cal.business_ms(from, to),
             None => (to - from).max(0),
         }
