@@ -12,6 +12,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "topology_problems_maintenance",
         include_str!("migrations/0002_topology_problems_maintenance.sql"),
     ),
+    (
+        3,
+        "tickets_sla_outbox",
+        include_str!("migrations/0003_tickets_sla_outbox.sql"),
+    ),
 ];
 
 /// Apply every migration newer than the database; returns how many ran.

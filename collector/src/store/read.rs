@@ -3,17 +3,17 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use duckdb::Connection;
 use duckdb::types::Value;
+use duckdb::{Connection, params};
 use serde_json::{Map, Value as Json, json};
 
 use super::StoreError;
 use super::sql::{millis_of, query_json};
 use crate::engine::model::{
-    IncidentRow, IncidentState, MaintenanceRow, NodeRow, ProblemRow, ProblemState, TicketRow,
-    TicketState,
+    IncidentRow, IncidentState, MaintenanceRow, NodeRow, ProblemRow, ProblemState, TicketEventRow,
+    TicketRow, TicketSla, TicketState,
 };
-use crate::engine::{Ids, Level, Priority, RecentIncident, Snapshot};
+use crate::engine::{Ids, Level, Priority, RecentIncident, SimilarCase, Snapshot};
 use crate::rules::{ActiveAlert, AlertState, Category, Severity};
 use crate::time::Millis;
 
@@ -45,7 +45,11 @@ const TICKET_COLS: &str = "id, number, kind, state, priority, impact, urgency, c
     description, reporter::VARCHAR AS reporter, environment::VARCHAR AS environment, incident_id, site, node,
     runbook, opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id,
     (SELECT p.number FROM problems p WHERE p.id = tickets.problem_id) AS problem_number,
-    coalesce(workaround, (SELECT p.workaround FROM problems p WHERE p.id = tickets.problem_id)) AS workaround";
+    coalesce(workaround, (SELECT p.workaround FROM problems p WHERE p.id = tickets.problem_id)) AS workaround,
+    assignee, affected::VARCHAR AS affected, similar::VARCHAR AS similar, detected_at, resolution, cause_code,
+    response_target_ms, resolution_target_ms, response_due_at, resolution_due_at, response_breached_at,
+    resolution_breached_at, resolution_elapsed_ms, escalation_level, escalated_at, reopened, close_held,
+    sla::VARCHAR AS sla";
 
 const PROBLEM_COLS: &str = "id, number, state, title, signature, rule, site, node, group_key, category, kb,
     workaround, incident_count, opened_at, last_incident_at, known_error_at, resolved_at, updated_at";
@@ -538,39 +542,51 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
         });
     }
 
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {TICKET_ROW_COLS} FROM tickets WHERE state <> 'closed' ORDER BY id"
+    ))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        snap.tickets.push(ticket_row(r)?);
+    }
+    // The log of open tickets, for the handover an escalation carries.
     let mut stmt = conn.prepare(
-        "SELECT id, number, kind, state, priority, impact, urgency, category, assignment_group, summary,
-                description, reporter::VARCHAR, environment::VARCHAR, incident_id, site, node, runbook,
-                opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround
-         FROM tickets WHERE state <> 'closed' ORDER BY id",
+        "SELECT e.id, e.ticket_id, epoch_ms(e.created_at), e.kind, e.actor, e.message, e.data::VARCHAR
+         FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
+         WHERE t.state <> 'closed' ORDER BY e.id",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        snap.tickets.push(TicketRow {
+        snap.ticket_events.push(TicketEventRow {
             id: r.get(0)?,
+            ticket_id: r.get(1)?,
+            at: r.get(2)?,
+            kind: text(r, 3)?,
+            actor: text(r, 4)?,
+            message: text(r, 5)?,
+            data: json_col::<Json>(r.get(6)?),
+        });
+    }
+    // Past cases: the last closed tickets of each incident signature.
+    let mut stmt = conn.prepare(
+        "SELECT signature, number, summary, epoch_ms(opened_at), epoch_ms(resolved_at), resolution, cause_code
+         FROM (SELECT i.signature, t.number, t.summary, t.opened_at, t.resolved_at, t.resolution, t.cause_code,
+                      row_number() OVER (PARTITION BY i.signature ORDER BY t.closed_at DESC, t.id DESC) AS n
+               FROM tickets t JOIN incidents i ON i.id = t.incident_id
+               WHERE t.state = 'closed' AND i.signature IS NOT NULL AND i.state <> 'merged'
+                 AND t.closed_at >= to_timestamp(?::BIGINT / 1000.0) - INTERVAL 90 DAY)
+         WHERE n <= ? ORDER BY signature, n",
+    )?;
+    let mut rows = stmt.query(params![scope.now, crate::engine::SIMILAR_KEPT as i64])?;
+    while let Some(r) = rows.next()? {
+        snap.similar.push(SimilarCase {
+            signature: text(r, 0)?,
             number: text(r, 1)?,
-            kind: text(r, 2)?,
-            state: parse_enum("ticket state", &text(r, 3)?, TicketState::parse)?,
-            priority: parse_enum("priority", &text(r, 4)?, Priority::parse)?,
-            impact: parse_enum("impact", &text(r, 5)?, Level::parse)?,
-            urgency: parse_enum("urgency", &text(r, 6)?, Level::parse)?,
-            category: parse_enum("category", &text(r, 7)?, Category::parse)?,
-            assignment_group: text(r, 8)?,
-            summary: text(r, 9)?,
-            description: text(r, 10)?,
-            reporter: json_col::<Json>(r.get(11)?),
-            environment: json_col::<Json>(r.get(12)?),
-            incident_id: r.get(13)?,
-            site: r.get(14)?,
-            node: r.get(15)?,
-            runbook: r.get(16)?,
-            opened_at: ms(r, 17)?.unwrap_or(0),
-            acknowledged_at: ms(r, 18)?,
-            resolved_at: ms(r, 19)?,
-            closed_at: ms(r, 20)?,
-            updated_at: ms(r, 21)?.unwrap_or(0),
-            problem_id: r.get(22)?,
-            workaround: r.get(23)?,
+            summary: text(r, 2)?,
+            opened_at: r.get(3)?,
+            resolved_at: r.get(4)?,
+            resolution: r.get(5)?,
+            cause_code: r.get(6)?,
         });
     }
 
@@ -668,6 +684,80 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
         )?,
         problem: next("SELECT coalesce(max(id), 0) + 1 FROM problems")?,
         maintenance: next("SELECT coalesce(max(id), 0) + 1 FROM maintenance")?,
+        request_number: next(
+            "SELECT coalesce(max(TRY_CAST(substr(number, 5) AS BIGINT)), 0) + 1 FROM tickets WHERE number LIKE 'REQ-%'",
+        )?,
+        notification: next("SELECT coalesce(max(id), 0) + 1 FROM notifications")?,
     };
     Ok(snap)
+}
+
+/// Ticket columns in the order [`ticket_row`] reads them.
+const TICKET_ROW_COLS: &str = "id, number, kind, state, priority, impact, urgency, category, assignment_group,
+    summary, description, reporter::VARCHAR, environment::VARCHAR, incident_id, site, node, runbook,
+    opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround,
+    assignee, affected::VARCHAR, similar::VARCHAR, detected_at, resolution, cause_code, sla::VARCHAR,
+    escalation_level, escalated_at, reopened, close_held";
+
+/// A ticket as the engine keeps it. Tickets stored before migration 0003 get empty SLA
+/// state and no assignee.
+fn ticket_row(r: &duckdb::Row<'_>) -> Result<TicketRow, StoreError> {
+    let opened_at = ms(r, 17)?.unwrap_or(0);
+    Ok(TicketRow {
+        id: r.get(0)?,
+        number: text(r, 1)?,
+        kind: text(r, 2)?,
+        state: parse_enum("ticket state", &text(r, 3)?, TicketState::parse)?,
+        priority: parse_enum("priority", &text(r, 4)?, Priority::parse)?,
+        impact: parse_enum("impact", &text(r, 5)?, Level::parse)?,
+        urgency: parse_enum("urgency", &text(r, 6)?, Level::parse)?,
+        category: parse_enum("category", &text(r, 7)?, Category::parse)?,
+        assignment_group: text(r, 8)?,
+        summary: text(r, 9)?,
+        description: text(r, 10)?,
+        reporter: json_col::<Json>(r.get(11)?),
+        environment: json_col::<Json>(r.get(12)?),
+        incident_id: r.get(13)?,
+        site: r.get(14)?,
+        node: r.get(15)?,
+        runbook: r.get(16)?,
+        opened_at,
+        acknowledged_at: ms(r, 18)?,
+        resolved_at: ms(r, 19)?,
+        closed_at: ms(r, 20)?,
+        updated_at: ms(r, 21)?.unwrap_or(0),
+        problem_id: r.get(22)?,
+        workaround: r.get(23)?,
+        assignee: r.get(24)?,
+        affected: json_col::<Json>(r.get(25)?),
+        similar: json_col::<Json>(r.get(26)?),
+        detected_at: ms(r, 27)?.unwrap_or(opened_at),
+        resolution: r.get(28)?,
+        cause_code: r.get(29)?,
+        sla: json_col::<TicketSla>(r.get(30)?),
+        escalation_level: r
+            .get::<_, Option<i64>>(31)?
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        escalated_at: ms(r, 32)?,
+        reopened: count(r.get(33)?, 0),
+        close_held: r.get(34)?,
+    })
+}
+
+impl Reader {
+    /// One ticket as the engine keeps it, by number or id (the API hands a closed one to a reopen).
+    pub fn ticket_row(&self, key: &str) -> Result<Option<TicketRow>, StoreError> {
+        let id: Option<i64> = key.parse().ok();
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {TICKET_ROW_COLS} FROM tickets WHERE number = ? OR id = ? LIMIT 1"
+            ))?;
+            let mut rows = stmt.query(params![key, id])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(ticket_row(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
 }

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
 use crate::engine::model::{
-    AlertRow, IncidentAlertRow, IncidentRow, MaintenanceRow, NodeRow, ProblemIncidentRow,
-    ProblemRow, TicketEventRow, TicketRow,
+    AlertRow, IncidentAlertRow, IncidentRow, MaintenanceRow, NodeRow, NotificationRow,
+    ProblemIncidentRow, ProblemRow, TicketEventRow, TicketRow,
 };
 
 /// One input's worth of writing: its effects, or its rejection, and the token that acknowledges it.
@@ -199,6 +199,7 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
     let mut problems: BTreeMap<i64, &ProblemRow> = BTreeMap::new();
     let mut problem_links: BTreeMap<(i64, i64), &ProblemIncidentRow> = BTreeMap::new();
     let mut maintenance: BTreeMap<i64, &MaintenanceRow> = BTreeMap::new();
+    let mut notifications: Vec<&NotificationRow> = Vec::new();
     for e in effects {
         match e {
             Effect::Node(n) => {
@@ -224,6 +225,7 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
             Effect::Maintenance(m) => {
                 maintenance.insert(m.id, m);
             }
+            Effect::Notification(n) => notifications.push(n),
         }
     }
     let mut rows = 0;
@@ -349,9 +351,14 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
         let mut stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO tickets (id, number, kind, state, priority, impact, urgency, category,
                  assignment_group, summary, description, reporter, environment, incident_id, site, node, runbook,
-                 opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround)
+                 opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround,
+                 assignee, affected, similar, detected_at, resolution, cause_code, sla, response_target_ms,
+                 resolution_target_ms, response_due_at, resolution_due_at, response_breached_at,
+                 resolution_breached_at, resolution_elapsed_ms, escalation_level, escalated_at, reopened, close_held)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),
-                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?, ?)",
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?, ?,
+                 ?, ?, ?, epoch_ms(?::BIGINT), ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),
+                 epoch_ms(?::BIGINT), epoch_ms(?::BIGINT), ?, ?, epoch_ms(?::BIGINT), ?, ?)",
         )?;
         for t in tickets.values() {
             stmt.execute(params![
@@ -379,6 +386,48 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
                 t.updated_at,
                 t.problem_id,
                 t.workaround,
+                t.assignee,
+                json(&t.affected),
+                json(&t.similar),
+                t.detected_at,
+                t.resolution,
+                t.cause_code,
+                json(&t.sla),
+                t.sla.response_target_ms,
+                t.sla.resolution_target_ms,
+                t.sla.response_due_at,
+                t.sla.resolution_due_at,
+                t.sla.response_breached_at,
+                t.sla.resolution_breached_at,
+                t.sla.resolution_elapsed_ms,
+                t.escalation_level,
+                t.escalated_at,
+                t.reopened,
+                t.close_held,
+            ])?;
+            rows += 1;
+        }
+    }
+    if !notifications.is_empty() {
+        // Written pending, in the transaction of the event that made them: the delivery task
+        // picks them up once committed, and a crash before the commit sends nothing.
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO notifications (id, target, kind, payload, state, attempts, created_at,
+                 idempotency_key, channel, event, ticket_id, next_attempt_at)
+             VALUES (?, ?, ?, ?, 'pending', 0, epoch_ms(?::BIGINT), ?, ?, ?, ?, epoch_ms(?::BIGINT))",
+        )?;
+        for n in &notifications {
+            stmt.execute(params![
+                n.id,
+                n.target,
+                n.event,
+                json(&n.payload),
+                n.created_at,
+                n.key,
+                n.channel,
+                n.event,
+                n.ticket_id,
+                n.created_at,
             ])?;
             rows += 1;
         }

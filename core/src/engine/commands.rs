@@ -22,6 +22,11 @@ impl Engine {
                 workaround,
                 actor,
             } => self.update_problem(now, id, state, workaround, &actor, &mut out.effects)?,
+            Command::Ticket { .. } | Command::OpenTicket { .. } => {
+                return Err(CommandError::Invalid(
+                    "ticket commands are not available yet".into(),
+                ));
+            }
         };
         Ok((reply, out))
     }

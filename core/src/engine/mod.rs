@@ -8,6 +8,7 @@
 pub mod calendar;
 mod commands;
 mod correlate;
+pub mod desk;
 mod flapping;
 mod incidents;
 pub mod lifecycle;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod policy;
 pub mod problems;
 pub mod sla;
+pub mod targets;
 mod tickets;
 
 #[cfg(test)]
@@ -28,9 +30,11 @@ use std::sync::Arc;
 
 use tocsin_protocol::{NodeState, Report, Status};
 
+pub use desk::{ManualTicket, Reporter, TicketAction, TicketKind};
 pub use model::{
     AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeRow, Nodes,
-    ProblemIncidentRow, ProblemRow, ProblemState, TicketEventRow, TicketRow, TicketState,
+    NotificationRow, ProblemIncidentRow, ProblemRow, ProblemState, TicketEventRow, TicketRow,
+    TicketSla, TicketState,
 };
 pub use policy::{Level, Policy, Priority};
 
@@ -70,9 +74,29 @@ pub struct Snapshot {
     pub maintenance: Vec<MaintenanceRow>,
     /// Alert links of the incidents not yet closed (who is root, symptom, related).
     pub links: Vec<IncidentAlertRow>,
+    /// The log of the tickets not yet closed (for the handover an escalation carries).
+    pub ticket_events: Vec<TicketEventRow>,
+    /// Closed tickets of recent incidents, newest first, for "similar past incidents".
+    pub similar: Vec<SimilarCase>,
     /// When the snapshot was taken (the collector's clock at start).
     pub now: Millis,
     pub next_ids: Ids,
+}
+
+/// Past cases kept per signature for "similar past incidents".
+pub const SIMILAR_KEPT: usize = 3;
+
+/// A closed ticket of an incident, as a past case for new tickets of the same signature.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SimilarCase {
+    pub signature: String,
+    pub number: String,
+    pub summary: String,
+    pub opened_at: Millis,
+    pub resolved_at: Option<Millis>,
+    /// Resolution notes (`recovered automatically` when monitoring saw it clear).
+    pub resolution: Option<String>,
+    pub cause_code: Option<String>,
 }
 
 /// An incident that counts towards a problem record.
@@ -98,6 +122,19 @@ pub enum Command {
         workaround: Option<String>,
         actor: String,
     },
+    /// An operator's action on a ticket. `stored` is the ticket as the store has it, handed
+    /// in by the API for a closed ticket (the engine lets go of closed tickets; reopen needs it).
+    Ticket {
+        id: i64,
+        action: TicketAction,
+        actor: String,
+        stored: Option<Box<TicketRow>>,
+    },
+    /// A ticket opened by a person.
+    OpenTicket {
+        ticket: Box<ManualTicket>,
+        actor: String,
+    },
 }
 
 /// What a command produced, for the API's answer.
@@ -106,6 +143,7 @@ pub enum Command {
 pub enum Reply {
     Maintenance(Box<MaintenanceRow>),
     Problem(Box<ProblemRow>),
+    Ticket(Box<TicketRow>),
 }
 
 /// Why a command was refused (nothing changed).
@@ -115,6 +153,9 @@ pub enum CommandError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The ticket's state does not allow it (the API answers 409).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Next free identifiers; persisted implicitly as the maxima of the stored rows.
@@ -128,6 +169,9 @@ pub struct Ids {
     pub incident_number: i64,
     pub problem: i64,
     pub maintenance: i64,
+    /// Running number of `REQ-` tickets.
+    pub request_number: i64,
+    pub notification: i64,
 }
 
 impl Default for Ids {
@@ -140,6 +184,8 @@ impl Default for Ids {
             incident_number: 1,
             problem: 1,
             maintenance: 1,
+            request_number: 1,
+            notification: 1,
         }
     }
 }

@@ -285,11 +285,85 @@ pub struct TicketRow {
     /// The problem record this ticket's incident belongs to, and its workaround once known.
     pub problem_id: Option<i64>,
     pub workaround: Option<String>,
+    /// The person working on it (None: the assignment group's queue).
+    pub assignee: Option<String>,
+    /// What is affected: `{"nodes": [...], "services": [...]}`.
+    pub affected: serde_json::Value,
+    /// Similar past tickets and how they were resolved (newest first).
+    pub similar: serde_json::Value,
+    /// When the fault was first detected (or, for a person's report, when it started).
+    pub detected_at: Millis,
+    /// Resolution notes and cause code, from whoever resolved it.
+    pub resolution: Option<String>,
+    pub cause_code: Option<String>,
+    /// SLA targets and clocks.
+    pub sla: TicketSla,
+    /// Highest escalation level reached (0: not escalated).
+    pub escalation_level: u32,
+    pub escalated_at: Option<Millis>,
+    /// Times it was reopened.
+    pub reopened: u32,
+    /// Why it waits for an operator to close it instead of closing after verification
+    /// (an operator commented on it or reopened it).
+    pub close_held: Option<String>,
     pub opened_at: Millis,
     pub acknowledged_at: Option<Millis>,
     pub resolved_at: Option<Millis>,
     pub closed_at: Option<Millis>,
     pub updated_at: Millis,
+}
+
+/// A ticket's SLA: its targets (from its priority), the resolution clock (paused while
+/// pending), when each target falls due and when it was breached.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TicketSla {
+    /// Time to acknowledge and time to resolve, ms of SLA time (None: no target for the priority).
+    pub response_target_ms: Option<Millis>,
+    pub resolution_target_ms: Option<Millis>,
+    /// Calendar the targets count in (None: around the clock).
+    pub calendar: Option<String>,
+    /// Running stretches of the resolution clock.
+    pub clock: super::sla::SlaClock,
+    /// When the response target falls due (None once acknowledged).
+    pub response_due_at: Option<Millis>,
+    /// When 75% of the resolution target is reached (None once passed or while paused).
+    pub resolution_warn_at: Option<Millis>,
+    /// When the resolution target falls due (None while paused or once resolved).
+    pub resolution_due_at: Option<Millis>,
+    pub response_breached_at: Option<Millis>,
+    pub resolution_warned_at: Option<Millis>,
+    pub resolution_breached_at: Option<Millis>,
+    /// Resolution time used up to the last pause or resolution, ms of SLA time.
+    pub resolution_elapsed_ms: Millis,
+    /// An escalation waiting for the next level's delay to pass.
+    pub deferred: Option<DeferredEscalation>,
+}
+
+/// An escalation asked for before the next level's `after` delay passed since the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferredEscalation {
+    pub at: Millis,
+    pub triggers: Vec<String>,
+    pub reason: String,
+}
+
+/// A notification written to the durable outbox; the delivery task sends it and marks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRow {
+    pub id: i64,
+    /// Idempotency key sent with it (`<ticket number>:<event id>:<target>`): a receiver that
+    /// sees a key twice (a send whose mark was lost in a crash) can drop the repeat.
+    pub key: String,
+    /// `webhook`, `email` or `mqtt`.
+    pub channel: String,
+    /// Name of the target in the policy's `[notify.<channel>.<name>]`.
+    pub target: String,
+    /// `ticket.escalated`, `ticket.opened`, ...
+    pub event: String,
+    pub ticket_id: Option<i64>,
+    /// What is sent (for an escalation: the handover, the ticket's full record).
+    pub payload: serde_json::Value,
+    pub created_at: Millis,
 }
 
 /// One line of a ticket's audit log.
@@ -399,4 +473,5 @@ pub enum Effect {
     Problem(Box<ProblemRow>),
     ProblemIncident(ProblemIncidentRow),
     Maintenance(Box<MaintenanceRow>),
+    Notification(Box<NotificationRow>),
 }

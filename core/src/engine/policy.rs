@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::targets::{
+    Channel, EmailTarget, GroupPolicy, MqttTarget, NotifyPolicy, Target, Webhook,
+};
 use crate::error::ConfigError;
 use crate::rules::{Category, Severity};
 use crate::time::{Millis, millis};
@@ -186,29 +189,24 @@ pub struct Sla {
     /// Count only the business hours of this `[calendar.<name>]` (default: around the clock).
     #[serde(default)]
     pub calendar: Option<String>,
+    /// Notify the first escalation level as soon as a ticket of this priority opens
+    /// (default: true for P1, false otherwise).
+    #[serde(default)]
+    pub notify_at_once: Option<bool>,
 }
 
+/// One level of the escalation chain, in order (the team on duty, a senior engineer, the
+/// manager and the vendor, ...). A trigger moves a ticket one level up; `after` is how long
+/// the previous level keeps it (since its escalation, or since the ticket opened for the
+/// first level) before this one can be reached: an earlier trigger waits until then.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationLevel {
     pub name: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(default, with = "humantime_serde")]
     pub after: Duration,
     #[serde(default)]
     pub notify: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Webhook {
-    pub url: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyPolicy {
-    #[serde(default)]
-    pub webhook: BTreeMap<String, Webhook>,
 }
 
 /// Route tickets whose facts match every key to an assignment group.
@@ -249,6 +247,9 @@ pub struct Policy {
     pub escalation: Vec<EscalationLevel>,
     #[serde(default)]
     pub notify: NotifyPolicy,
+    /// Assignment groups' own notification targets (`group` in a level's notify list).
+    #[serde(default, rename = "group")]
+    pub groups: BTreeMap<String, GroupPolicy>,
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
     /// Assignment group when no route matches.
@@ -343,6 +344,7 @@ impl Default for Policy {
             business_hours: BTreeMap::new(),
             escalation: Vec::new(),
             notify: NotifyPolicy::default(),
+            groups: BTreeMap::new(),
             routes: Vec::new(),
             default_group: d_group(),
         }
@@ -432,20 +434,16 @@ impl Policy {
                 message: "[priority] nodes_medium must not be above nodes_high".into(),
             });
         }
-        for level in &policy.escalation {
-            for target in &level.notify {
-                if let Some(name) = target.strip_prefix("webhook:")
-                    && !policy.notify.webhook.contains_key(name)
-                {
-                    return Err(ConfigError::Parse {
-                        path: path.to_path_buf(),
-                        message: format!(
-                            "escalation {:?} notifies webhook:{name}, but [notify.webhook.{name}] is not defined",
-                            level.name
-                        ),
-                    });
-                }
-            }
+        let levels: Vec<(String, Vec<String>)> = policy
+            .escalation
+            .iter()
+            .map(|l| (l.name.clone(), l.notify.clone()))
+            .collect();
+        if let Err(message) = policy.notify.validate(&levels, &policy.groups) {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            });
         }
         Ok(policy)
     }

@@ -19,7 +19,7 @@ pub struct Progress {
 }
 
 /// One SLA clock (response or resolution) of one ticket.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlaClock {
     /// (from, to) of every running stretch; the last one is open while running.
     segments: Vec<(Millis, Option<Millis>)>,
