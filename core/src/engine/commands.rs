@@ -11,23 +11,35 @@ impl Engine {
         let now = self.advance(now);
         let mut out = Outcome::default();
         out.effects.append(&mut self.pending);
-        let reply = match cmd {
-            Command::AddMaintenance(row) => self.add_maintenance(now, row, &mut out.effects)?,
-            Command::EndMaintenance { id, actor } => {
-                self.end_maintenance(now, id, &actor, &mut out.effects)?
-            }
-            Command::UpdateProblem {
-                id,
-                state,
-                workaround,
-                actor,
-            } => self.update_problem(now, id, state, workaround, &actor, &mut out.effects)?,
-            Command::Ticket { .. } | Command::OpenTicket { .. } => {
-                return Err(CommandError::Invalid(
-                    "ticket commands are not available yet".into(),
-                ));
-            }
-        };
+        let reply =
+            match cmd {
+                Command::AddMaintenance(row) => self.add_maintenance(now, row, &mut out.effects)?,
+                Command::EndMaintenance { id, actor } => {
+                    self.end_maintenance(now, id, &actor, &mut out.effects)?
+                }
+                Command::UpdateProblem {
+                    id,
+                    state,
+                    workaround,
+                    actor,
+                } => self.update_problem(now, id, state, workaround, &actor, &mut out.effects)?,
+                Command::Ticket {
+                    id,
+                    action,
+                    actor,
+                    stored,
+                } => Reply::Ticket(Box::new(self.ticket_action(
+                    now,
+                    id,
+                    action,
+                    &actor,
+                    stored,
+                    &mut out.effects,
+                )?)),
+                Command::OpenTicket { ticket, actor } => Reply::Ticket(Box::new(
+                    self.open_manual(now, *ticket, &actor, &mut out.effects)?,
+                )),
+            };
         Ok((reply, out))
     }
 

@@ -394,14 +394,14 @@ impl Engine {
             .map(|t| t.number.clone())
             .unwrap_or_else(|| "no ticket".into());
         if let Some(ticket_id) = old.row.ticket_id {
-            self.close_ticket(now, ticket_id, effects);
             let msg = format!(
                 "merged into {into_number}: this fault is a symptom of {root_cause}; follow {into_number}"
             );
-            self.ticket_event(
+            self.close_ticket(
                 now,
                 ticket_id,
                 "merged",
+                super::incidents::MONITORING,
                 msg,
                 json!({"into_incident": into, "into_ticket": into_number}),
                 effects,

@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::correlate::Role;
-use super::model::{
-    Effect, IncidentAlertRow, IncidentRow, IncidentState, TicketEventRow, TicketState,
-};
+use super::model::{Effect, IncidentAlertRow, IncidentRow, IncidentState, TicketRow, TicketState};
 use super::policy::{Level, Priority};
 use super::{Engine, Incident, take, tickets};
 use crate::rules::AlertTransition;
@@ -15,6 +13,9 @@ use crate::time::{Millis, human};
 
 /// Who the engine writes into ticket logs as the actor.
 pub const MONITORING: &str = "tocsin";
+
+/// The resolution of a monitoring ticket whose alerts all cleared.
+pub const RECOVERED: &str = "recovered automatically";
 
 impl Engine {
     pub(super) fn open(
@@ -83,8 +84,15 @@ impl Engine {
             group,
             now,
         });
+        let mut ticket = ticket;
+        ticket.affected = self.affected(&[(t.site.clone(), t.node.clone())]);
+        ticket.similar = self.similar_cases(&row.signature);
+        tickets::append_similar(&mut ticket);
+        ticket.sla.clock = super::sla::SlaClock::started(now);
+        super::escalation::refresh_sla(&self.policy, &mut ticket, now);
         let opened = tickets::opened_message(&ticket, &self.policy);
         effects.push(Effect::Ticket(Box::new(ticket.clone())));
+        let priority = ticket.priority;
         self.tickets.insert(ticket_id, ticket);
         self.ticket_event(
             now,
@@ -94,6 +102,7 @@ impl Engine {
             json!({"alert": t.key, "incident": id}),
             effects,
         );
+        self.escalate_if_urgent(now, ticket_id, priority, effects);
 
         let mut members = BTreeSet::new();
         members.insert(t.key.clone());
@@ -186,7 +195,9 @@ impl Engine {
         let Some(ticket_id) = inc.row.ticket_id else {
             return;
         };
-        if t.key != inc.row.root_alert && !flapping {
+        let nodes_list: Vec<(String, String)> = inc.nodes.iter().cloned().collect();
+        let is_root = t.key == inc.row.root_alert;
+        if !is_root && !flapping {
             let (kind, what) = match (new_member, role) {
                 (true, Role::Symptom) => ("symptom_added", "symptom added"),
                 (true, _) => ("alert_added", "alert added"),
@@ -202,6 +213,16 @@ impl Engine {
                 effects,
             );
         }
+        let affected = self.affected(&nodes_list);
+        if let Some(ticket) = self.tickets.get_mut(&ticket_id)
+            && ticket.affected != affected
+        {
+            ticket.affected = affected;
+            ticket.updated_at = now;
+            if !raised {
+                effects.push(Effect::Ticket(Box::new(ticket.clone())));
+            }
+        }
         if raised {
             self.counters.priority_raised += 1;
             if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
@@ -209,6 +230,7 @@ impl Engine {
                 ticket.impact = impact;
                 ticket.urgency = urgency;
                 ticket.updated_at = now;
+                super::escalation::refresh_sla(&self.policy, ticket, now);
                 effects.push(Effect::Ticket(Box::new(ticket.clone())));
             }
             let msg = format!(
@@ -227,6 +249,20 @@ impl Engine {
                 "priority_changed",
                 msg,
                 json!({"from": before, "to": priority, "impact": impact, "urgency": urgency, "nodes_affected": nodes}),
+                effects,
+            );
+            let reason = format!(
+                "priority raised from {} to {}: impact {}, {nodes} node(s) affected",
+                before.as_str(),
+                priority.as_str(),
+                impact.as_str()
+            );
+            self.escalate(
+                now,
+                ticket_id,
+                super::escalation::Trigger::PriorityRaised,
+                &reason,
+                MONITORING,
                 effects,
             );
         }
@@ -251,16 +287,35 @@ impl Engine {
         let Some(ticket_id) = inc.row.ticket_id else {
             return;
         };
-        if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
-            ticket.state = if ticket.acknowledged_at.is_some() {
-                TicketState::InProgress
-            } else {
-                TicketState::New
-            };
-            ticket.resolved_at = None;
-            ticket.updated_at = now;
-            effects.push(Effect::Ticket(Box::new(ticket.clone())));
+        let Some(ticket) = self.tickets.get_mut(&ticket_id) else {
+            return;
+        };
+        if ticket.state != TicketState::Resolved {
+            // An operator already reopened it (or never resolved it): the recurrence is a log line.
+            let msg = format!("the fault recurred: {}", t.summary);
+            self.ticket_event(
+                now,
+                ticket_id,
+                "alert_fired_again",
+                msg,
+                json!({"alert": t.key}),
+                effects,
+            );
+            return;
         }
+        ticket.state = if ticket.acknowledged_at.is_some() {
+            TicketState::InProgress
+        } else {
+            TicketState::New
+        };
+        ticket.resolved_at = None;
+        ticket.resolution = None;
+        ticket.cause_code = None;
+        ticket.reopened += 1;
+        ticket.sla.clock.resume(now);
+        ticket.updated_at = now;
+        super::escalation::refresh_sla(&self.policy, ticket, now);
+        effects.push(Effect::Ticket(Box::new(ticket.clone())));
         let msg = format!(
             "reopened: the fault recurred {} after it was resolved, inside the verification period: {}",
             human(was_resolved_for),
@@ -270,8 +325,16 @@ impl Engine {
             now,
             ticket_id,
             "reopened",
-            msg,
+            msg.clone(),
             json!({"alert": t.key}),
+            effects,
+        );
+        self.escalate(
+            now,
+            ticket_id,
+            super::escalation::Trigger::Reopened,
+            &msg,
+            MONITORING,
             effects,
         );
     }
@@ -318,14 +381,38 @@ impl Engine {
         let Some(ticket_id) = ticket_id else {
             return;
         };
-        if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
-            ticket.state = TicketState::Resolved;
-            ticket.resolved_at = Some(now);
-            ticket.updated_at = now;
-            effects.push(Effect::Ticket(Box::new(ticket.clone())));
+        let Some(ticket) = self.tickets.get_mut(&ticket_id) else {
+            return;
+        };
+        if ticket.state == TicketState::Resolved {
+            let msg = format!(
+                "every alert cleared ({}; {}) after {}: the fix {} resolved it with is confirmed by monitoring; closes after {} without recurrence",
+                t.summary,
+                t.detail,
+                human(lasted),
+                ticket.assignee.as_deref().unwrap_or("an operator"),
+                humantime::format_duration(verify)
+            );
+            self.ticket_event(
+                now,
+                ticket_id,
+                "recovered",
+                msg,
+                json!({"alert": t.key}),
+                effects,
+            );
+            return;
         }
+        ticket.state = TicketState::Resolved;
+        ticket.resolved_at = Some(now);
+        ticket.resolution = Some(RECOVERED.to_string());
+        ticket.cause_code = Some("auto_recovered".to_string());
+        ticket.sla.clock.pause(now);
+        ticket.updated_at = now;
+        super::escalation::refresh_sla(&self.policy, ticket, now);
+        effects.push(Effect::Ticket(Box::new(ticket.clone())));
         let msg = format!(
-            "resolved by monitoring: every alert cleared ({}; {}) after {}; closes after {} without recurrence",
+            "resolved by monitoring ({RECOVERED}): every alert cleared ({}; {}) after {}; closes after {} without recurrence",
             t.summary,
             t.detail,
             human(lasted),
@@ -341,7 +428,8 @@ impl Engine {
         );
     }
 
-    /// Resolved incidents whose verification period passed without recurrence close, with their tickets.
+    /// Resolved incidents whose verification period passed without recurrence close; their
+    /// tickets close with them unless an operator holds them (commented, reopened).
     pub(super) fn close_verified(&mut self, now: Millis, effects: &mut Vec<Effect>) {
         let verify = self.policy.verify_ms();
         let due: Vec<i64> = self
@@ -354,61 +442,97 @@ impl Engine {
             .map(|i| i.row.id)
             .collect();
         for id in due {
-            let Some(mut inc) = self.incidents.remove(&id) else {
-                continue;
-            };
-            inc.row.state = IncidentState::Closed;
-            inc.row.closed_at = Some(now);
-            inc.row.updated_at = now;
-            self.counters.incidents_closed += 1;
-            effects.push(Effect::Incident(Box::new(inc.row.clone())));
-            // Alerts of a closed incident that are still pending belong to nothing now.
-            for key in &inc.members {
-                if let Some(live) = self.alerts.get_mut(key)
-                    && live.incident == Some(id)
-                {
-                    live.incident = None;
-                }
+            let ticket_id = self.incidents.get(&id).and_then(|i| i.row.ticket_id);
+            if let Some(ticket_id) = ticket_id {
+                self.ticket_verified(now, ticket_id, effects);
             }
-            let Some(ticket_id) = inc.row.ticket_id else {
-                continue;
-            };
-            self.close_ticket(now, ticket_id, effects);
-            let msg = format!(
-                "closed: verified, no recurrence for {}",
-                humantime::format_duration(self.policy.incident.verify_for)
-            );
-            self.ticket_event(now, ticket_id, "closed", msg, json!({}), effects);
+            self.close_incident(now, id, effects);
         }
     }
 
-    /// Close a ticket and let go of it (the store keeps it).
-    pub(super) fn close_ticket(&mut self, now: Millis, ticket_id: i64, effects: &mut Vec<Effect>) {
-        if let Some(mut ticket) = self.tickets.remove(&ticket_id) {
-            ticket.state = TicketState::Closed;
-            ticket.closed_at = Some(now);
-            ticket.updated_at = now;
-            effects.push(Effect::Ticket(Box::new(ticket)));
+    /// The verification period of a monitoring ticket's incident passed.
+    fn ticket_verified(&mut self, now: Millis, ticket_id: i64, effects: &mut Vec<Effect>) {
+        let verified = humantime::format_duration(self.policy.incident.verify_for);
+        let held = self
+            .tickets
+            .get(&ticket_id)
+            .map(|tk| (tk.state, tk.close_held.clone()));
+        match held {
+            Some((TicketState::Resolved, None)) => {
+                let msg = format!("closed: verified, no recurrence for {verified}");
+                self.close_ticket(
+                    now,
+                    ticket_id,
+                    "closed",
+                    MONITORING,
+                    msg,
+                    json!({}),
+                    effects,
+                );
+            }
+            Some((state, why)) => {
+                let msg = match (state, why) {
+                    (TicketState::Resolved, Some(why)) => format!(
+                        "verified: no recurrence for {verified}; left for an operator to close ({why})"
+                    ),
+                    (state, _) => format!(
+                        "verified: no recurrence for {verified}; the ticket stays {} (an operator reopened it)",
+                        state.as_str()
+                    ),
+                };
+                self.ticket_event(now, ticket_id, "verified", msg, json!({}), effects);
+            }
+            None => {}
         }
     }
 
-    pub(super) fn ticket_event(
+    /// Close an incident and let go of it (the store keeps it).
+    pub(super) fn close_incident(&mut self, now: Millis, id: i64, effects: &mut Vec<Effect>) {
+        let Some(mut inc) = self.incidents.remove(&id) else {
+            return;
+        };
+        inc.row.state = IncidentState::Closed;
+        inc.row.closed_at = Some(now);
+        inc.row.updated_at = now;
+        self.counters.incidents_closed += 1;
+        effects.push(Effect::Incident(Box::new(inc.row.clone())));
+        // Alerts of a closed incident that are still pending belong to nothing now.
+        for key in &inc.members {
+            if let Some(live) = self.alerts.get_mut(key)
+                && live.incident == Some(id)
+            {
+                live.incident = None;
+            }
+        }
+    }
+
+    /// Close a ticket with its last log line, keep it as a past case, and let go of it (the
+    /// store keeps it). Returns the closed row.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn close_ticket(
         &mut self,
         now: Millis,
         ticket_id: i64,
         kind: &str,
+        actor: &str,
         message: String,
         data: serde_json::Value,
         effects: &mut Vec<Effect>,
-    ) {
-        effects.push(Effect::TicketEvent(TicketEventRow {
-            id: take(&mut self.ids.ticket_event),
-            ticket_id,
-            at: now,
-            kind: kind.to_string(),
-            actor: MONITORING.to_string(),
-            message,
-            data,
-        }));
+    ) -> Option<TicketRow> {
+        let ticket = self.tickets.get_mut(&ticket_id)?;
+        ticket.state = TicketState::Closed;
+        ticket.closed_at = Some(now);
+        ticket.sla.clock.pause(now);
+        ticket.updated_at = now;
+        super::escalation::refresh_sla(&self.policy, ticket, now);
+        ticket.sla.deferred = None;
+        self.ticket_event_by(now, ticket_id, kind, actor, message, data, effects);
+        let ticket = self.tickets.remove(&ticket_id)?;
+        self.journal.remove(&ticket_id);
+        if kind != "merged" {
+            self.remember_case(&ticket);
+        }
+        effects.push(Effect::Ticket(Box::new(ticket.clone())));
+        Some(ticket)
     }
 }

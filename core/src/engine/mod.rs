@@ -9,11 +9,13 @@ pub mod calendar;
 mod commands;
 mod correlate;
 pub mod desk;
+pub mod escalation;
 mod flapping;
 mod incidents;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod model;
+mod operator;
 pub mod policy;
 pub mod problems;
 pub mod sla;
@@ -293,6 +295,10 @@ pub struct Engine {
     unheld: Vec<i64>,
     /// Effects made outside an input (at start); handed out with the next outcome.
     pending: Vec<Effect>,
+    /// The log of each open ticket (bounded), for the handover an escalation carries.
+    journal: HashMap<i64, Vec<TicketEventRow>>,
+    /// Past cases per incident signature, newest first.
+    similar: HashMap<String, Vec<SimilarCase>>,
 }
 
 impl Engine {
@@ -350,7 +356,20 @@ impl Engine {
             flaps: HashMap::new(),
             unheld: Vec::new(),
             pending: Vec::new(),
+            journal: HashMap::new(),
+            similar: HashMap::new(),
         };
+        for ev in snapshot.ticket_events {
+            if engine.tickets.contains_key(&ev.ticket_id) {
+                engine.journal.entry(ev.ticket_id).or_default().push(ev);
+            }
+        }
+        for case in snapshot.similar {
+            let cases = engine.similar.entry(case.signature.clone()).or_default();
+            if cases.len() < SIMILAR_KEPT {
+                cases.push(case);
+            }
+        }
         // Policy windows are the policy's: stored rows of ones no longer in it are cancelled.
         let stored_policy: Vec<MaintenanceRow> = engine
             .maintenance
@@ -595,6 +614,7 @@ impl Engine {
                 self.release_suppressed(now, &mut out.effects);
                 self.settle_flaps(now, &mut out.effects);
                 self.close_verified(now, &mut out.effects);
+                self.sla_tick(now, &mut out.effects);
                 self.recent
                     .prune(now, crate::time::millis(self.policy.problem.window));
             }

@@ -104,6 +104,11 @@ impl Nodes {
         self.by_site.get(site)?.get(node)
     }
 
+    /// A node by name at any site (the first found, sites in no particular order).
+    pub fn find(&self, node: &str) -> Option<&NodeRow> {
+        self.by_site.values().find_map(|nodes| nodes.get(node))
+    }
+
     pub fn insert(&mut self, row: NodeRow) {
         self.by_site
             .entry(row.site.clone())

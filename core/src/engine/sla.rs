@@ -37,6 +37,14 @@ impl SlaClock {
         self.segments.last().is_some_and(|(_, to)| to.is_none())
     }
 
+    /// When it was paused, while paused.
+    pub fn paused_since(&self) -> Option<Millis> {
+        match self.segments.last() {
+            Some((_, Some(to))) => Some(*to),
+            _ => None,
+        }
+    }
+
     /// Stop counting (pending); a paused clock stays paused.
     pub fn pause(&mut self, at: Millis) {
         if let Some((from, to @ None)) = self.segments.last_mut() {

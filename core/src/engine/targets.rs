@@ -248,13 +248,21 @@ mod tests {
         assert_eq!(n.mqtt["bus"].topic, "tickets");
         assert!(
             n.target("webhook:nope")
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("[notify.webhook.nope]")
         );
-        assert!(n.target("sms:x").unwrap_err().contains("unknown channel"));
-        assert!(n.target("oncall").unwrap_err().contains("<channel>:<name>"));
+        assert!(
+            n.target("sms:x")
+                .expect_err("refused")
+                .contains("unknown channel")
+        );
+        assert!(
+            n.target("oncall")
+                .expect_err("refused")
+                .contains("<channel>:<name>")
+        );
         let levels = vec![("senior".to_string(), vec!["email:nobody".to_string()])];
-        let err = n.validate(&levels, &BTreeMap::new()).unwrap_err();
+        let err = n.validate(&levels, &BTreeMap::new()).expect_err("refused");
         assert!(
             err.contains("escalation \"senior\"") && err.contains("email.nobody"),
             "{err}"

@@ -151,3 +151,124 @@ pub(super) fn opened_message(ticket: &TicketRow, policy: &Policy) -> String {
     }
     msg
 }
+
+/// Add the similar past cases to a new ticket's description.
+pub(super) fn append_similar(ticket: &mut TicketRow) {
+    let Some(cases) = ticket.similar.as_array().filter(|c| !c.is_empty()) else {
+        return;
+    };
+    ticket
+        .description
+        .push_str("Similar past incidents (newest first):\n");
+    for c in cases {
+        let s = |k: &str| c.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+        let cause = match s("cause_code") {
+            "" => String::new(),
+            code => format!(" [cause: {code}]"),
+        };
+        ticket.description.push_str(&format!(
+            "  - {} ({}): {}{cause}\n",
+            s("number"),
+            s("resolved_at"),
+            match s("resolution") {
+                "" => "no resolution recorded",
+                r => r,
+            }
+        ));
+    }
+}
+
+impl super::Engine {
+    /// Nodes and services a ticket affects: the nodes, and their `service` labels.
+    pub(super) fn affected(&self, nodes: &[(String, String)]) -> serde_json::Value {
+        let mut services: Vec<String> = nodes
+            .iter()
+            .filter_map(|(s, n)| self.nodes.get(s, n))
+            .filter_map(|n| n.labels.get("service").cloned())
+            .collect();
+        services.sort();
+        services.dedup();
+        let names: Vec<&str> = nodes.iter().map(|(_, n)| n.as_str()).collect();
+        json!({"nodes": names, "services": services})
+    }
+
+    /// Closed tickets of earlier incidents with this signature, newest first.
+    pub(super) fn similar_cases(&self, signature: &str) -> serde_json::Value {
+        let cases: Vec<serde_json::Value> = self
+            .similar
+            .get(signature)
+            .map(|v| {
+                v.iter()
+                    .map(|c| {
+                        json!({
+                            "number": c.number,
+                            "summary": c.summary,
+                            "opened_at": rfc3339(c.opened_at),
+                            "resolved_at": c.resolved_at.map(rfc3339),
+                            "resolution": c.resolution,
+                            "cause_code": c.cause_code,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        serde_json::Value::Array(cases)
+    }
+
+    /// Keep a closed monitoring ticket as a past case for its incident's signature.
+    pub(super) fn remember_case(&mut self, ticket: &TicketRow) {
+        let Some(signature) = ticket
+            .incident_id
+            .and_then(|i| self.incidents.get(&i))
+            .map(|i| i.row.signature.clone())
+            .filter(|s| !s.is_empty())
+        else {
+            return;
+        };
+        let cases = self.similar.entry(signature.clone()).or_default();
+        cases.insert(
+            0,
+            super::SimilarCase {
+                signature,
+                number: ticket.number.clone(),
+                summary: ticket.summary.clone(),
+                opened_at: ticket.opened_at,
+                resolved_at: ticket.resolved_at,
+                resolution: ticket.resolution.clone(),
+                cause_code: ticket.cause_code.clone(),
+            },
+        );
+        cases.truncate(super::SIMILAR_KEPT);
+    }
+
+    /// Urgent tickets (P1, or `notify_at_once` in the priority's SLA) go to the first level at once.
+    pub(super) fn escalate_if_urgent(
+        &mut self,
+        now: Millis,
+        ticket_id: i64,
+        priority: super::Priority,
+        effects: &mut Vec<super::Effect>,
+    ) {
+        let at_once = self
+            .policy
+            .sla
+            .get(&priority)
+            .and_then(|s| s.notify_at_once)
+            .unwrap_or(priority == super::Priority::P1);
+        if at_once {
+            let reason = format!(
+                "{} ({}) opened: the first level is told at once",
+                priority.as_str(),
+                priority.label()
+            );
+            self.escalate(
+                now,
+                ticket_id,
+                super::escalation::Trigger::Urgent,
+                &reason,
+                super::incidents::MONITORING,
+                effects,
+            );
+        }
+    }
+}

@@ -560,4 +560,5 @@ fn an_alert_long_after_the_last_activity_opens_its_own_incident() {
     assert_eq!(tickets.len(), 2);
 }
 
+mod desk;
 mod restart;

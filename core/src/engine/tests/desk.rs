@@ -1,0 +1,1083 @@
+//! Service-desk scenarios in simulated time: operator actions and their refusals, manual
+//! tickets, routing, SLA clocks (pause, business hours) and every escalation trigger.
+
+use super::*;
+use crate::engine::desk::{ManualTicket, Reporter, TicketAction as A, TicketKind};
+
+const M: i64 = 60;
+const H: i64 = 60 * M;
+
+/// Levels: on duty at once, senior after 1h at the previous level, manager after 2h.
+const DESK_POLICY: &str = r#"
+    default_group = "service-desk"
+    [grouping]
+    window = "2h"
+    [incident]
+    verify_for = "10m"
+    [sla.P1]
+    response = "15m"
+    resolution = "4h"
+    [sla.P2]
+    response = "30m"
+    resolution = "8h"
+    [sla.P3]
+    response = "4h"
+    resolution = "3d"
+    [sla.P4]
+    response = "1d"
+    resolution = "7d"
+    [[escalation]]
+    name = "on-duty"
+    after = "0s"
+    notify = ["webhook:oncall", "group"]
+    [[escalation]]
+    name = "senior"
+    after = "1h"
+    notify = ["email:senior"]
+    [[escalation]]
+    name = "manager"
+    after = "2h"
+    notify = ["email:manager", "webhook:vendor"]
+    [notify.webhook.oncall]
+    url = "http://127.0.0.1:9000/hook"
+    [notify.webhook.vendor]
+    url = "http://127.0.0.1:9001/vendor"
+    [notify.email.senior]
+    to = ["senior@example.com"]
+    [notify.email.manager]
+    to = ["manager@example.com"]
+    [notify.email.network]
+    to = ["network@example.com"]
+    [group.network]
+    notify = ["email:network"]
+    [[route]]
+    match = { category = "network", site = "dc2" }
+    group = "network-dc2"
+    [[route]]
+    match = { category = "network" }
+    group = "network"
+    [[route]]
+    match = { "labels.service" = "payments" }
+    group = "payments"
+"#;
+
+/// An engine and everything it produced, driven in simulated seconds.
+struct Desk {
+    e: Engine,
+    effects: Vec<Effect>,
+    base: Millis,
+}
+
+impl Desk {
+    fn new(policy: &str) -> Desk {
+        Desk::at(policy, 0)
+    }
+
+    /// A desk whose second 0 is `base` ms since the epoch.
+    fn at(policy: &str, base: Millis) -> Desk {
+        let policy = Policy::from_toml_str(Path::new("policy.toml"), policy).expect("policy");
+        Desk {
+            e: Engine::new(
+                policy,
+                parse_rules("t", RULES).expect("rules"),
+                Snapshot::default(),
+            ),
+            effects: Vec::new(),
+            base,
+        }
+    }
+
+    fn ms(&self, s: i64) -> Millis {
+        self.base + s * 1000
+    }
+
+    fn step(&mut self, s: i64, step: Step) {
+        let now = self.ms(s);
+        let out = self.e.handle(now, input(now, &step));
+        self.effects.extend(out.effects);
+    }
+
+    fn tick(&mut self, s: i64) {
+        self.step(s, Step::Tick);
+    }
+
+    fn command(&mut self, s: i64, cmd: Command) -> Result<TicketRow, CommandError> {
+        let (reply, out) = self.e.command(self.ms(s), cmd)?;
+        self.effects.extend(out.effects);
+        match reply {
+            Reply::Ticket(t) => Ok(*t),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    fn act(&mut self, s: i64, id: i64, action: A) -> Result<TicketRow, CommandError> {
+        self.command(
+            s,
+            Command::Ticket {
+                id,
+                action,
+                actor: "alice".into(),
+                stored: None,
+            },
+        )
+    }
+
+    fn open(&mut self, s: i64, m: ManualTicket) -> TicketRow {
+        self.command(
+            s,
+            Command::OpenTicket {
+                ticket: Box::new(m),
+                actor: "bob".into(),
+            },
+        )
+        .expect("opened")
+    }
+
+    /// A monitoring ticket: `node` (with this criticality) reports `check` critical at `s`.
+    fn fault(&mut self, s: i64, node: &'static str, criticality: &'static str) -> TicketRow {
+        self.step(s, Step::Birth(node, criticality));
+        self.step(
+            s,
+            Step::Report(node, (s + 1) as u64, &[("tcp:pg", Critical)], None),
+        );
+        self.tickets().last().cloned().expect("a ticket opened")
+    }
+
+    fn recover(&mut self, s: i64, node: &'static str) {
+        self.step(
+            s,
+            Step::Report(node, (s + 1) as u64, &[("tcp:pg", Fine)], None),
+        );
+    }
+
+    fn tickets(&self) -> Vec<TicketRow> {
+        tickets_in(&self.effects)
+    }
+
+    /// The ticket as last written.
+    fn ticket(&self, id: i64) -> TicketRow {
+        self.tickets()
+            .into_iter()
+            .rev()
+            .find(|t| t.id == id)
+            .expect("ticket written")
+    }
+
+    /// (kind, actor, message) of a ticket's log.
+    fn log(&self, id: i64) -> Vec<(String, String, String)> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::TicketEvent(ev) if ev.ticket_id == id => {
+                    Some((ev.kind.clone(), ev.actor.clone(), ev.message.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn kinds(&self, id: i64) -> Vec<String> {
+        self.log(id).into_iter().map(|(k, _, _)| k).collect()
+    }
+
+    fn escalations(&self, id: i64) -> Vec<serde_json::Value> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::TicketEvent(ev) if ev.ticket_id == id && ev.kind == "escalated" => {
+                    Some(ev.data.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notifications(&self) -> Vec<NotificationRow> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notification(n) => Some((**n).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn request(summary: &str) -> ManualTicket {
+    ManualTicket {
+        kind: TicketKind::Request,
+        summary: summary.into(),
+        description: "needs a new VPN profile".into(),
+        reporter: Reporter {
+            name: "Carol".into(),
+            department: Some("Finance".into()),
+            contact: Some("carol@example.com".into()),
+        },
+        category: None,
+        impact: None,
+        urgency: None,
+        site: None,
+        node: None,
+        services: vec![],
+        environment: None,
+        started_at: None,
+        group: None,
+        assignee: None,
+    }
+}
+
+fn conflict(r: Result<TicketRow, CommandError>) -> String {
+    match r {
+        Err(CommandError::Conflict(m)) => m,
+        other => panic!("want a conflict, got {other:?}"),
+    }
+}
+
+fn invalid(r: Result<TicketRow, CommandError>) -> String {
+    match r {
+        Err(CommandError::Invalid(m)) => m,
+        other => panic!("want invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_service_request_through_every_operator_action() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.open(0, request("VPN access for Carol"));
+    assert_eq!(t.number, "REQ-000001");
+    assert_eq!((t.kind.as_str(), t.state), ("request", T::New));
+    // Requests default to low urgency; medium impact: P4, routed to the default group.
+    assert_eq!(t.priority, Priority::P4);
+    assert_eq!(t.assignment_group, "service-desk");
+    assert_eq!(t.reporter["name"], "Carol");
+    assert_eq!(t.reporter["department"], "Finance");
+    assert_eq!(t.reporter["entered_by"], "bob");
+    assert_eq!(t.sla.response_due_at, Some(24 * H * 1000));
+    let id = t.id;
+
+    let t = d.act(60, id, A::Acknowledge { note: None }).expect("ack");
+    assert_eq!(t.state, T::Acknowledged);
+    assert_eq!(
+        t.assignee.as_deref(),
+        Some("alice"),
+        "the acknowledger takes it"
+    );
+    assert_eq!(t.acknowledged_at, Some(60_000));
+    assert_eq!(t.sla.response_due_at, None);
+    let t = d
+        .act(
+            120,
+            id,
+            A::Assign {
+                assignee: Some("dave".into()),
+                group: Some("network".into()),
+                reason: Some("VPN is the network team's".into()),
+            },
+        )
+        .expect("transfer");
+    assert_eq!(t.assignment_group, "network");
+    assert_eq!(t.assignee.as_deref(), Some("dave"));
+    assert_eq!(t.state, T::InProgress);
+    let t = d
+        .act(
+            180,
+            id,
+            A::Comment {
+                text: "profile template found".into(),
+            },
+        )
+        .expect("comment");
+    assert_eq!(t.state, T::InProgress);
+    let t = d
+        .act(
+            240,
+            id,
+            A::Pend {
+                reason: "waiting for Carol's manager to approve".into(),
+            },
+        )
+        .expect("pend");
+    assert_eq!(t.state, T::Pending);
+    assert_eq!(t.sla.resolution_due_at, None, "paused");
+    let t = d.act(300, id, A::Resume { note: None }).expect("resume");
+    assert_eq!(t.state, T::InProgress);
+    let t = d
+        .act(
+            360,
+            id,
+            A::Resolve {
+                notes: "profile issued".into(),
+                cause_code: "fulfilled".into(),
+            },
+        )
+        .expect("resolve");
+    assert_eq!(t.state, T::Resolved);
+    assert_eq!(t.resolution.as_deref(), Some("profile issued"));
+    let t = d
+        .act(
+            420,
+            id,
+            A::Close {
+                note: Some("Carol confirmed".into()),
+            },
+        )
+        .expect("close");
+    assert_eq!(t.state, T::Closed);
+    assert_eq!(t.closed_at, Some(420_000));
+    assert_eq!(
+        d.kinds(id),
+        [
+            "opened",
+            "acknowledged",
+            "transferred",
+            "comment",
+            "pending",
+            "resumed",
+            "resolved",
+            "closed"
+        ]
+    );
+    let log = d.log(id);
+    assert!(log[1..].iter().all(|(_, actor, _)| actor == "alice"));
+    assert!(
+        log[2].2.contains("from service-desk to network") && log[2].2.contains("network team's")
+    );
+    assert!(log[4].2.contains("waiting for Carol's manager"));
+    // The transfer handed the record to the receiving group's own targets.
+    let n = d.notifications();
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(
+        (n[0].channel.as_str(), n[0].target.as_str()),
+        ("email", "network")
+    );
+    assert_eq!(n[0].event, "ticket.transferred");
+    assert_eq!(n[0].payload["handover"]["record"]["number"], "REQ-000001");
+}
+
+#[test]
+fn invalid_actions_are_refused_with_what_is_allowed_and_change_nothing() {
+    let mut d = Desk::new(DESK_POLICY);
+    let id = d.open(0, request("printer")).id;
+    let before = d.effects.len();
+    let cases: Vec<(A, &str)> = vec![
+        (A::Close { note: None }, "cannot close a ticket that is new"),
+        (
+            A::Resume { note: None },
+            "cannot resume a ticket that is new",
+        ),
+        (
+            A::Reopen { reason: "x".into() },
+            "cannot reopen a ticket that is new",
+        ),
+    ];
+    for (action, want) in cases {
+        let msg = conflict(d.act(10, id, action));
+        assert!(msg.contains(want) && msg.contains("allowed:"), "{msg}");
+        assert!(msg.starts_with("REQ-000001: "), "{msg}");
+    }
+    // Missing required fields.
+    assert!(
+        invalid(d.act(
+            10,
+            id,
+            A::Resolve {
+                notes: "done".into(),
+                cause_code: " ".into()
+            }
+        ))
+        .contains("cause_code")
+    );
+    assert!(invalid(d.act(10, id, A::Comment { text: "".into() })).contains("text"));
+    assert!(invalid(d.act(10, id, A::Pend { reason: "".into() })).contains("reason"));
+    let msg = invalid(d.act(
+        10,
+        id,
+        A::Assign {
+            assignee: None,
+            group: Some("network".into()),
+            reason: None,
+        },
+    ));
+    assert!(msg.contains("transfer") && msg.contains("reason"), "{msg}");
+    assert_eq!(d.effects.len(), before, "refusals write nothing");
+    assert!(matches!(
+        d.act(10, 999, A::Acknowledge { note: None }),
+        Err(CommandError::NotFound(_))
+    ));
+
+    d.act(20, id, A::Acknowledge { note: None }).expect("ack");
+    assert!(
+        conflict(d.act(30, id, A::Acknowledge { note: None }))
+            .contains("cannot acknowledge a ticket that is acknowledged")
+    );
+    d.act(
+        40,
+        id,
+        A::Resolve {
+            notes: "fixed".into(),
+            cause_code: "config".into(),
+        },
+    )
+    .expect("resolve");
+    assert!(
+        conflict(d.act(
+            50,
+            id,
+            A::Escalate {
+                reason: "x".into(),
+                complaint: false
+            }
+        ))
+        .contains("reopen")
+    );
+    let closed = d.act(60, id, A::Close { note: None }).expect("close");
+    // The engine lets go of closed tickets: actions on them need the stored row; only reopen.
+    let stored = Some(Box::new(closed.clone()));
+    let msg = conflict(d.command(
+        70,
+        Command::Ticket {
+            id,
+            action: A::Comment {
+                text: "late note".into(),
+            },
+            actor: "alice".into(),
+            stored: stored.clone(),
+        },
+    ));
+    assert!(
+        msg.contains("closed") && msg.contains("allowed: reopen"),
+        "{msg}"
+    );
+    let t = d
+        .command(
+            80,
+            Command::Ticket {
+                id,
+                action: A::Reopen {
+                    reason: "printer jams again".into(),
+                },
+                actor: "alice".into(),
+                stored,
+            },
+        )
+        .expect("reopen a closed ticket");
+    assert_eq!((t.state, t.reopened, t.closed_at), (T::InProgress, 1, None));
+    assert!(t.close_held.is_some());
+    assert_eq!(
+        d.kinds(id).last().map(String::as_str),
+        Some("escalated"),
+        "a reopen escalates"
+    );
+}
+
+#[test]
+fn manual_fault_report_gets_an_inc_number_the_nodes_environment_and_routing() {
+    let mut d = Desk::new(DESK_POLICY);
+    d.step(0, Step::Birth("db-01", "high"));
+    let mut m = request("payments are slow");
+    m.kind = TicketKind::Incident;
+    m.node = Some("db-01".into());
+    m.urgency = Some(Level::High);
+    m.category = Some(crate::rules::Category::Network);
+    m.services = vec!["payments".into()];
+    m.environment = Some(serde_json::json!({"browser": "firefox 140"}));
+    let t = d.open(10, m.clone());
+    assert_eq!(t.number, "INC-000001");
+    assert_eq!(
+        t.priority,
+        Priority::P1,
+        "high impact (node label) x high urgency"
+    );
+    assert_eq!(t.environment["inventory"]["os"], "Debian GNU/Linux");
+    assert_eq!(t.environment["reported"]["browser"], "firefox 140");
+    assert_eq!(t.affected["services"][0], "payments");
+    assert_eq!(t.site.as_deref(), Some("dc1"));
+    assert_eq!(t.assignment_group, "network", "category network at dc1");
+    // P1: the first level hears at once, with the handover.
+    let esc = d.escalations(t.id);
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0]["escalation"]["triggers"][0], "urgent");
+    // Unknown node: refused with what to do.
+    m.node = Some("nope".into());
+    assert!(
+        invalid(d.command(
+            20,
+            Command::OpenTicket {
+                ticket: Box::new(m),
+                actor: "bob".into()
+            }
+        ))
+        .contains("not known")
+    );
+    // A monitoring ticket takes the next INC number.
+    let inc = d.fault(30, "web-01", "low");
+    assert_eq!(inc.number, "INC-000002");
+}
+
+#[test]
+fn routing_first_match_wins_and_falls_back_to_the_default_group() {
+    let mut d = Desk::new(DESK_POLICY);
+    let cases = [
+        (
+            Some(crate::rules::Category::Network),
+            Some("dc2"),
+            "network-dc2",
+        ),
+        (
+            Some(crate::rules::Category::Network),
+            Some("dc1"),
+            "network",
+        ),
+        (
+            Some(crate::rules::Category::Hardware),
+            Some("dc2"),
+            "service-desk",
+        ),
+        (None, None, "service-desk"),
+    ];
+    for (i, (category, site, group)) in cases.into_iter().enumerate() {
+        let mut m = request("route me");
+        m.category = category;
+        m.site = site.map(String::from);
+        let t = d.open(i as i64, m);
+        assert_eq!(t.assignment_group, group, "{category:?} at {site:?}");
+    }
+    // Node labels route too.
+    d.step(10, Step::Birth("pay-01", "medium"));
+    let mut m = request("labels");
+    m.node = Some("pay-01".into());
+    // Birth gives only a criticality label; a payments node routes to payments.
+    let t = d.open(11, m.clone());
+    assert_eq!(t.assignment_group, "service-desk");
+    m.group = Some("dba".into());
+    assert_eq!(
+        d.open(12, m).assignment_group,
+        "dba",
+        "an explicit group wins"
+    );
+}
+
+#[test]
+fn unacknowledged_response_target_escalates_with_the_full_record() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "medium"); // critical check, medium impact: P2
+    assert_eq!(t.priority, Priority::P2);
+    assert_eq!(t.sla.response_due_at, Some(30 * M * 1000));
+    assert!(d.escalations(t.id).is_empty(), "P2 does not page at once");
+    d.act(
+        10 * M,
+        t.id,
+        A::Comment {
+            text: "pg is refusing connections; restarted once, no change".into(),
+        },
+    )
+    .expect("comment");
+    d.tick(30 * M - 1);
+    assert!(d.escalations(t.id).is_empty());
+    d.tick(30 * M);
+    let esc = d.escalations(t.id);
+    assert_eq!(esc.len(), 1, "{:?}", d.kinds(t.id));
+    let e = &esc[0];
+    assert_eq!(e["escalation"]["level"], 1);
+    assert_eq!(e["escalation"]["name"], "on-duty");
+    assert_eq!(e["escalation"]["triggers"][0], "response_breached");
+    let h = &e["handover"];
+    assert!(
+        h["record"]["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("tcp:pg")
+    );
+    assert_eq!(
+        h["record"]["environment"]["inventory"]["os"],
+        "Debian GNU/Linux"
+    );
+    assert_eq!(h["state"], "new");
+    assert!(
+        h["diagnosis"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("restarted once")
+    );
+    assert!(h["sla"]["response_breached_at"].is_string());
+    assert!(h["history"].as_array().is_some_and(|a| a.len() >= 3));
+    let ticket = d.ticket(t.id);
+    assert_eq!(ticket.escalation_level, 1);
+    assert_eq!(ticket.sla.response_breached_at, Some(30 * M * 1000));
+    // One notification per target of level 1 (the group has no targets of its own).
+    let n = d.notifications();
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0].channel, "webhook");
+    assert_eq!(n[0].target, "oncall");
+    assert_eq!(n[0].event, "ticket.escalated");
+    assert!(n[0].key.starts_with("INC-000001:"), "{}", n[0].key);
+    assert_eq!(n[0].payload["handover"], *h);
+    // Acknowledged in time: nothing.
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "medium");
+    d.act(29 * M, t.id, A::Acknowledge { note: None })
+        .expect("ack");
+    d.tick(31 * M);
+    assert!(d.escalations(t.id).is_empty());
+}
+
+#[test]
+fn resolution_75_and_100_percent_climb_the_levels() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "medium"); // P2: resolve within 8h
+    d.act(M, t.id, A::Acknowledge { note: None }).expect("ack");
+    assert_eq!(d.ticket(t.id).sla.resolution_warn_at, Some(6 * H * 1000));
+    d.tick(6 * H - 1);
+    assert!(d.escalations(t.id).is_empty());
+    d.tick(6 * H);
+    d.tick(8 * H);
+    let esc = d.escalations(t.id);
+    let got: Vec<(u64, String)> = esc
+        .iter()
+        .map(|e| {
+            (
+                e["escalation"]["level"].as_u64().unwrap_or(0),
+                e["escalation"]["triggers"][0]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "resolution_75".to_string()),
+            (2, "resolution_breached".to_string())
+        ]
+    );
+    let kinds = d.kinds(t.id);
+    assert!(
+        kinds.contains(&"sla_warning".to_string()) && kinds.contains(&"sla_breached".to_string())
+    );
+    let senior: Vec<_> = d
+        .notifications()
+        .into_iter()
+        .filter(|n| n.target == "senior")
+        .collect();
+    assert_eq!(senior.len(), 1);
+    assert_eq!(
+        d.ticket(t.id).sla.resolution_breached_at,
+        Some(8 * H * 1000)
+    );
+}
+
+#[test]
+fn an_early_trigger_waits_for_the_next_levels_delay() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "medium");
+    d.tick(30 * M); // response breached: level 1
+    // Ten minutes later the operator asks for more help: requests go up at once.
+    d.act(
+        40 * M,
+        t.id,
+        A::Escalate {
+            reason: "needs a DBA".into(),
+            complaint: false,
+        },
+    )
+    .expect("escalate");
+    assert_eq!(d.ticket(t.id).escalation_level, 2);
+    // The 75% mark at 6h: level 3 (manager) only after 2h at level 2 -> 40m + 2h.
+    d.tick(2 * H);
+    assert_eq!(d.ticket(t.id).escalation_level, 2);
+    d.act(2 * H + M, t.id, A::Acknowledge { note: None })
+        .expect("ack");
+    // Complaint: immediate.
+    d.act(
+        2 * H + 2 * M,
+        t.id,
+        A::Escalate {
+            reason: "user unhappy with progress".into(),
+            complaint: true,
+        },
+    )
+    .expect("complaint");
+    let t2 = d.ticket(t.id);
+    assert_eq!(t2.escalation_level, 3);
+    let esc = d.escalations(t.id);
+    assert_eq!(
+        esc.last().map(|e| e["escalation"]["triggers"][0].clone()),
+        Some("complaint".into())
+    );
+    // At the top level a trigger tells the top level again.
+    d.tick(6 * H);
+    let esc = d.escalations(t.id);
+    assert_eq!(
+        esc.last().map(|e| e["escalation"]["level"].clone()),
+        Some(3.into())
+    );
+    assert_eq!(
+        esc.last().map(|e| e["escalation"]["triggers"][0].clone()),
+        Some("resolution_75".into())
+    );
+
+    // A deferred escalation: priority raised 10 minutes after level 1.
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "medium");
+    d.tick(30 * M); // level 1 at 30m
+    // The node becomes business-critical and a second check fails: P1 now.
+    d.step(40 * M, Step::Birth("web-01", "high"));
+    d.step(
+        40 * M,
+        Step::Report(
+            "web-01",
+            999,
+            &[("tcp:pg", Critical), ("tcp:web", Critical)],
+            None,
+        ),
+    );
+    assert_eq!(d.ticket(t.id).priority, Priority::P1);
+    assert_eq!(
+        d.ticket(t.id).escalation_level,
+        1,
+        "senior only after 1h at level 1"
+    );
+    let deferred = d.ticket(t.id).sla.deferred.expect("deferred");
+    assert_eq!(deferred.at, (30 * M + H) * 1000);
+    assert_eq!(deferred.triggers, ["priority_raised"]);
+    assert!(d.kinds(t.id).contains(&"escalation_deferred".to_string()));
+    d.tick(30 * M + H - 1);
+    assert_eq!(d.ticket(t.id).escalation_level, 1);
+    d.tick(30 * M + H);
+    assert_eq!(d.ticket(t.id).escalation_level, 2);
+    assert!(d.ticket(t.id).sla.deferred.is_none());
+}
+
+#[test]
+fn pending_pauses_the_resolution_clock() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "medium"); // P2: 8h to resolve
+    d.act(M, t.id, A::Acknowledge { note: None }).expect("ack");
+    d.act(
+        H,
+        t.id,
+        A::Pend {
+            reason: "vendor ticket 4711".into(),
+        },
+    )
+    .expect("pend");
+    let p = d.ticket(t.id);
+    assert_eq!(
+        (p.sla.resolution_due_at, p.sla.resolution_warn_at),
+        (None, None)
+    );
+    assert_eq!(p.sla.resolution_elapsed_ms, H * 1000);
+    d.tick(9 * H);
+    assert!(d.escalations(t.id).is_empty(), "no breach while pending");
+    d.act(11 * H, t.id, A::Resume { note: None })
+        .expect("resume");
+    let r = d.ticket(t.id);
+    // 1h used before the pause; 7h left from 11h; 75% (6h) after 5h more.
+    assert_eq!(r.sla.resolution_due_at, Some(18 * H * 1000));
+    assert_eq!(r.sla.resolution_warn_at, Some(16 * H * 1000));
+    assert!(
+        d.log(t.id)
+            .iter()
+            .any(|(k, _, m)| k == "resumed" && m.contains("10h"))
+    );
+    d.tick(18 * H);
+    assert_eq!(
+        d.ticket(t.id).sla.resolution_breached_at,
+        Some(18 * H * 1000)
+    );
+}
+
+#[test]
+fn business_hours_push_the_due_times_over_the_weekend() {
+    let policy = format!(
+        "{DESK_POLICY}\n[calendar.office]\ntimezone = \"UTC\"\nhours = {{ mon = \"09:00-17:00\", tue = \"09:00-17:00\", wed = \"09:00-17:00\", thu = \"09:00-17:00\", fri = \"09:00-17:00\" }}\n"
+    )
+    .replace("[sla.P3]\n    response = \"4h\"", "[sla.P3]\n    calendar = \"office\"\n    response = \"4h\"");
+    // Friday 2026-11-27 16:00 UTC.
+    let friday: Millis = "2026-11-27T16:00:00Z"
+        .parse::<jiff::Timestamp>()
+        .expect("ts")
+        .as_millisecond();
+    let mut d = Desk::at(&policy, friday);
+    let mut m = request("new laptop");
+    m.urgency = Some(Level::Medium);
+    let t = d.open(0, m); // P3: 4 business hours to acknowledge
+    assert_eq!(t.priority, Priority::P3);
+    // 1h on Friday, 3h on Monday from 09:00: due Monday 12:00.
+    let monday_noon = friday + (2 * 24 + 20) * H * 1000;
+    assert_eq!(t.sla.response_due_at, Some(monday_noon));
+    d.tick(2 * 24 * H); // Sunday 16:00
+    assert!(d.ticket(t.id).sla.response_breached_at.is_none());
+    d.tick((2 * 24 + 20) * H);
+    assert_eq!(d.ticket(t.id).sla.response_breached_at, Some(monday_noon));
+}
+
+#[test]
+fn p1_notifies_the_first_level_at_once_and_p3_does_not() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "high"); // critical check on a high-impact node: P1
+    assert_eq!(t.priority, Priority::P1);
+    let esc = d.escalations(t.id);
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0]["escalation"]["triggers"][0], "urgent");
+    assert_eq!(d.ticket(t.id).escalation_level, 1);
+    assert_eq!(d.notifications().len(), 1);
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "low"); // P3
+    assert_eq!(t.priority, Priority::P3);
+    assert!(d.escalations(t.id).is_empty());
+    assert!(d.notifications().is_empty());
+    // notify_at_once can be switched on for other priorities.
+    let policy = DESK_POLICY.replace(
+        "[sla.P3]\n    response = \"4h\"",
+        "[sla.P3]\n    notify_at_once = true\n    response = \"4h\"",
+    );
+    let mut d = Desk::new(&policy);
+    let t = d.fault(0, "web-01", "low");
+    assert_eq!(d.escalations(t.id).len(), 1);
+}
+
+#[test]
+fn monitoring_ticket_moves_with_its_incident_and_recurrence_reopens_and_escalates() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "low");
+    d.recover(M, "web-01");
+    let r = d.ticket(t.id);
+    assert_eq!(r.state, T::Resolved);
+    assert_eq!(r.resolution.as_deref(), Some("recovered automatically"));
+    // Recurs inside the 10-minute verification period: reopened, escalated.
+    d.step(
+        5 * M,
+        Step::Report("web-01", 500, &[("tcp:pg", Critical)], None),
+    );
+    let r = d.ticket(t.id);
+    assert_eq!(
+        (r.state, r.reopened, r.resolution.clone()),
+        (T::New, 1, None)
+    );
+    let esc = d.escalations(t.id);
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0]["escalation"]["triggers"][0], "reopened");
+    // Recovers again and stays quiet: closed after verification.
+    d.recover(6 * M, "web-01");
+    d.tick(16 * M);
+    assert_eq!(d.ticket(t.id).state, T::Closed);
+    assert_eq!(d.kinds(t.id).last().map(String::as_str), Some("closed"));
+}
+
+#[test]
+fn an_operators_comment_holds_the_automatic_close_until_an_operator_closes() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "low");
+    d.act(
+        M,
+        t.id,
+        A::Comment {
+            text: "looking at the pg logs".into(),
+        },
+    )
+    .expect("comment");
+    d.recover(2 * M, "web-01");
+    d.tick(13 * M);
+    let r = d.ticket(t.id);
+    assert_eq!(r.state, T::Resolved, "held for an operator");
+    assert!(
+        d.log(t.id)
+            .iter()
+            .any(|(k, _, m)| k == "verified" && m.contains("alice commented"))
+    );
+    // Closing it closes the incident with it.
+    d.act(
+        14 * M,
+        t.id,
+        A::Close {
+            note: Some("confirmed with the DBA".into()),
+        },
+    )
+    .expect("close");
+    assert_eq!(d.ticket(t.id).state, T::Closed);
+    assert_eq!(
+        incidents_in(&d.effects).last().map(|i| i.state),
+        Some(I::Closed)
+    );
+    assert_eq!(d.e.open_incidents(), 0);
+}
+
+#[test]
+fn closing_while_alerts_fire_is_refused() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "low");
+    let r = d
+        .act(
+            M,
+            t.id,
+            A::Resolve {
+                notes: "restarted pg".into(),
+                cause_code: "software".into(),
+            },
+        )
+        .expect("resolve");
+    assert_eq!(r.state, T::Resolved);
+    assert!(
+        d.log(t.id)
+            .last()
+            .is_some_and(|(_, _, m)| m.contains("still firing"))
+    );
+    let msg = conflict(d.act(2 * M, t.id, A::Close { note: None }));
+    assert!(msg.contains("still fire"), "{msg}");
+    // Monitoring confirms the fix, then the ticket closes after verification.
+    d.recover(3 * M, "web-01");
+    assert_eq!(
+        d.ticket(t.id).resolution.as_deref(),
+        Some("restarted pg"),
+        "operator's notes kept"
+    );
+    d.tick(14 * M);
+    assert_eq!(d.ticket(t.id).state, T::Closed);
+}
+
+#[test]
+fn every_ticket_event_reaches_the_event_targets_once_per_target() {
+    let policy = format!("{DESK_POLICY}\n[notify.mqtt.bus]\ntopic = \"tickets\"\n").replace(
+        "default_group = \"service-desk\"",
+        "default_group = \"service-desk\"\n[notify]\nevents = [\"mqtt:bus\"]",
+    );
+    let mut d = Desk::new(&policy);
+    let t = d.open(0, request("hello"));
+    d.act(10, t.id, A::Acknowledge { note: None }).expect("ack");
+    let n = d.notifications();
+    let events: Vec<&str> = n.iter().map(|n| n.event.as_str()).collect();
+    assert_eq!(events, ["ticket.opened", "ticket.acknowledged"]);
+    assert!(n.iter().all(|n| n.channel == "mqtt" && n.target == "bus"));
+    assert_ne!(
+        n[0].key, n[1].key,
+        "each notification has its own idempotency key"
+    );
+    assert_eq!(n[1].payload["ticket"]["state"], "acknowledged");
+    assert_eq!(n[1].payload["entry"]["actor"], "alice");
+}
+
+#[test]
+fn a_new_ticket_lists_similar_past_incidents_and_how_they_were_resolved() {
+    let mut d = Desk::new(DESK_POLICY);
+    let first = d.fault(0, "web-01", "low");
+    d.act(
+        M,
+        first.id,
+        A::Resolve {
+            notes: "vacuumed the pg table".into(),
+            cause_code: "capacity".into(),
+        },
+    )
+    .expect("resolve");
+    d.recover(2 * M, "web-01");
+    d.tick(13 * M);
+    assert_eq!(d.ticket(first.id).state, T::Closed);
+    let second = d.fault(H, "web-01", "low");
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.similar[0]["number"], first.number.as_str());
+    assert_eq!(second.similar[0]["resolution"], "vacuumed the pg table");
+    assert_eq!(second.similar[0]["cause_code"], "capacity");
+    assert!(
+        second.description.contains("Similar past incidents"),
+        "{}",
+        second.description
+    );
+}
+
+#[test]
+fn sla_clocks_deferred_escalations_and_the_log_survive_a_restart() {
+    let mut d = Desk::new(DESK_POLICY);
+    let mut m = request("share is read-only");
+    m.urgency = Some(Level::High); // medium x high: P2, 30m to acknowledge
+    let t = d.open(0, m);
+    d.act(
+        5 * M,
+        t.id,
+        A::Comment {
+            text: "permissions look fine".into(),
+        },
+    )
+    .expect("comment");
+    d.act(
+        6 * M,
+        t.id,
+        A::Escalate {
+            reason: "beyond first line".into(),
+            complaint: false,
+        },
+    )
+    .expect("level 1");
+    // Response breach at 30m asks for level 2, which waits for 1h at level 1 (until 66m).
+    d.tick(30 * M);
+    let before = d.ticket(t.id);
+    assert_eq!(
+        before.sla.deferred.as_ref().map(|x| x.at),
+        Some(66 * M * 1000)
+    );
+    let events: Vec<TicketEventRow> = d
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::TicketEvent(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .collect();
+    // The collector restarts: the store hands back the ticket and its log.
+    let policy = Policy::from_toml_str(Path::new("policy.toml"), DESK_POLICY).expect("policy");
+    let next_ids = Ids {
+        ticket: 2,
+        ticket_event: events.iter().map(|e| e.id).max().unwrap_or(0) + 1,
+        request_number: 2,
+        notification: 10,
+        ..Ids::default()
+    };
+    let mut e = Engine::new(
+        policy,
+        parse_rules("t", RULES).expect("rules"),
+        Snapshot {
+            tickets: vec![before.clone()],
+            ticket_events: events,
+            now: 40 * M * 1000,
+            next_ids,
+            ..Snapshot::default()
+        },
+    );
+    let out = e.handle(66 * M * 1000 - 1, Input::Tick);
+    assert!(
+        !out.effects
+            .iter()
+            .any(|x| matches!(x, Effect::TicketEvent(ev) if ev.kind == "escalated"))
+    );
+    let out = e.handle(66 * M * 1000, Input::Tick);
+    let esc: Vec<&TicketEventRow> = out
+        .effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::TicketEvent(ev) if ev.kind == "escalated" => Some(ev),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(esc.len(), 1);
+    let data = &esc[0].data;
+    assert_eq!(data["escalation"]["level"], 2);
+    assert_eq!(data["escalation"]["triggers"][0], "response_breached");
+    // The handover still carries what happened before the restart.
+    assert!(
+        data["handover"]["diagnosis"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("permissions")
+    );
+    let n: Vec<&NotificationRow> = out
+        .effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Notification(n) => Some(&**n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(n.len(), 1);
+    assert_eq!((n[0].id, n[0].target.as_str()), (10, "senior"));
+}
