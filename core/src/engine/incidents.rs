@@ -408,6 +408,7 @@ impl Engine {
         ticket.resolution = Some(RECOVERED.to_string());
         ticket.cause_code = Some("auto_recovered".to_string());
         ticket.sla.clock.pause(now);
+        ticket.sla.deferred = None;
         ticket.updated_at = now;
         super::escalation::refresh_sla(&self.policy, ticket, now);
         effects.push(Effect::Ticket(Box::new(ticket.clone())));

@@ -226,6 +226,8 @@ impl Engine {
                 t.resolution = Some(notes.clone());
                 t.cause_code = Some(cause.clone());
                 t.sla.clock.pause(now);
+                // Resolved: an escalation still waiting for its level's delay is moot.
+                t.sla.deferred = None;
                 let mut msg = format!("resolved by {actor} [cause: {cause}]: {notes}");
                 if firing > 0 {
                     msg.push_str(&format!(

@@ -562,4 +562,5 @@ fn an_alert_long_after_the_last_activity_opens_its_own_incident() {
 
 mod desk;
 mod docs;
+mod escalation;
 mod restart;
