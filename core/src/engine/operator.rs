@@ -35,6 +35,11 @@ fn optional(field: &str, v: &Option<String>) -> Result<Option<String>, CommandEr
     }
 }
 
+/// The person in an actor: the API records `<name> via <credential>`; the name is who works it.
+fn person(actor: &str) -> &str {
+    actor.split(" via ").next().unwrap_or(actor)
+}
+
 fn refused(e: super::lifecycle::Refused, number: &str) -> CommandError {
     CommandError::Conflict(format!("{number}: {e}"))
 }
@@ -107,7 +112,7 @@ impl Engine {
                 t.state = to;
                 t.acknowledged_at = Some(now);
                 if t.assignee.is_none() {
-                    t.assignee = Some(actor.to_string());
+                    t.assignee = Some(person(actor).to_string());
                 }
                 let took = now - t.opened_at;
                 let met = match (t.sla.response_target_ms, t.sla.response_breached_at) {

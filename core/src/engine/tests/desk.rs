@@ -363,6 +363,24 @@ fn a_service_request_through_every_operator_action() {
 fn invalid_actions_are_refused_with_what_is_allowed_and_change_nothing() {
     let mut d = Desk::new(DESK_POLICY);
     let id = d.open(0, request("printer")).id;
+    // The acknowledger becomes the assignee by name, without the credential the API notes.
+    let other = d.open(1, request("scanner")).id;
+    let t = d
+        .command(
+            2,
+            Command::Ticket {
+                id: other,
+                action: A::Acknowledge { note: None },
+                actor: "carol via operator token".into(),
+                stored: None,
+            },
+        )
+        .expect("ack");
+    assert_eq!(t.assignee.as_deref(), Some("carol"));
+    assert_eq!(
+        d.log(other).last().map(|l| l.1.clone()),
+        Some("carol via operator token".into())
+    );
     let before = d.effects.len();
     let cases: Vec<(A, &str)> = vec![
         (A::Close { note: None }, "cannot close a ticket that is new"),
