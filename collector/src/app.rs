@@ -1,7 +1,10 @@
-//! Wiring: broker, store, engine, ingest and API as named tasks with one graceful shutdown.
+//! Wiring: broker, store, engine, ingest, notification delivery and API as named tasks with one
+//! graceful shutdown.
 //!
 //! Data path: MQTT -> ingest (decode) -> pipeline (rules + engine, pure) -> writer thread
 //! (DuckDB, one transaction per batch) -> acks back to the broker. The API reads the store.
+//! Outbox: the writer commits notifications `pending` and wakes the `notify` task, which sends
+//! them to the policy's current targets and marks them through the writer.
 //! Control path: API write / SIGHUP -> [`ControlHandle`] -> the pipeline's control queue ->
 //! engine command or reload -> writer -> answer once committed.
 
@@ -10,16 +13,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::Publish;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, Auth};
 use crate::config::{CollectorConfig, ConfigError};
 use crate::control::{Applied, CONTROL_QUEUE, Control, ControlHandle};
+use crate::engine::targets::NotifyPolicy;
 use crate::engine::{Effect, Engine, Input};
 use crate::ingest::Decoded;
 use crate::ingest::mqtt::{self, Inbound, RateLimit};
 use crate::metrics::{EngineGauges, Metrics};
+use crate::notify::{Dispatcher, NotifyDeps};
 use crate::rules::AlertState;
 use crate::store::{SnapshotScope, Store, StoreError, WriteMsg};
 use crate::time::{millis, now_millis};
@@ -38,6 +43,8 @@ pub enum StartError {
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
     Ingest(#[from] crate::ingest::mqtt::IngestError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("http: cannot listen on {addr}: {source} (set [http] listen to a free address)")]
     HttpBind {
         addr: SocketAddr,
@@ -132,6 +139,9 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         tracing::info!(listen = %config.broker.listen, "embedded MQTT broker started");
     }
     let mqtt_opts = mqtt::options(&config.broker)?;
+    // Notifications publish on their own connection, so intake acks never wait behind them.
+    let mut notify_mqtt = mqtt::options(&config.broker)?;
+    notify_mqtt.set_client_id(format!("{}-notify", config.broker.client_id));
     let mqtt_endpoint = config.broker.endpoint().map_err(StartError::Internal)?;
 
     let path = config.store.path.clone();
@@ -156,7 +166,10 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         "store opened"
     );
     let reader = store.reader()?;
+    let outbox_reader = store.reader()?;
     let rule_count = rules.len();
+    // The delivery task sends to the targets in force; a reload replaces them.
+    let (targets_tx, targets_rx) = watch::channel(Arc::new(policy.notify.clone()));
     let engine = Engine::new(policy, rules, snapshot);
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -185,8 +198,24 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let (write_tx, write_rx) = mpsc::channel::<WriteMsg<Publish>>(WRITE_QUEUE);
     let (ack_tx, ack_rx) = mpsc::channel::<Publish>(ACK_QUEUE);
 
+    // Set up before the writer thread starts: it may fail (SMTP password file, TLS).
+    let outbox_wake = Arc::new(Notify::new());
+    let dispatcher = Dispatcher::new(NotifyDeps {
+        config: config.notify.clone(),
+        smtp: config.smtp.clone(),
+        targets: targets_rx,
+        topic_root: config.topic_root.clone(),
+        mqtt: Some(notify_mqtt),
+        reader: outbox_reader,
+        write: write_tx.clone(),
+        wake: outbox_wake.clone(),
+        stats: metrics.notify.clone(),
+    })?;
+
     let (fatal_tx, fatal) = mpsc::channel::<String>(4);
-    let writer = store.into_writer(&config.store);
+    let writer = store
+        .into_writer(&config.store)
+        .with_outbox_wake(outbox_wake);
     let writer_stats = metrics.writer.clone();
     let writer_fatal = fatal_tx.clone();
     let writer = std::thread::Builder::new()
@@ -210,11 +239,13 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
             shutdown.subscribe(),
         )),
     ));
+    tasks.push(("notify", tokio::spawn(dispatcher.run(shutdown.subscribe()))));
     let pipeline_task = tokio::spawn(pipeline(
         engine,
         in_rx,
         control_rx,
         write_tx,
+        targets_tx,
         metrics.clone(),
     ));
     let pipeline_fatal = fatal_tx;
@@ -281,6 +312,7 @@ async fn pipeline(
     mut inbound: mpsc::Receiver<Inbound>,
     mut control: mpsc::Receiver<Control>,
     write: mpsc::Sender<WriteMsg<Publish>>,
+    targets: watch::Sender<Arc<NotifyPolicy>>,
     metrics: Arc<Metrics>,
 ) {
     let mut control_open = true;
@@ -296,7 +328,7 @@ async fn pipeline(
             c = control.recv(), if control_open => {
                 match c {
                     Some(c) => {
-                        let stored = apply_control(&mut engine, c, &write).await;
+                        let stored = apply_control(&mut engine, c, &write, &targets).await;
                         publish_gauges(&engine, &metrics);
                         if !stored {
                             tracing::error!("store writer is gone; stopping the pipeline");
@@ -332,6 +364,7 @@ async fn pipeline(
                     rejected: None,
                     ack: msg.ack,
                     committed: None,
+                    outbox: Vec::new(),
                 }
             }
             Decoded::Rejected(row) => {
@@ -356,6 +389,7 @@ async fn pipeline(
                     rejected: keep.then_some(row),
                     ack: msg.ack,
                     committed: None,
+                    outbox: Vec::new(),
                 }
             }
             Decoded::Ignored => WriteMsg {
@@ -363,6 +397,7 @@ async fn pipeline(
                 rejected: None,
                 ack: msg.ack,
                 committed: None,
+                outbox: Vec::new(),
             },
         };
         publish_gauges(&engine, &metrics);
@@ -374,11 +409,13 @@ async fn pipeline(
 }
 
 /// Apply one control request at the wall clock's now; its effects go to the writer and the
-/// answer carries a receiver told when they are committed. False when the writer is gone.
+/// answer carries a receiver told when they are committed. A reload also hands the new
+/// notification targets to the delivery task. False when the writer is gone.
 async fn apply_control(
     engine: &mut Engine,
     msg: Control,
     write: &mpsc::Sender<WriteMsg<Publish>>,
+    targets: &watch::Sender<Arc<NotifyPolicy>>,
 ) -> bool {
     let now = now_millis();
     let (committed_tx, committed) = oneshot::channel();
@@ -389,7 +426,9 @@ async fn apply_control(
             answer,
         } => {
             let count = rules.len();
+            let notify = Arc::new(policy.notify.clone());
             let out = engine.reload(now, rules, *policy);
+            targets.send_replace(notify);
             let resolved = out
                 .effects
                 .iter()
@@ -426,6 +465,7 @@ async fn apply_control(
             rejected: None,
             ack: None,
             committed: Some(committed_tx),
+            outbox: Vec::new(),
         })
         .await
         .is_ok()
@@ -444,12 +484,13 @@ fn publish_gauges(engine: &Engine, metrics: &Metrics) {
 fn log_effects(effects: &[Effect]) {
     for e in effects {
         match e {
-            Effect::Ticket(t) if t.opened_at == t.updated_at => {
-                tracing::info!(ticket = %t.number, priority = t.priority.as_str(), group = %t.assignment_group,
-                    summary = %t.summary, "ticket opened");
+            // One line per ticket event (the ticket row itself is written several times at once
+            // when, say, a P1 opens and escalates).
+            Effect::TicketEvent(ev) => {
+                tracing::info!(ticket_id = ev.ticket_id, kind = %ev.kind, actor = %ev.actor, message = %ev.message, "ticket event");
             }
-            Effect::TicketEvent(ev) if ev.kind != "opened" => {
-                tracing::info!(ticket_id = ev.ticket_id, kind = %ev.kind, message = %ev.message, "ticket event");
+            Effect::Notification(n) => {
+                tracing::debug!(id = n.id, channel = %n.channel, target = %n.target, event = %n.event, "notification queued");
             }
             Effect::Incident(i) if i.opened_at == i.updated_at => {
                 tracing::info!(incident = i.id, node = %i.node, root_cause = %i.root_cause, "incident opened");

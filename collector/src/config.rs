@@ -1,4 +1,4 @@
-//! collector.toml: broker, HTTP, store and rules locations, with defaults.
+//! collector.toml: broker, HTTP, store and rules locations, SMTP and notification delivery, with defaults.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,12 @@ pub struct CollectorConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    /// The SMTP server e-mail notifications go through; unset: e-mail targets fail with a reason.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// Delivery of the notification outbox (retries, concurrency).
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// Topic root, `tocsin` unless several installations share one broker.
     #[serde(default = "default_topic_root")]
     pub topic_root: String,
@@ -205,6 +211,108 @@ impl Default for RulesConfig {
     }
 }
 
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (only sensible to a local relay).
+    None,
+    /// Plain connection upgraded with STARTTLS; refused if the server does not offer it.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// `[smtp]`: the relay e-mail notifications are handed to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// Sender address, e.g. `"tocsin <tocsin@example.com>"`.
+    pub from: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password for `username`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// `none`, `starttls` or `tls`. Unset: `none` when `host` is a loopback address or
+    /// `localhost` (a local relay rarely has a certificate for that name), else `starttls`.
+    #[serde(default)]
+    pub tls: Option<SmtpTls>,
+    /// Longest one SMTP command may take (a whole message: four times this).
+    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl SmtpConfig {
+    /// The protection in force: `tls` if set, else by the host (see [`SmtpConfig::tls`]).
+    pub fn effective_tls(&self) -> SmtpTls {
+        self.tls.unwrap_or_else(|| {
+            let host = self.host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                SmtpTls::None
+            } else {
+                SmtpTls::Starttls
+            }
+        })
+    }
+}
+
+/// `[notify]`: delivery of the durable notification outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Attempts before a notification is given up as `failed`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Pause after the first failed attempt; doubled after each further one ...
+    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// ... up to this.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Notifications sent at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_concurrency() -> usize {
+    4
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            max_attempts: default_max_attempts(),
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
 impl CollectorConfig {
     /// Read and parse `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -228,6 +336,35 @@ impl CollectorConfig {
                 path: path.to_path_buf(),
                 message: format!("topic_root {:?} must be [A-Za-z0-9._-/]", config.topic_root),
             });
+        }
+        let invalid = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let n = &config.notify;
+        if n.max_attempts == 0 || n.concurrency == 0 {
+            return Err(invalid(
+                "[notify] max_attempts and concurrency must be at least 1".into(),
+            ));
+        }
+        if n.backoff_initial.is_zero() || n.backoff_max < n.backoff_initial {
+            return Err(invalid(
+                "[notify] backoff_initial must be above 0 and backoff_max at least backoff_initial"
+                    .into(),
+            ));
+        }
+        if let Some(smtp) = &config.smtp {
+            if smtp.host.is_empty() {
+                return Err(invalid("[smtp] host is empty".into()));
+            }
+            smtp.from
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| invalid(format!("[smtp] from {:?}: {e}", smtp.from)))?;
+            if smtp.password_file.is_some() && smtp.username.is_none() {
+                return Err(invalid(
+                    "[smtp] password_file is set but username is not".into(),
+                ));
+            }
         }
         Ok(config)
     }
@@ -293,6 +430,55 @@ mod tests {
             err.to_string()
                 .starts_with("/nonexistent/collector.toml: cannot read")
         );
+    }
+
+    #[test]
+    fn smtp_and_notify_sections() {
+        let c = parse("").expect("defaults");
+        assert!(c.smtp.is_none());
+        assert_eq!(c.notify.max_attempts, 8);
+        assert_eq!(c.notify.backoff_initial, Duration::from_secs(2));
+        assert_eq!(c.notify.backoff_max, Duration::from_secs(300));
+        assert_eq!(c.notify.concurrency, 4);
+        let c = parse(
+            r#"
+            [smtp]
+            host = "127.0.0.1"
+            from = "tocsin <tocsin@example.com>"
+            [notify]
+            max_attempts = 3
+            backoff_initial = "1s"
+            backoff_max = "1m"
+            "#,
+        )
+        .expect("smtp");
+        let smtp = c.smtp.expect("smtp");
+        assert_eq!(smtp.port, 25);
+        assert_eq!(smtp.effective_tls(), SmtpTls::None, "loopback: plain");
+        assert_eq!(c.notify.max_attempts, 3);
+        let c =
+            parse("[smtp]\nhost = \"mail.example.com\"\nfrom = \"a@example.com\"\n").expect("ok");
+        assert_eq!(
+            c.smtp.expect("smtp").effective_tls(),
+            SmtpTls::Starttls,
+            "remote: STARTTLS by default"
+        );
+        let c = parse("[smtp]\nhost = \"localhost\"\nfrom = \"a@example.com\"\ntls = \"tls\"\n")
+            .expect("ok");
+        assert_eq!(c.smtp.expect("smtp").effective_tls(), SmtpTls::Tls);
+        for bad in [
+            "[smtp]\nhost = \"h\"\nfrom = \"not an address\"\n",
+            "[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\ntls = \"ssl\"\n",
+            "[smtp]\nhost = \"h\"\n",
+            "[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\npassword_file = \"/p\"\n",
+            "[notify]\nmax_attempts = 0\n",
+            "[notify]\nbackoff_initial = \"10m\"\nbackoff_max = \"1m\"\n",
+            "[notify]\nretries = 3\n",
+        ] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.starts_with("collector.toml: "), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! tocsin collector: MQTT intake -> rules -> engine (incidents, tickets) -> DuckDB store, with an HTTP API.
 //!
 //! The folders follow the data path: [`ingest`] -> [`rules`] -> [`engine`] -> [`store`];
+//! [`notify`] delivers the notification outbox (webhooks, e-mail, MQTT);
 //! [`api`] reads the store; [`broker`] is the optional embedded MQTT broker; [`app`] wires
 //! them together; [`control`] carries reloads and operator commands into the engine's task;
 //! [`cli`] is the `tocsin` operator client; [`quickstart`] is the one-command demo.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod quickstart;
 pub mod store;
 

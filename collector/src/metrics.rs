@@ -1,4 +1,4 @@
-//! The collector's own health as Prometheus text: intake, engine, store counters.
+//! The collector's own health as Prometheus text: intake, engine, store and notification counters.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,54 @@ pub struct ControlStats {
     pub commands_refused: AtomicU64,
 }
 
+/// Delivery channels of notifications, in the order of [`PerChannel`]'s slots.
+pub const CHANNELS: [&str; 3] = ["webhook", "email", "mqtt"];
+
+/// One counter per delivery channel, plus `other` for a row naming no known channel.
+#[derive(Debug, Default)]
+pub struct PerChannel([AtomicU64; 4]);
+
+impl PerChannel {
+    pub fn add(&self, channel: &str) {
+        let slot = CHANNELS
+            .iter()
+            .position(|c| *c == channel)
+            .unwrap_or(CHANNELS.len());
+        self.0[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, channel: &str) -> u64 {
+        let slot = CHANNELS
+            .iter()
+            .position(|c| *c == channel)
+            .unwrap_or(CHANNELS.len());
+        self.0[slot].load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (i, c) in CHANNELS.iter().chain(&["other"]).enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{channel=\"{c}\"}} {}",
+                self.0[i].load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// The notification outbox's delivery (webhooks, e-mail, MQTT).
+#[derive(Debug, Default)]
+pub struct NotifyStats {
+    pub delivered: PerChannel,
+    /// Failed attempts that will be tried again.
+    pub retried: PerChannel,
+    /// Notifications given up (permanent error or out of attempts).
+    pub failed: PerChannel,
+    /// Rows waiting in the outbox (pending, due or not), as of the last look.
+    pub pending: AtomicU64,
+}
+
 /// Everything `/metrics` shows.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -34,6 +82,7 @@ pub struct Metrics {
     pub writer: Arc<WriterStats>,
     pub engine: Mutex<EngineGauges>,
     pub control: ControlStats,
+    pub notify: Arc<NotifyStats>,
 }
 
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -244,6 +293,29 @@ impl Metrics {
             "Duration of the last write transaction.",
             w.last_batch_micros.load(Ordering::Relaxed) as f64 / 1e6,
         );
+        let n = &self.notify;
+        n.delivered.render(
+            &mut o,
+            "tocsin_notifications_delivered_total",
+            "Notifications delivered, by channel.",
+        );
+        n.retried.render(
+            &mut o,
+            "tocsin_notifications_retried_total",
+            "Failed notification attempts that will be retried, by channel.",
+        );
+        n.failed.render(
+            &mut o,
+            "tocsin_notifications_failed_total",
+            "Notifications given up (permanent error or out of attempts), by channel.",
+        );
+        line(
+            &mut o,
+            "tocsin_notifications_pending",
+            "gauge",
+            "Notifications waiting in the outbox.",
+            n.pending.load(Ordering::Relaxed),
+        );
         o
     }
 }
@@ -264,6 +336,16 @@ mod tests {
         let text = m.render();
         assert!(text.contains("tocsin_rules_reloads_total{result=\"ok\"} 0"));
         assert!(text.contains("tocsin_rules_reloads_total{result=\"failed\"} 1"));
+        m.notify.failed.add("email");
+        m.notify.failed.add("sms");
+        m.notify.delivered.add("webhook");
+        m.notify.pending.store(3, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("tocsin_notifications_failed_total{channel=\"email\"} 1"));
+        assert!(text.contains("tocsin_notifications_failed_total{channel=\"other\"} 1"));
+        assert!(text.contains("tocsin_notifications_failed_total{channel=\"mqtt\"} 0"));
+        assert!(text.contains("tocsin_notifications_delivered_total{channel=\"webhook\"} 1"));
+        assert!(text.contains("tocsin_notifications_pending 3"));
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let mut parts = l.rsplitn(2, ' ');
             let value = parts.next().expect("value");

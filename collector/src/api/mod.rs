@@ -1,12 +1,16 @@
 //! HTTP API (hyper): health, Prometheus metrics, the read endpoints under `/api/v1`, and the
-//! write endpoints (rule reload, maintenance windows, problem updates) that go to the engine
-//! through the control queue.
+//! write endpoints (rule reload, maintenance windows, problem updates, tickets) that go to the
+//! engine through the control queue.
 
 pub mod auth;
 pub mod requests;
+pub mod ticket_requests;
+mod tickets;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ticket_tests;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,7 +32,7 @@ use tokio::sync::broadcast;
 use crate::control::{ControlError, ControlHandle};
 use crate::engine::{Command, CommandError, Reply};
 use crate::metrics::Metrics;
-use crate::store::{MaintenanceFilter, Reader, StoreError, TicketFilter};
+use crate::store::{MaintenanceFilter, Reader, StoreError};
 use crate::time::now_millis;
 
 pub use auth::{Access, Auth};
@@ -131,9 +135,11 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static [Method]> {
         [
             "api",
             "v1",
-            "nodes" | "alerts" | "incidents" | "tickets" | "rejected" | "problems",
+            "nodes" | "alerts" | "incidents" | "rejected" | "problems" | "notifications",
         ] => GET,
+        ["api", "v1", "tickets"] => BOTH,
         ["api", "v1", "incidents" | "tickets", _] => GET,
+        ["api", "v1", "tickets", _, action] if ticket_requests::ACTIONS.contains(action) => POST,
         ["api", "v1", "problems", _] => BOTH,
         ["api", "v1", "maintenance"] => BOTH,
         ["api", "v1", "maintenance", _] => GET,
@@ -197,6 +203,7 @@ fn control_error(e: ControlError) -> Resp {
         ),
         ControlError::Command(CommandError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
         ControlError::Command(CommandError::Invalid(m)) => error(StatusCode::BAD_REQUEST, m),
+        ControlError::Command(CommandError::Conflict(m)) => error(StatusCode::CONFLICT, m),
         ControlError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }
@@ -211,6 +218,15 @@ where
     let q = query_of(req.uri());
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let Some(allowed) = allowed_methods(&segments) else {
+        if let ["api", "v1", "tickets", _, action] = segments.as_slice() {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no ticket action {action:?}: use one of {}",
+                    ticket_requests::ACTIONS.join(", ")
+                ),
+            );
+        }
         return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
     };
     let method = match req.method() {
@@ -308,31 +324,9 @@ where
                 format!("incident id {id:?} is not a number"),
             ),
         },
-        ["api", "v1", "tickets"] => {
-            let filter = TicketFilter {
-                state: match one_of("state", q.get("state"), TICKET_STATES) {
-                    Ok(s) => s,
-                    Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-                },
-                priority: match one_of("priority", q.get("priority"), PRIORITIES) {
-                    Ok(s) => s,
-                    Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-                },
-                limit: match q.get("limit").map(|l| l.parse::<usize>()) {
-                    None => None,
-                    Some(Ok(l)) => Some(l),
-                    Some(Err(_)) => {
-                        return error(StatusCode::BAD_REQUEST, "limit must be a positive number");
-                    }
-                },
-            };
-            read(&state, move |r| r.tickets(&filter).map(Some), None).await
-        }
-        ["api", "v1", "tickets", key] => {
-            let key = key.to_string();
-            let msg = format!("ticket {key} does not exist");
-            read(&state, move |r| r.ticket(&key), Some(msg)).await
-        }
+        ["api", "v1", "tickets"] => tickets::list(&state, &q).await,
+        ["api", "v1", "tickets", key] => tickets::show(&state, key).await,
+        ["api", "v1", "notifications"] => tickets::notifications(&state, &q).await,
         ["api", "v1", "problems"] => {
             let st = match one_of("state", q.get("state"), PROBLEM_STATES) {
                 Ok(s) => s,
@@ -505,6 +499,10 @@ async fn write(state: &ApiState, segments: &[&str], body: &[u8], actor: String) 
                 Ok(other) => unexpected(&other),
                 Err(e) => control_error(e),
             }
+        }
+        ["api", "v1", "tickets"] => tickets::open(state, body, actor).await,
+        ["api", "v1", "tickets", key, action] => {
+            tickets::act(state, key, action, body, actor).await
         }
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
     }

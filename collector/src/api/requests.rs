@@ -42,6 +42,11 @@ impl Body {
         Ok(Body { fields })
     }
 
+    /// An object already parsed (a nested one, checked by the caller).
+    pub fn from_fields(fields: Map<String, Json>) -> Body {
+        Body { fields }
+    }
+
     /// A string field; absent and `null` are None.
     pub fn string(&self, name: &str) -> Result<Option<String>, String> {
         match self.fields.get(name) {
@@ -68,9 +73,62 @@ impl Body {
         }
         Ok(s)
     }
+
+    /// A free-text field (line breaks and tabs allowed), trimmed; absent, `null` or blank is None.
+    pub fn text(&self, name: &str, max: usize) -> Result<Option<String>, String> {
+        let Some(s) = self.string(name)?.map(|s| s.trim().to_string()) else {
+            return Ok(None);
+        };
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if s.chars().count() > max {
+            return Err(format!("{name} is longer than {max} characters"));
+        }
+        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(format!(
+                "{name} must not contain control characters other than line breaks and tabs"
+            ));
+        }
+        Ok(Some(s))
+    }
+
+    /// A free-text field that must be there and not blank.
+    pub fn required_text(&self, name: &str, max: usize) -> Result<String, String> {
+        match self.string(name)? {
+            None => Err(format!("{name} is required")),
+            Some(_) => self
+                .text(name, max)?
+                .ok_or_else(|| format!("{name} must not be empty")),
+        }
+    }
+
+    /// A one-line field (no control characters), trimmed; absent, `null` or blank is None.
+    pub fn line(&self, name: &str, max: usize) -> Result<Option<String>, String> {
+        match self.string(name)?.map(|s| s.trim().to_string()) {
+            None => Ok(None),
+            Some(s) if s.is_empty() => Ok(None),
+            Some(_) => self.required(name, max).map(Some),
+        }
+    }
+
+    /// A boolean field; absent and `null` are None.
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, String> {
+        match self.fields.get(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(format!("{name} must be true or false, not {}", kind(other))),
+        }
+    }
+
+    /// The raw value of a field (absent: None).
+    pub fn get(&self, name: &str) -> Option<&Json> {
+        self.fields.get(name)
+    }
 }
 
-fn kind(v: &Json) -> &'static str {
+/// What kind of JSON value `v` is, for error messages (`a string`, `an array`, ...).
+pub fn kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

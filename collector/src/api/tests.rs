@@ -19,14 +19,20 @@ category = "software"
 summary = "{{node}}: {{check}} is {{status}}"
 "#;
 
-struct Answer {
-    status: u16,
-    headers: String,
-    body: Json,
+pub(super) struct Answer {
+    pub status: u16,
+    pub headers: String,
+    pub body: Json,
 }
 
 /// One raw HTTP/1.1 request; the answer's status, head and JSON body.
-async fn request(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
+pub(super) async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Answer {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -65,7 +71,7 @@ fn closed_port() -> u16 {
         .expect("port")
 }
 
-async fn collector(dir: &Path, http_extra: &str) -> crate::Running {
+pub(super) async fn collector(dir: &Path, http_extra: &str) -> crate::Running {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     std::fs::write(rules.join("test.toml"), RULES).expect("rules");
@@ -183,12 +189,12 @@ async fn bad_requests_get_fitting_status_codes() {
             .status,
         405
     );
-    assert_eq!(
-        request(port, "POST", "/api/v1/tickets", &[], b"{}")
-            .await
-            .status,
-        405
-    );
+    let a = request(port, "DELETE", "/api/v1/tickets", &[], b"").await;
+    assert_eq!(a.status, 405);
+    assert!(a.headers.contains("allow: get, post"), "{}", a.headers);
+    let a = request(port, "POST", "/api/v1/tickets", &[], b"{}").await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["error"], "summary is required");
     assert_eq!(
         request(port, "GET", "/api/v1/nothing", &[], b"")
             .await

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json, json};
 use tocsin_collector::cli::{self, ApiClient, CliError, query_string};
 
@@ -43,17 +43,33 @@ enum Command {
     },
     /// List tickets.
     Tickets {
-        /// new | acknowledged | in_progress | resolved | closed
+        /// new | acknowledged | in_progress | pending | resolved | closed
         #[arg(long)]
         state: Option<String>,
         /// P1 | P2 | P3 | P4
         #[arg(long)]
         priority: Option<String>,
+        /// Assignment group.
+        #[arg(long)]
+        group: Option<String>,
+        /// The person working on it.
+        #[arg(long)]
+        assignee: Option<String>,
+        /// incident | request
+        #[arg(long)]
+        kind: Option<String>,
     },
-    /// Show one ticket with its full record and log.
-    Ticket {
-        /// Ticket number (INC-000001) or id.
-        id: String,
+    /// Show a ticket (`tocsin ticket INC-000001`), open one (`ticket new`) or act on one
+    /// (`ticket ack INC-000001`, `ticket resolve …`).
+    Ticket(TicketArgs),
+    /// List the notification outbox (webhooks, e-mails, MQTT events) and its delivery state.
+    Notifications {
+        /// pending | delivered | failed
+        #[arg(long)]
+        state: Option<String>,
+        /// Only those of this ticket (number or id).
+        #[arg(long)]
+        ticket: Option<String>,
     },
     /// List problem records (recurring incidents of one signature).
     Problems {
@@ -80,6 +96,19 @@ enum Command {
     },
     /// List nodes.
     Nodes,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "ACTION",
+    override_usage = "tocsin ticket <ID>\n       tocsin ticket <ACTION> <ID> [OPTIONS]\n       tocsin ticket new --summary TEXT --reporter NAME [OPTIONS]"
+)]
+struct TicketArgs {
+    /// Ticket number (INC-000001, REQ-000001) or id: show it with its full record and log.
+    id: Option<String>,
+    #[command(subcommand)]
+    action: Option<tocsin_collector::cli::TicketCommand>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,21 +256,39 @@ async fn call(cli: &Cli, client: &ApiClient) -> Result<String, CliError> {
                 .await?,
             cli::incident_detail,
         ),
-        Command::Tickets { state, priority } => (
+        Command::Tickets {
+            state,
+            priority,
+            group,
+            assignee,
+            kind,
+        } => (
             client
                 .get(&format!(
                     "/api/v1/tickets{}",
                     query_string(&[
                         ("state", state.as_deref()),
-                        ("priority", priority.as_deref())
+                        ("priority", priority.as_deref()),
+                        ("group", group.as_deref()),
+                        ("assignee", assignee.as_deref()),
+                        ("kind", kind.as_deref()),
                     ])
                 ))
                 .await?,
             cli::tickets_table,
         ),
-        Command::Ticket { id } => (
-            client.get(&format!("/api/v1/tickets/{}", enc(id))).await?,
+        Command::Ticket(TicketArgs { id, action }) => (
+            cli::ticket_command(client, id.as_deref(), action.as_ref()).await?,
             cli::ticket_detail,
+        ),
+        Command::Notifications { state, ticket } => (
+            client
+                .get(&format!(
+                    "/api/v1/notifications{}",
+                    query_string(&[("state", state.as_deref()), ("ticket", ticket.as_deref())])
+                ))
+                .await?,
+            cli::notifications_table,
         ),
         Command::Problems { state } => (
             client

@@ -1,6 +1,8 @@
 //! The `tocsin` operator CLI: a client of the HTTP API with table output or `--json`.
 
 mod table;
+mod ticket_view;
+mod tickets;
 
 use std::time::Duration;
 
@@ -14,8 +16,10 @@ use serde_json::Value as Json;
 
 pub use table::{
     incident_detail, incidents_table, maintenance_table, nodes_table, problem_detail,
-    problems_table, reload_result, ticket_detail, tickets_table,
+    problems_table, reload_result,
 };
+pub use ticket_view::{notifications_table, ticket_detail, tickets_table};
+pub use tickets::{NewTicket, TicketCommand, ticket_command};
 
 /// Why a CLI call failed; the binary maps these to exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +44,14 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// Exit code: 2 usage, 3 unreachable, 4 not found, 5 other API errors.
+    /// Exit code: 2 usage, 3 unreachable, 4 not found, 5 other API errors, 6 conflict (the
+    /// ticket's state does not allow the action, HTTP 409).
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 2,
             CliError::Unreachable { .. } => 3,
             CliError::Http { status: 404, .. } => 4,
+            CliError::Http { status: 409, .. } => 6,
             _ => 5,
         }
     }
@@ -270,6 +276,14 @@ mod tests {
             e.to_string(),
             "u: HTTP 422: rules not reloaded\n  a.toml:3: rule \"x\": bad"
         );
+        let conflict = CliError::Http {
+            url: "u".into(),
+            status: 409,
+            message: "cannot close a ticket that is in_progress (allowed: pend, resolve)".into(),
+            details: Vec::new(),
+        };
+        assert_eq!(conflict.exit_code(), 6);
+        assert_eq!(conflict.to_string().lines().count(), 1);
     }
 
     #[tokio::test]

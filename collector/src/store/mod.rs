@@ -1,10 +1,13 @@
-//! DuckDB store: schema migrations, the batching writer, reads for the API, and the engine snapshot.
+//! DuckDB store: schema migrations, the batching writer, reads for the API, the engine snapshot
+//! and the notification outbox.
 //!
 //! DuckDB calls block, so they never run on the async runtime: the writer owns a
 //! connection on its own thread, and reads go through [`Reader`] on `spawn_blocking`.
 
 mod migrations;
+mod outbox;
 mod read;
+mod read_desk;
 mod sql;
 mod writer;
 
@@ -19,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use duckdb::Connection;
 
 pub use migrations::MIGRATIONS;
+pub use outbox::{Due, OutboxUpdate, Outcome, PendingNotification};
 pub use read::{MaintenanceFilter, Reader, SnapshotScope, TicketFilter};
 pub use writer::{WriteMsg, Writer, WriterStats, write_effects};
 

@@ -8,10 +8,10 @@ use duckdb::{Connection, params};
 use serde_json::{Map, Value as Json, json};
 
 use super::StoreError;
+use super::read_desk::{TICKET_ROW_COLS, ticket_row};
 use super::sql::{millis_of, query_json};
 use crate::engine::model::{
     IncidentRow, IncidentState, MaintenanceRow, NodeRow, ProblemRow, ProblemState, TicketEventRow,
-    TicketRow, TicketSla, TicketState,
 };
 use crate::engine::{Ids, Level, Priority, RecentIncident, SimilarCase, Snapshot};
 use crate::rules::{ActiveAlert, AlertState, Category, Severity};
@@ -22,6 +22,11 @@ use crate::time::Millis;
 pub struct TicketFilter {
     pub state: Option<String>,
     pub priority: Option<String>,
+    /// Assignment group.
+    pub group: Option<String>,
+    pub assignee: Option<String>,
+    /// `incident` or `request`.
+    pub kind: Option<String>,
     pub limit: Option<usize>,
 }
 
@@ -46,7 +51,7 @@ const TICKET_COLS: &str = "id, number, kind, state, priority, impact, urgency, c
     runbook, opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id,
     (SELECT p.number FROM problems p WHERE p.id = tickets.problem_id) AS problem_number,
     coalesce(workaround, (SELECT p.workaround FROM problems p WHERE p.id = tickets.problem_id)) AS workaround,
-    assignee, affected::VARCHAR AS affected, similar::VARCHAR AS similar, detected_at, resolution, cause_code,
+    assignee, affected::VARCHAR AS affected, similar_cases::VARCHAR AS similar, detected_at, resolution, cause_code,
     response_target_ms, resolution_target_ms, response_due_at, resolution_due_at, response_breached_at,
     resolution_breached_at, resolution_elapsed_ms, escalation_level, escalated_at, reopened, close_held,
     sla::VARCHAR AS sla";
@@ -76,7 +81,7 @@ impl Reader {
         Reader { conn }
     }
 
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>,
     ) -> Result<T, StoreError> {
@@ -201,9 +206,23 @@ impl Reader {
                 &format!(
                     "SELECT {TICKET_COLS} FROM tickets
                      WHERE (?::VARCHAR IS NULL OR state = ?) AND (?::VARCHAR IS NULL OR priority = ?)
+                       AND (?::VARCHAR IS NULL OR assignment_group = ?)
+                       AND (?::VARCHAR IS NULL OR assignee = ?) AND (?::VARCHAR IS NULL OR kind = ?)
                      ORDER BY id DESC LIMIT ?"
                 ),
-                &[&f.state, &f.state, &f.priority, &f.priority, &limit],
+                &[
+                    &f.state,
+                    &f.state,
+                    &f.priority,
+                    &f.priority,
+                    &f.group,
+                    &f.group,
+                    &f.assignee,
+                    &f.assignee,
+                    &f.kind,
+                    &f.kind,
+                    &limit,
+                ],
             )
         })
     }
@@ -372,20 +391,24 @@ impl Reader {
     }
 }
 
-fn text(row: &duckdb::Row<'_>, i: usize) -> Result<String, duckdb::Error> {
+pub(super) fn text(row: &duckdb::Row<'_>, i: usize) -> Result<String, duckdb::Error> {
     row.get(i)
 }
 
-fn parse_enum<T>(what: &str, s: &str, f: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
+pub(super) fn parse_enum<T>(
+    what: &str,
+    s: &str,
+    f: impl Fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
     f(s).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {s:?}")))
 }
 
-fn ms(row: &duckdb::Row<'_>, i: usize) -> Result<Option<i64>, duckdb::Error> {
+pub(super) fn ms(row: &duckdb::Row<'_>, i: usize) -> Result<Option<i64>, duckdb::Error> {
     let v: Value = row.get(i)?;
     Ok(millis_of(v))
 }
 
-fn json_col<T: serde::de::DeserializeOwned + Default>(s: Option<String>) -> T {
+pub(super) fn json_col<T: serde::de::DeserializeOwned + Default>(s: Option<String>) -> T {
     s.and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default()
 }
@@ -405,7 +428,7 @@ fn level_or(s: Option<String>, default: Level) -> Result<Level, StoreError> {
     }
 }
 
-fn count(v: Option<i64>, default: u32) -> u32 {
+pub(super) fn count(v: Option<i64>, default: u32) -> u32 {
     v.and_then(|n| u32::try_from(n).ok()).unwrap_or(default)
 }
 
@@ -574,7 +597,7 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
                       row_number() OVER (PARTITION BY i.signature ORDER BY t.closed_at DESC, t.id DESC) AS n
                FROM tickets t JOIN incidents i ON i.id = t.incident_id
                WHERE t.state = 'closed' AND i.signature IS NOT NULL AND i.state <> 'merged'
-                 AND t.closed_at >= to_timestamp(?::BIGINT / 1000.0) - INTERVAL 90 DAY)
+                 AND epoch_ms(t.closed_at) >= ?::BIGINT - 7776000000)
          WHERE n <= ? ORDER BY signature, n",
     )?;
     let mut rows = stmt.query(params![scope.now, crate::engine::SIMILAR_KEPT as i64])?;
@@ -690,74 +713,4 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
         notification: next("SELECT coalesce(max(id), 0) + 1 FROM notifications")?,
     };
     Ok(snap)
-}
-
-/// Ticket columns in the order [`ticket_row`] reads them.
-const TICKET_ROW_COLS: &str = "id, number, kind, state, priority, impact, urgency, category, assignment_group,
-    summary, description, reporter::VARCHAR, environment::VARCHAR, incident_id, site, node, runbook,
-    opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround,
-    assignee, affected::VARCHAR, similar::VARCHAR, detected_at, resolution, cause_code, sla::VARCHAR,
-    escalation_level, escalated_at, reopened, close_held";
-
-/// A ticket as the engine keeps it. Tickets stored before migration 0003 get empty SLA
-/// state and no assignee.
-fn ticket_row(r: &duckdb::Row<'_>) -> Result<TicketRow, StoreError> {
-    let opened_at = ms(r, 17)?.unwrap_or(0);
-    Ok(TicketRow {
-        id: r.get(0)?,
-        number: text(r, 1)?,
-        kind: text(r, 2)?,
-        state: parse_enum("ticket state", &text(r, 3)?, TicketState::parse)?,
-        priority: parse_enum("priority", &text(r, 4)?, Priority::parse)?,
-        impact: parse_enum("impact", &text(r, 5)?, Level::parse)?,
-        urgency: parse_enum("urgency", &text(r, 6)?, Level::parse)?,
-        category: parse_enum("category", &text(r, 7)?, Category::parse)?,
-        assignment_group: text(r, 8)?,
-        summary: text(r, 9)?,
-        description: text(r, 10)?,
-        reporter: json_col::<Json>(r.get(11)?),
-        environment: json_col::<Json>(r.get(12)?),
-        incident_id: r.get(13)?,
-        site: r.get(14)?,
-        node: r.get(15)?,
-        runbook: r.get(16)?,
-        opened_at,
-        acknowledged_at: ms(r, 18)?,
-        resolved_at: ms(r, 19)?,
-        closed_at: ms(r, 20)?,
-        updated_at: ms(r, 21)?.unwrap_or(0),
-        problem_id: r.get(22)?,
-        workaround: r.get(23)?,
-        assignee: r.get(24)?,
-        affected: json_col::<Json>(r.get(25)?),
-        similar: json_col::<Json>(r.get(26)?),
-        detected_at: ms(r, 27)?.unwrap_or(opened_at),
-        resolution: r.get(28)?,
-        cause_code: r.get(29)?,
-        sla: json_col::<TicketSla>(r.get(30)?),
-        escalation_level: r
-            .get::<_, Option<i64>>(31)?
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0),
-        escalated_at: ms(r, 32)?,
-        reopened: count(r.get(33)?, 0),
-        close_held: r.get(34)?,
-    })
-}
-
-impl Reader {
-    /// One ticket as the engine keeps it, by number or id (the API hands a closed one to a reopen).
-    pub fn ticket_row(&self, key: &str) -> Result<Option<TicketRow>, StoreError> {
-        let id: Option<i64> = key.parse().ok();
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {TICKET_ROW_COLS} FROM tickets WHERE number = ? OR id = ? LIMIT 1"
-            ))?;
-            let mut rows = stmt.query(params![key, id])?;
-            match rows.next()? {
-                Some(r) => Ok(Some(ticket_row(r)?)),
-                None => Ok(None),
-            }
-        })
-    }
 }

@@ -42,11 +42,17 @@ struct Node {
     store: Store,
     engine: Engine,
     seq: u64,
+    policy: &'static str,
 }
 
+#[allow(dead_code)]
 fn engine(snapshot: crate::engine::Snapshot) -> Engine {
+    engine_with(POLICY, snapshot)
+}
+
+fn engine_with(policy: &str, snapshot: crate::engine::Snapshot) -> Engine {
     Engine::new(
-        Policy::from_toml_str(Path::new("p"), POLICY).expect("policy"),
+        Policy::from_toml_str(Path::new("p"), policy).expect("policy"),
         parse_rules("t", RULES).expect("rules"),
         snapshot,
     )
@@ -54,10 +60,15 @@ fn engine(snapshot: crate::engine::Snapshot) -> Engine {
 
 impl Node {
     fn new() -> Node {
+        Node::with_policy(POLICY)
+    }
+
+    fn with_policy(policy: &'static str) -> Node {
         Node {
             store: Store::open_in_memory().expect("store"),
-            engine: engine(crate::engine::Snapshot::default()),
+            engine: engine_with(policy, crate::engine::Snapshot::default()),
             seq: 0,
+            policy,
         }
     }
 
@@ -73,9 +84,10 @@ impl Node {
         out.effects
     }
 
-    fn command(&mut self, now_s: i64, cmd: Command) {
-        let (_, out) = self.engine.command(now_s * 1000, cmd).expect("command");
+    fn command(&mut self, now_s: i64, cmd: Command) -> crate::engine::Reply {
+        let (reply, out) = self.engine.command(now_s * 1000, cmd).expect("command");
         self.write(&out.effects);
+        reply
     }
 
     fn restart(&mut self, now_s: i64) {
@@ -86,7 +98,7 @@ impl Node {
                 problem_window_ms: 86_400_000,
             })
             .expect("snapshot");
-        self.engine = engine(snapshot);
+        self.engine = engine_with(self.policy, snapshot);
     }
 
     fn status(&mut self, now_s: i64, node: &str, state: NodeState, parents: &[&str]) {
@@ -253,4 +265,189 @@ fn a_resolved_problem_does_not_come_back_after_a_restart() {
         1,
         "one recurrence after the fix opens no new problem"
     );
+}
+
+const DESK_POLICY: &str = r#"
+[incident]
+verify_for = "60s"
+[sla.P2]
+response = "10m"
+resolution = "1h"
+[sla.P4]
+response = "1h"
+resolution = "1d"
+[[escalation]]
+name = "on-duty"
+notify = ["webhook:oncall"]
+[[escalation]]
+name = "senior"
+after = "30m"
+notify = ["webhook:oncall"]
+[notify.webhook.oncall]
+url = "http://127.0.0.1:9/hook"
+"#;
+
+fn ticket_json(n: &Node, key: &str) -> serde_json::Value {
+    n.store
+        .reader()
+        .expect("reader")
+        .ticket(key)
+        .expect("read")
+        .expect("ticket exists")
+}
+
+fn outbox(n: &mut Node) -> Vec<(i64, String, String)> {
+    let mut stmt = n
+        .store
+        .connection()
+        .prepare("SELECT id, idempotency_key, state FROM notifications ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+#[test]
+fn ticket_sla_log_numbers_and_past_cases_survive_a_restart() {
+    use crate::engine::{ManualTicket, Reply, Reporter, TicketAction, TicketKind};
+    let mut n = Node::with_policy(DESK_POLICY);
+    n.status(0, "db-01", NodeState::Online, &[]);
+    // A fault (P2: acknowledge within 10m), resolved by an operator, closed after verification.
+    n.check(10, "db-01", "tcp:pg", CheckStatus::Critical);
+    let first = ticket_json(&n, "INC-000001");
+    assert_eq!(first["priority"], "P2");
+    n.command(
+        20,
+        Command::Ticket {
+            id: 1,
+            action: TicketAction::Resolve {
+                notes: "raised max_connections".into(),
+                cause_code: "capacity".into(),
+            },
+            actor: "alice".into(),
+            stored: None,
+        },
+    );
+    n.check(30, "db-01", "tcp:pg", CheckStatus::Ok);
+    n.feed(100, Input::Tick);
+    assert_eq!(ticket_json(&n, "INC-000001")["state"], "closed");
+    // A service request with a comment, pending then resumed.
+    let manual = ManualTicket {
+        kind: TicketKind::Request,
+        summary: "new DB user".into(),
+        description: String::new(),
+        reporter: Reporter {
+            name: "Carol".into(),
+            department: None,
+            contact: None,
+        },
+        category: None,
+        impact: None,
+        urgency: None,
+        site: None,
+        node: None,
+        services: vec![],
+        environment: None,
+        started_at: None,
+        group: None,
+        assignee: None,
+    };
+    let Reply::Ticket(req) = n.command(
+        200,
+        Command::OpenTicket {
+            ticket: Box::new(manual.clone()),
+            actor: "bob".into(),
+        },
+    ) else {
+        panic!("a ticket")
+    };
+    assert_eq!(req.number, "REQ-000001");
+    let act = |n: &mut Node, t: i64, action: TicketAction| {
+        n.command(
+            t,
+            Command::Ticket {
+                id: req.id,
+                action,
+                actor: "alice".into(),
+                stored: None,
+            },
+        );
+    };
+    act(
+        &mut n,
+        210,
+        TicketAction::Comment {
+            text: "which schema?".into(),
+        },
+    );
+    act(&mut n, 220, TicketAction::Acknowledge { note: None });
+    act(
+        &mut n,
+        230,
+        TicketAction::Pend {
+            reason: "asked Carol".into(),
+        },
+    );
+
+    n.restart(300);
+    // Numbers and ids continue (no primary-key clash), and the clock is still paused.
+    let Reply::Ticket(req2) = n.command(
+        310,
+        Command::OpenTicket {
+            ticket: Box::new(manual),
+            actor: "bob".into(),
+        },
+    ) else {
+        panic!("a ticket")
+    };
+    assert_eq!(req2.number, "REQ-000002");
+    let stored = ticket_json(&n, "REQ-000001");
+    assert_eq!(stored["state"], "pending");
+    assert!(stored["resolution_due_at"].is_null(), "paused: {stored}");
+    act(&mut n, 400, TicketAction::Resume { note: None });
+    let resumed = ticket_json(&n, "REQ-000001");
+    assert_eq!(resumed["state"], "in_progress");
+    // P4: 1d to resolve; 10s used before the pause (220 -> 230), so due 1d - 10s after 400.
+    let due = resumed["resolution_due_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!due.is_empty(), "{resumed}");
+    act(
+        &mut n,
+        410,
+        TicketAction::Escalate {
+            reason: "needs the DBA".into(),
+            complaint: false,
+        },
+    );
+    let esc = ticket_json(&n, "REQ-000001");
+    assert_eq!(esc["escalation_level"], 1);
+    let events = esc["events"].as_array().cloned().unwrap_or_default();
+    let escalated = events
+        .iter()
+        .find(|e| e["kind"] == "escalated")
+        .expect("escalated event");
+    let data: serde_json::Value = match &escalated["data"] {
+        serde_json::Value::String(s) => serde_json::from_str(s).expect("json"),
+        v => v.clone(),
+    };
+    // The handover made after the restart still holds the comment made before it.
+    assert_eq!(data["handover"]["diagnosis"][0]["message"], "which schema?");
+    let rows = outbox(&mut n);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].2, "pending");
+    assert!(rows[0].1.starts_with("REQ-000001:"));
+
+    // The same fault again: the new ticket names the closed one and its resolution.
+    n.restart(500);
+    n.check(600, "db-01", "tcp:pg", CheckStatus::Critical);
+    let second = ticket_json(&n, "INC-000002");
+    let similar: serde_json::Value = match &second["similar"] {
+        serde_json::Value::String(s) => serde_json::from_str(s).expect("json"),
+        v => v.clone(),
+    };
+    assert_eq!(similar[0]["number"], "INC-000001");
+    assert_eq!(similar[0]["resolution"], "raised max_connections");
 }

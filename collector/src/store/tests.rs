@@ -186,6 +186,7 @@ fn rejected_payloads_are_kept_with_reason() {
         }),
         ack: Some(42u32),
         committed: None,
+        outbox: Vec::new(),
     })
     .expect("send");
     assert_eq!(
@@ -253,6 +254,7 @@ fn a_batch_that_cannot_be_stored_is_never_acknowledged() {
         rejected: None,
         ack: Some(ack),
         committed: None,
+        outbox: Vec::new(),
     };
     tx.blocking_send(msg(1)).expect("send");
     assert_eq!(ack_rx.blocking_recv(), Some(1));

@@ -1,4 +1,7 @@
 //! The single writer: batches of effects committed in one transaction, then their acks released.
+//!
+//! It also applies the notification outbox's delivery marks ([`OutboxUpdate`]), so the
+//! delivery task never writes itself, and wakes that task when new notifications committed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,6 +11,7 @@ use std::time::{Duration, Instant};
 use duckdb::{Connection, Transaction, params};
 use tokio::sync::mpsc;
 
+use super::outbox::{OutboxUpdate, apply_updates};
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
 use crate::engine::model::{
@@ -26,6 +30,8 @@ pub struct WriteMsg<A> {
     /// answers only then, so a read right after it sees its rows). Dropped unsent when the
     /// write failed.
     pub committed: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Delivery marks of outbox rows, applied after the effects of the same batch.
+    pub outbox: Vec<OutboxUpdate>,
 }
 
 impl<A> WriteMsg<A> {
@@ -36,6 +42,19 @@ impl<A> WriteMsg<A> {
             rejected: None,
             ack: None,
             committed: None,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Outbox marks, with `committed` told once they are stored.
+    pub fn outbox(
+        outbox: Vec<OutboxUpdate>,
+        committed: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Self {
+        WriteMsg {
+            committed,
+            outbox,
+            ..Self::effects(Vec::new())
         }
     }
 }
@@ -58,6 +77,8 @@ pub struct Writer {
     flush_interval: Duration,
     /// Pauses between attempts at a failing batch; after the last, the writer gives up.
     pub retry_delays: Vec<Duration>,
+    /// Poked after a commit that stored new notifications (the delivery task waits on it).
+    pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// How long the queue must stay empty before a batch is committed.
@@ -78,7 +99,14 @@ impl Writer {
                 Duration::from_secs(1),
                 Duration::from_secs(5),
             ],
+            outbox_wake: None,
         }
+    }
+
+    /// Poke `wake` whenever a commit stored new notifications.
+    pub fn with_outbox_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.outbox_wake = Some(wake);
+        self
     }
 
     /// Drain `rx` until it closes: gather messages while they keep coming (up to
@@ -127,15 +155,17 @@ impl Writer {
             let mut rejected = Vec::new();
             let mut tokens = Vec::new();
             let mut committed = Vec::new();
+            let mut outbox = Vec::new();
             for m in batch {
                 effects.extend(m.effects);
                 rejected.extend(m.rejected);
                 tokens.extend(m.ack);
                 committed.extend(m.committed);
+                outbox.extend(m.outbox);
             }
             let mut attempt = 0;
             let rows = loop {
-                match self.commit(&effects, &rejected) {
+                match self.commit(&effects, &rejected, &outbox) {
                     Ok(rows) => break rows,
                     Err(e) => {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -161,6 +191,11 @@ impl Writer {
             for c in committed {
                 let _ = c.send(());
             }
+            if let Some(wake) = &self.outbox_wake
+                && effects.iter().any(|e| matches!(e, Effect::Notification(_)))
+            {
+                wake.notify_one();
+            }
             for t in tokens {
                 if acks.blocking_send(t).is_err() {
                     break;
@@ -180,9 +215,12 @@ impl Writer {
         &mut self,
         effects: &[Effect],
         rejected: &[RejectedRow],
+        outbox: &[OutboxUpdate],
     ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
-        let rows = write_effects(&tx, effects)? + write_rejected(&tx, rejected)?;
+        let rows = write_effects(&tx, effects)?
+            + write_rejected(&tx, rejected)?
+            + apply_updates(&tx, outbox)?;
         tx.commit()?;
         Ok(rows)
     }
@@ -352,7 +390,7 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
             "INSERT OR REPLACE INTO tickets (id, number, kind, state, priority, impact, urgency, category,
                  assignment_group, summary, description, reporter, environment, incident_id, site, node, runbook,
                  opened_at, acknowledged_at, resolved_at, closed_at, updated_at, problem_id, workaround,
-                 assignee, affected, similar, detected_at, resolution, cause_code, sla, response_target_ms,
+                 assignee, affected, similar_cases, detected_at, resolution, cause_code, sla, response_target_ms,
                  resolution_target_ms, response_due_at, resolution_due_at, response_breached_at,
                  resolution_breached_at, resolution_elapsed_ms, escalation_level, escalated_at, reopened, close_held)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, epoch_ms(?::BIGINT), epoch_ms(?::BIGINT),

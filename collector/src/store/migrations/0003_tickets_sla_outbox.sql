@@ -3,7 +3,7 @@
 
 ALTER TABLE tickets ADD COLUMN assignee VARCHAR;
 ALTER TABLE tickets ADD COLUMN affected JSON;
-ALTER TABLE tickets ADD COLUMN similar JSON;
+ALTER TABLE tickets ADD COLUMN similar_cases JSON;
 ALTER TABLE tickets ADD COLUMN detected_at TIMESTAMP;
 ALTER TABLE tickets ADD COLUMN resolution VARCHAR;
 ALTER TABLE tickets ADD COLUMN cause_code VARCHAR;
