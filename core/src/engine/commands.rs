@@ -28,12 +28,13 @@ impl Engine {
                     action,
                     actor,
                     stored,
+                    history,
                 } => Reply::Ticket(Box::new(self.ticket_action(
                     now,
                     id,
                     action,
                     &actor,
-                    stored,
+                    stored.map(|row| (row, history)),
                     &mut out.effects,
                 )?)),
                 Command::OpenTicket { ticket, actor } => Reply::Ticket(Box::new(
@@ -51,6 +52,11 @@ impl Engine {
         out.effects.append(&mut self.pending);
         self.policy = policy;
         self.load_policy_windows(now);
+        // New SLA targets or calendars apply to the open tickets at once.
+        for t in self.tickets.values_mut() {
+            super::escalation::refresh_sla(&self.policy, t, now);
+            out.effects.push(super::Effect::Ticket(Box::new(t.clone())));
+        }
         for t in self.rules.reload(rules, now) {
             self.apply_alert(now, t, &mut out.effects);
         }

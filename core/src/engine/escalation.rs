@@ -261,6 +261,10 @@ impl Engine {
         let Some(t) = self.tickets.get_mut(&id) else {
             return;
         };
+        // A resolved ticket waits for verification or a reopen, not for another level.
+        if matches!(t.state, TicketState::Resolved | TicketState::Closed) {
+            return;
+        }
         // No levels in the policy: nobody to escalate to (an operator's request is refused
         // before it gets here).
         if levels == 0 {
@@ -399,7 +403,7 @@ impl Engine {
             id,
             &number,
             event_id,
-            "ticket.escalated",
+            ("ticket.escalated", "handover"),
             &targets,
             &payload,
             effects,
@@ -407,6 +411,9 @@ impl Engine {
     }
 
     /// Write one notification per target to the outbox.
+    /// Write one notification per target to the outbox. `purpose` (`event`, `handover`) keeps
+    /// the idempotency keys of two notifications about one event apart; the key also goes in
+    /// the payload, so any receiver (MQTT too) can drop a repeat.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn notify(
         &mut self,
@@ -414,24 +421,29 @@ impl Engine {
         ticket_id: i64,
         number: &str,
         event_id: i64,
-        event: &str,
+        (event, purpose): (&str, &str),
         targets: &[Target],
         payload: &Json,
         effects: &mut Vec<Effect>,
     ) {
         for target in targets {
+            let key = format!(
+                "{number}:{event_id}:{purpose}:{}:{}",
+                target.channel.as_str(),
+                target.name
+            );
+            let mut payload = payload.clone();
+            if let Json::Object(m) = &mut payload {
+                m.insert("idempotency_key".into(), Json::String(key.clone()));
+            }
             effects.push(Effect::Notification(Box::new(NotificationRow {
                 id: take(&mut self.ids.notification),
-                key: format!(
-                    "{number}:{event_id}:{}:{}",
-                    target.channel.as_str(),
-                    target.name
-                ),
+                key,
                 channel: target.channel.as_str().to_string(),
                 target: target.name.clone(),
                 event: event.to_string(),
                 ticket_id: Some(ticket_id),
-                payload: payload.clone(),
+                payload,
                 created_at: now,
             })));
         }
@@ -504,6 +516,20 @@ impl Engine {
         })
     }
 
+    /// Keep a line of a ticket's log for its handover (bounded; an escalation's own handover
+    /// is not kept nested in each line).
+    pub(super) fn remember_line(&mut self, mut line: TicketEventRow) {
+        if line.kind == "escalated" {
+            line.data = Json::Null;
+        }
+        let journal = self.journal.entry(line.ticket_id).or_default();
+        journal.push(line);
+        if journal.len() > JOURNAL_KEPT {
+            let excess = journal.len() - JOURNAL_KEPT;
+            journal.drain(..excess);
+        }
+    }
+
     /// Append a line to a ticket's log as monitoring.
     pub(super) fn ticket_event(
         &mut self,
@@ -548,16 +574,7 @@ impl Engine {
         };
         let id = row.id;
         if self.tickets.contains_key(&ticket_id) {
-            let journal = self.journal.entry(ticket_id).or_default();
-            let mut kept = row.clone();
-            // The handover carries an escalation's own record once, not nested in each line.
-            if kind == "escalated" {
-                kept.data = Json::Null;
-            }
-            journal.push(kept);
-            if journal.len() > JOURNAL_KEPT {
-                journal.remove(0);
-            }
+            self.remember_line(row.clone());
         }
         if !self.policy.notify.events.is_empty()
             && let Some(t) = self.tickets.get(&ticket_id)
@@ -575,7 +592,14 @@ impl Engine {
             });
             let number = t.number.clone();
             self.notify(
-                now, ticket_id, &number, id, &event, &targets, &payload, effects,
+                now,
+                ticket_id,
+                &number,
+                id,
+                (&event, "event"),
+                &targets,
+                &payload,
+                effects,
             );
         }
         effects.push(Effect::TicketEvent(row));

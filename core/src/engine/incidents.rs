@@ -226,6 +226,8 @@ impl Engine {
         if raised {
             self.counters.priority_raised += 1;
             if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
+                // Time already used keeps the old priority's calendar.
+                ticket.sla.clock.rebase(&self.policy, ticket.priority, now);
                 ticket.priority = priority;
                 ticket.impact = impact;
                 ticket.urgency = urgency;
@@ -257,14 +259,14 @@ impl Engine {
                 priority.as_str(),
                 impact.as_str()
             );
-            self.escalate(
-                now,
-                ticket_id,
-                super::escalation::Trigger::PriorityRaised,
-                &reason,
-                MONITORING,
-                effects,
-            );
+            // Raised to a priority that pages at once (P1): no waiting for a level's delay.
+            let trigger =
+                if self.policy.notify_at_once(priority) && !self.policy.notify_at_once(before) {
+                    super::escalation::Trigger::Urgent
+                } else {
+                    super::escalation::Trigger::PriorityRaised
+                };
+            self.escalate(now, ticket_id, trigger, &reason, MONITORING, effects);
         }
     }
 

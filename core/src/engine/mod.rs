@@ -131,6 +131,8 @@ pub enum Command {
         action: TicketAction,
         actor: String,
         stored: Option<Box<TicketRow>>,
+        /// The stored ticket's log, with `stored` (the handover of a reopen carries it).
+        history: Vec<TicketEventRow>,
     },
     /// A ticket opened by a person.
     OpenTicket {
@@ -361,8 +363,21 @@ impl Engine {
         };
         for ev in snapshot.ticket_events {
             if engine.tickets.contains_key(&ev.ticket_id) {
-                engine.journal.entry(ev.ticket_id).or_default().push(ev);
+                engine.remember_line(ev);
             }
+        }
+        // SLA due times from the policy in force now (it may have changed while stopped);
+        // tickets stored before SLA clocks existed start theirs at their opening.
+        for t in engine.tickets.values_mut() {
+            if t.sla.clock.is_empty()
+                && !matches!(t.state, TicketState::Resolved | TicketState::Closed)
+            {
+                t.sla.clock = sla::SlaClock::started(t.opened_at);
+                if t.state == TicketState::Pending {
+                    t.sla.clock.pause(t.updated_at);
+                }
+            }
+            escalation::refresh_sla(&engine.policy, t, snapshot.now);
         }
         for case in snapshot.similar {
             let cases = engine.similar.entry(case.signature.clone()).or_default();

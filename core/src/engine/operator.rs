@@ -52,10 +52,14 @@ impl Engine {
         id: i64,
         action: TicketAction,
         actor: &str,
-        stored: Option<Box<TicketRow>>,
+        stored: Option<(Box<TicketRow>, Vec<super::model::TicketEventRow>)>,
         effects: &mut Vec<Effect>,
     ) -> Result<TicketRow, CommandError> {
         let actor = required("actor", actor)?;
+        let (stored, history) = match stored {
+            Some((row, history)) => (Some(row), history),
+            None => (None, Vec::new()),
+        };
         if let std::collections::btree_map::Entry::Vacant(slot) = self.tickets.entry(id) {
             let Some(row) = stored.filter(|r| r.id == id) else {
                 return Err(CommandError::NotFound(format!("no ticket with id {id}")));
@@ -74,8 +78,11 @@ impl Engine {
                     action.name()
                 )));
             }
-            // A closed ticket comes back to work; its earlier log stays in the store.
+            // A closed ticket comes back to work, with its log for the handover.
             slot.insert(*row);
+            for line in history.into_iter().filter(|l| l.ticket_id == id) {
+                self.remember_line(line);
+            }
         }
         let result = self.apply_action(now, id, action, &actor, effects);
         if result.is_err() {
@@ -86,6 +93,7 @@ impl Engine {
                 .is_some_and(|t| t.state == TicketState::Closed)
             {
                 self.tickets.remove(&id);
+                self.journal.remove(&id);
             }
         }
         result
@@ -152,8 +160,12 @@ impl Engine {
                 if t.state == TicketState::Acknowledged {
                     t.state = TicketState::InProgress;
                 }
-                if t.incident_id.is_some() && t.close_held.is_none() {
-                    t.close_held = Some(format!("{actor} commented on it"));
+                // A comment during verification (the fix is in doubt) keeps it for an operator.
+                if t.incident_id.is_some()
+                    && t.state == TicketState::Resolved
+                    && t.close_held.is_none()
+                {
+                    t.close_held = Some(format!("{actor} commented on it after it was resolved"));
                 }
                 self.changed(now, id, effects);
                 self.ticket_event_by(now, id, "comment", actor, text, json!({}), effects);
@@ -408,7 +420,7 @@ impl Engine {
                     id,
                     &number,
                     event,
-                    "ticket.transferred",
+                    ("ticket.transferred", "handover"),
                     &targets,
                     &payload,
                     effects,

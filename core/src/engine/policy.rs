@@ -496,6 +496,14 @@ impl Policy {
         self.default_group.clone()
     }
 
+    /// Tickets of this priority tell escalation level 1 as soon as they open (default: P1).
+    pub fn notify_at_once(&self, priority: Priority) -> bool {
+        self.sla
+            .get(&priority)
+            .and_then(|s| s.notify_at_once)
+            .unwrap_or(priority == Priority::P1)
+    }
+
     /// The business-hours calendar a priority's SLA counts in (None: around the clock).
     fn sla_calendar(&self, priority: Priority) -> Option<&super::calendar::Calendar> {
         let name = self.sla.get(&priority)?.calendar.as_ref()?;

@@ -23,6 +23,9 @@ pub struct Progress {
 pub struct SlaClock {
     /// (from, to) of every running stretch; the last one is open while running.
     segments: Vec<(Millis, Option<Millis>)>,
+    /// SLA time counted before the last priority change (in that priority's calendar).
+    #[serde(default)]
+    banked: Millis,
 }
 
 impl SlaClock {
@@ -30,6 +33,7 @@ impl SlaClock {
     pub fn started(at: Millis) -> SlaClock {
         SlaClock {
             segments: vec![(at, None)],
+            banked: 0,
         }
     }
 
@@ -42,6 +46,27 @@ impl SlaClock {
         match self.segments.last() {
             Some((_, Some(to))) => Some(*to),
             _ => None,
+        }
+    }
+
+    /// Never started (a ticket stored before SLA clocks existed).
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.banked == 0
+    }
+
+    /// The priority changes at `now`: the time used so far stays what it was in the old
+    /// priority's calendar; from now on the new one's counts.
+    pub fn rebase(&mut self, policy: &Policy, old: Priority, now: Millis) {
+        let used = self.elapsed(policy, old, now);
+        let running = self.running();
+        let paused_at = self.paused_since();
+        self.banked = used;
+        self.segments.clear();
+        if running {
+            self.segments.push((now, None));
+        } else if let Some(at) = paused_at {
+            // Zero length: keeps when it was paused.
+            self.segments.push((at, Some(at)));
         }
     }
 
@@ -61,10 +86,12 @@ impl SlaClock {
 
     /// SLA time spent up to `now` for a ticket of `priority`.
     pub fn elapsed(&self, policy: &Policy, priority: Priority, now: Millis) -> Millis {
-        self.segments
-            .iter()
-            .map(|&(from, to)| policy.sla_elapsed(priority, from, to.unwrap_or(now).min(now)))
-            .sum()
+        self.banked
+            + self
+                .segments
+                .iter()
+                .map(|&(from, to)| policy.sla_elapsed(priority, from, to.unwrap_or(now).min(now)))
+                .sum::<Millis>()
     }
 
     /// Where the clock stands against `target` at `now`.

@@ -249,13 +249,7 @@ impl super::Engine {
         priority: super::Priority,
         effects: &mut Vec<super::Effect>,
     ) {
-        let at_once = self
-            .policy
-            .sla
-            .get(&priority)
-            .and_then(|s| s.notify_at_once)
-            .unwrap_or(priority == super::Priority::P1);
-        if at_once {
+        if self.policy.notify_at_once(priority) {
             let reason = format!(
                 "{} ({}) opened: the first level is told at once",
                 priority.as_str(),

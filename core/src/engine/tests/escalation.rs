@@ -166,14 +166,22 @@ fn an_early_trigger_waits_for_the_next_levels_delay() {
         Some("resolution_75".into())
     );
 
-    // A deferred escalation: priority raised 10 minutes after level 1.
+    // A deferred escalation: priority raised (P3 -> P2) 10 minutes after level 1.
     let mut d = Desk::new(DESK_POLICY);
-    let t = d.fault(0, "web-01", "medium");
-    d.tick(30 * M); // level 1 at 30m
-    // The node becomes business-critical and a second check fails: P1 now.
-    d.step(40 * M, Step::Birth("web-01", "high"));
+    let t = d.fault(0, "web-01", "low"); // P3
+    d.act(
+        20 * M,
+        t.id,
+        A::Escalate {
+            reason: "beyond first line".into(),
+            complaint: false,
+        },
+    )
+    .expect("level 1 at 20m");
+    // The node turns out more important and a second check fails: P2 now.
+    d.step(30 * M, Step::Birth("web-01", "medium"));
     d.step(
-        40 * M,
+        30 * M,
         Step::Report(
             "web-01",
             999,
@@ -181,19 +189,19 @@ fn an_early_trigger_waits_for_the_next_levels_delay() {
             None,
         ),
     );
-    assert_eq!(d.ticket(t.id).priority, Priority::P1);
+    assert_eq!(d.ticket(t.id).priority, Priority::P2);
     assert_eq!(
         d.ticket(t.id).escalation_level,
         1,
         "senior only after 1h at level 1"
     );
     let deferred = d.ticket(t.id).sla.deferred.expect("deferred");
-    assert_eq!(deferred.at, (30 * M + H) * 1000);
+    assert_eq!(deferred.at, (20 * M + H) * 1000);
     assert_eq!(deferred.triggers, ["priority_raised"]);
     assert!(d.kinds(t.id).contains(&"escalation_deferred".to_string()));
-    d.tick(30 * M + H - 1);
+    d.tick(20 * M + H - 1);
     assert_eq!(d.ticket(t.id).escalation_level, 1);
-    d.tick(30 * M + H);
+    d.tick(20 * M + H);
     assert_eq!(d.ticket(t.id).escalation_level, 2);
     assert!(d.ticket(t.id).sla.deferred.is_none());
 }
@@ -381,4 +389,72 @@ fn sla_clocks_deferred_escalations_and_the_log_survive_a_restart() {
         .collect();
     assert_eq!(n.len(), 1);
     assert_eq!((n[0].id, n[0].target.as_str()), (10, "senior"));
+}
+
+#[test]
+fn a_priority_raise_keeps_the_time_used_in_the_old_calendar_and_p1_pages_at_once() {
+    // P3 counts business hours, P1 around the clock; level 1 only after 30 minutes.
+    let policy = format!(
+        "{DESK_POLICY}\n[calendar.office]\ntimezone = \"UTC\"\nhours = {{ mon = \"09:00-17:00\", tue = \"09:00-17:00\", wed = \"09:00-17:00\", thu = \"09:00-17:00\", fri = \"09:00-17:00\" }}\n"
+    )
+    .replace("[sla.P3]\n    response = \"4h\"", "[sla.P3]\n    calendar = \"office\"\n    response = \"4h\"")
+    .replace("name = \"on-duty\"\n    after = \"0s\"", "name = \"on-duty\"\n    after = \"30m\"")
+    .replace("window = \"2h\"", "window = \"3d\"");
+    // Friday 2026-11-27 16:00 UTC.
+    let friday: Millis = "2026-11-27T16:00:00Z"
+        .parse::<jiff::Timestamp>()
+        .expect("ts")
+        .as_millisecond();
+    let mut d = Desk::at(&policy, friday);
+    let t = d.fault(0, "web-01", "low"); // P3, business hours
+    assert_eq!(t.priority, Priority::P3);
+    d.act(60, t.id, A::Acknowledge { note: None }).expect("ack");
+    // Monday 08:00: the node turns out to be business-critical and a second check fails: P1.
+    let monday = (2 * 24 + 16) * H;
+    d.step(monday, Step::Birth("web-01", "high"));
+    d.step(
+        monday,
+        Step::Report(
+            "web-01",
+            9_999,
+            &[("tcp:pg", Critical), ("tcp:web", Critical)],
+            None,
+        ),
+    );
+    let r = d.ticket(t.id);
+    assert_eq!(r.priority, Priority::P1);
+    // One business hour was used on Friday; P1 (4h around the clock) has 3h left.
+    assert_eq!(r.sla.resolution_elapsed_ms, H * 1000);
+    assert_eq!(
+        r.sla.resolution_due_at,
+        Some(friday + (monday + 3 * H) * 1000)
+    );
+    assert!(r.sla.resolution_breached_at.is_none());
+    // Raised to P1: level 1 at once, without waiting for its 30 minutes.
+    let esc = d.escalations(t.id);
+    assert_eq!(esc.len(), 1, "{:?}", d.kinds(t.id));
+    assert_eq!(esc[0]["escalation"]["triggers"][0], "urgent");
+    d.tick(monday + 1);
+    assert_eq!(d.escalations(t.id).len(), 1, "no breach fired by the raise");
+}
+
+#[test]
+fn a_reloaded_policy_moves_the_due_times_of_open_tickets() {
+    let mut d = Desk::new(DESK_POLICY);
+    let t = d.fault(0, "web-01", "medium"); // P2: acknowledge within 30m
+    assert_eq!(d.ticket(t.id).sla.response_due_at, Some(30 * M * 1000));
+    let policy = Policy::from_toml_str(
+        Path::new("policy.toml"),
+        &DESK_POLICY.replace(
+            "[sla.P2]\n    response = \"30m\"",
+            "[sla.P2]\n    response = \"10m\"",
+        ),
+    )
+    .expect("policy");
+    let out =
+        d.e.reload(M * 1000, parse_rules("t", RULES).expect("rules"), policy);
+    d.effects.extend(out.effects);
+    assert_eq!(d.ticket(t.id).sla.response_due_at, Some(10 * M * 1000));
+    d.tick(10 * M);
+    assert_eq!(d.escalations(t.id).len(), 1);
 }
