@@ -167,8 +167,18 @@ pub(super) async fn act(
     };
     let reader = state.reader.clone();
     let k = key.to_string();
-    let row = match tokio::task::spawn_blocking(move || reader.ticket_row(&k)).await {
-        Ok(Ok(Some(row))) => row,
+    // A closed ticket comes with its log: a reopen hands the whole record over.
+    let stored = tokio::task::spawn_blocking(move || {
+        let row = reader.ticket_row(&k)?;
+        let log = match &row {
+            Some(r) if r.state == TicketState::Closed => reader.ticket_log(r.id)?,
+            _ => Vec::new(),
+        };
+        Ok::<_, crate::store::StoreError>(row.map(|r| (r, log)))
+    })
+    .await;
+    let (row, history) = match stored {
+        Ok(Ok(Some(found))) => found,
         Ok(Ok(None)) => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -197,6 +207,7 @@ pub(super) async fn act(
         action,
         actor: actor.clone(),
         stored,
+        history,
     };
     match state.control.command(cmd).await {
         Ok(Reply::Ticket(t)) => {

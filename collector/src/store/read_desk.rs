@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 use super::StoreError;
 use super::read::{Reader, count, json_col, ms, parse_enum, text};
 use super::sql::query_json;
-use crate::engine::model::{TicketRow, TicketSla, TicketState};
+use crate::engine::model::{TicketEventRow, TicketRow, TicketSla, TicketState};
 use crate::engine::{Level, Priority};
 use crate::rules::Category;
 
@@ -65,6 +65,28 @@ pub(super) fn ticket_row(r: &duckdb::Row<'_>) -> Result<TicketRow, StoreError> {
 }
 
 impl Reader {
+    /// A ticket's whole log, oldest first (a reopened closed ticket's handover carries it).
+    pub fn ticket_log(&self, ticket_id: i64) -> Result<Vec<TicketEventRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, ticket_id, epoch_ms(created_at), kind, actor, message, data::VARCHAR
+                 FROM ticket_events WHERE ticket_id = ? ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![ticket_id], |r| {
+                Ok(TicketEventRow {
+                    id: r.get(0)?,
+                    ticket_id: r.get(1)?,
+                    at: r.get(2)?,
+                    kind: text(r, 3)?,
+                    actor: text(r, 4)?,
+                    message: text(r, 5)?,
+                    data: json_col::<Json>(r.get(6)?),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     /// One ticket as the engine keeps it, by number or id (the API hands a closed one to a reopen).
     pub fn ticket_row(&self, key: &str) -> Result<Option<TicketRow>, StoreError> {
         let id: Option<i64> = key.parse().ok();

@@ -327,6 +327,7 @@ fn ticket_sla_log_numbers_and_past_cases_survive_a_restart() {
             },
             actor: "alice".into(),
             stored: None,
+            history: Vec::new(),
         },
     );
     n.check(30, "db-01", "tcp:pg", CheckStatus::Ok);
@@ -371,6 +372,7 @@ fn ticket_sla_log_numbers_and_past_cases_survive_a_restart() {
                 action,
                 actor: "alice".into(),
                 stored: None,
+                history: Vec::new(),
             },
         );
     };
