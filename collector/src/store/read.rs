@@ -8,10 +8,10 @@ use duckdb::{Connection, params};
 use serde_json::{Map, Value as Json, json};
 
 use super::StoreError;
-use super::read_desk::{TICKET_ROW_COLS, ticket_row};
+use super::read_desk::{EVENT_ROW_COLS, TICKET_ROW_COLS, event_row, ticket_row};
 use super::sql::{millis_of, query_json};
 use crate::engine::model::{
-    IncidentRow, IncidentState, MaintenanceRow, NodeRow, ProblemRow, ProblemState, TicketEventRow,
+    IncidentRow, IncidentState, MaintenanceRow, NodeRow, ProblemRow, ProblemState,
 };
 use crate::engine::{Ids, Level, Priority, RecentIncident, SimilarCase, Snapshot};
 use crate::rules::{ActiveAlert, AlertState, Category, Severity};
@@ -573,23 +573,11 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
         snap.tickets.push(ticket_row(r)?);
     }
     // The log of open tickets, for the handover an escalation carries.
-    let mut stmt = conn.prepare(
-        "SELECT e.id, e.ticket_id, epoch_ms(e.created_at), e.kind, e.actor, e.message, e.data::VARCHAR
-         FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
-         WHERE t.state <> 'closed' ORDER BY e.id",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        snap.ticket_events.push(TicketEventRow {
-            id: r.get(0)?,
-            ticket_id: r.get(1)?,
-            at: r.get(2)?,
-            kind: text(r, 3)?,
-            actor: text(r, 4)?,
-            message: text(r, 5)?,
-            data: json_col::<Json>(r.get(6)?),
-        });
-    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {EVENT_ROW_COLS} FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
+         WHERE t.state <> 'closed' ORDER BY e.id"
+    ))?;
+    snap.ticket_events = stmt.query_map([], event_row)?.collect::<Result<_, _>>()?;
     // Past cases: the last closed tickets of each incident signature.
     let mut stmt = conn.prepare(
         "SELECT signature, number, summary, epoch_ms(opened_at), epoch_ms(resolved_at), resolution, cause_code

@@ -64,25 +64,31 @@ pub(super) fn ticket_row(r: &duckdb::Row<'_>) -> Result<TicketRow, StoreError> {
     })
 }
 
+/// Ticket event columns (table alias `e`) in the order [`event_row`] reads them.
+pub(super) const EVENT_ROW_COLS: &str =
+    "e.id, e.ticket_id, epoch_ms(e.created_at), e.kind, e.actor, e.message, e.data::VARCHAR";
+
+/// One line of a ticket's log.
+pub(super) fn event_row(r: &duckdb::Row<'_>) -> Result<TicketEventRow, duckdb::Error> {
+    Ok(TicketEventRow {
+        id: r.get(0)?,
+        ticket_id: r.get(1)?,
+        at: r.get(2)?,
+        kind: text(r, 3)?,
+        actor: text(r, 4)?,
+        message: text(r, 5)?,
+        data: json_col::<Json>(r.get(6)?),
+    })
+}
+
 impl Reader {
     /// A ticket's whole log, oldest first (a reopened closed ticket's handover carries it).
     pub fn ticket_log(&self, ticket_id: i64) -> Result<Vec<TicketEventRow>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, ticket_id, epoch_ms(created_at), kind, actor, message, data::VARCHAR
-                 FROM ticket_events WHERE ticket_id = ? ORDER BY id",
-            )?;
-            let rows = stmt.query_map(params![ticket_id], |r| {
-                Ok(TicketEventRow {
-                    id: r.get(0)?,
-                    ticket_id: r.get(1)?,
-                    at: r.get(2)?,
-                    kind: text(r, 3)?,
-                    actor: text(r, 4)?,
-                    message: text(r, 5)?,
-                    data: json_col::<Json>(r.get(6)?),
-                })
-            })?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {EVENT_ROW_COLS} FROM ticket_events e WHERE e.ticket_id = ? ORDER BY e.id"
+            ))?;
+            let rows = stmt.query_map(params![ticket_id], event_row)?;
             rows.collect()
         })
     }

@@ -569,11 +569,7 @@ impl Engine {
         if let Some(n) = &node {
             description.push_str(&format!("Where: node {} at site {}", n.node, n.site));
             if let Some(inv) = &n.inventory {
-                let os = [inv.os.as_deref(), inv.os_version.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let os = super::tickets::os_name(inv);
                 if !os.is_empty() {
                     description.push_str(&format!(" ({os})"));
                 }

@@ -537,7 +537,7 @@ impl Policy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -618,8 +618,12 @@ mod tests {
 
     /// The keys serde expects in a section, read from its "unknown field" message.
     fn keys_of(section: &str) -> Vec<String> {
-        let text = format!("[{section}]\nno_such_key = 1\n");
-        let err = Policy::from_toml_str(Path::new("policy.toml"), &text)
+        keys_of_text(&format!("[{section}]\nno_such_key = 1\n"))
+    }
+
+    /// The keys serde expects where a policy text has an unknown key.
+    pub(crate) fn keys_of_text(text: &str) -> Vec<String> {
+        let err = Policy::from_toml_str(Path::new("policy.toml"), text)
             .expect_err("unknown key refused")
             .to_string();
         let expected = err

@@ -64,11 +64,7 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
     ));
     description.push_str(&format!("Where: node {} at site {}\n", t.node, t.site));
     if let Some(inv) = i.node.and_then(|n| n.inventory.as_ref()) {
-        let os = [inv.os.as_deref(), inv.os_version.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let os = os_name(inv);
         if !os.is_empty() {
             description.push_str(&format!("Environment: {os}"));
             if let Some(k) = &inv.kernel {
@@ -150,6 +146,15 @@ pub(super) fn opened_message(ticket: &TicketRow, policy: &Policy) -> String {
         ));
     }
     msg
+}
+
+/// "Debian GNU/Linux 12" from an inventory (empty when it names no OS).
+pub(super) fn os_name(inv: &tocsin_protocol::Inventory) -> String {
+    [inv.os.as_deref(), inv.os_version.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Add the similar past cases to a new ticket's description.

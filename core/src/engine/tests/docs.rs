@@ -2,24 +2,7 @@
 
 use std::path::Path;
 
-use crate::engine::Policy;
-
-/// The keys serde expects for a policy text with an unknown key, read from its message.
-fn keys_of(text: &str) -> Vec<String> {
-    let err = Policy::from_toml_str(Path::new("policy.toml"), text)
-        .expect_err("unknown key refused")
-        .to_string();
-    let expected = err
-        .split("expected")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no key list in {err}"));
-    expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
-}
+use crate::engine::policy::tests::keys_of_text as keys_of;
 
 #[test]
 fn tickets_doc_lists_every_policy_key_of_sla_escalation_routing_and_notify() {
