@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tickets_sla_outbox",
         include_str!("migrations/0003_tickets_sla_outbox.sql"),
     ),
+    (
+        4,
+        "analytics_views",
+        include_str!("migrations/0004_analytics_views.sql"),
+    ),
 ];
 
 /// Apply every migration newer than the database; returns how many ran.

@@ -12,6 +12,8 @@ mod sql;
 mod writer;
 
 #[cfg(test)]
+mod analytics_tests;
+#[cfg(test)]
 mod restart_tests;
 #[cfg(test)]
 mod tests;
