@@ -95,6 +95,13 @@ impl BrokerConfig {
     }
 }
 
+/// Read a password file: its content without the trailing line ending.
+pub fn read_password_file(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?
+        .trim_end_matches(['\n', '\r'])
+        .to_string())
+}
+
 /// `mqtt://host[:port]` -> (host, port). TLS (`mqtts://`) is not supported yet.
 pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
     let rest = url

@@ -67,13 +67,12 @@ pub fn options(cfg: &BrokerConfig) -> Result<MqttOptions, IngestError> {
     opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     if let Some(user) = &cfg.username {
         let password = match &cfg.password_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|source| IngestError::Password {
+            Some(path) => {
+                crate::config::read_password_file(path).map_err(|source| IngestError::Password {
                     path: path.clone(),
                     source,
                 })?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
+            }
             None => String::new(),
         };
         opts.set_credentials(user.clone(), password);

@@ -74,13 +74,12 @@ impl EmailSender {
             .tls(tls);
         if let Some(user) = &cfg.username {
             let password = match &cfg.password_file {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|source| NotifyError::SmtpPassword {
+                Some(path) => crate::config::read_password_file(path).map_err(|source| {
+                    NotifyError::SmtpPassword {
                         path: path.clone(),
                         source,
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
+                    }
+                })?,
                 None => String::new(),
             };
             builder = builder.credentials(Credentials::new(user.clone(), password));

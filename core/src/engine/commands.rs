@@ -52,10 +52,14 @@ impl Engine {
         out.effects.append(&mut self.pending);
         self.policy = policy;
         self.load_policy_windows(now);
-        // New SLA targets or calendars apply to the open tickets at once.
+        // New SLA targets or calendars apply to the open tickets at once (rewritten only
+        // where something moved).
         for t in self.tickets.values_mut() {
+            let before = t.sla.clone();
             super::escalation::refresh_sla(&self.policy, t, now);
-            out.effects.push(super::Effect::Ticket(Box::new(t.clone())));
+            if t.sla != before {
+                out.effects.push(super::Effect::Ticket(Box::new(t.clone())));
+            }
         }
         for t in self.rules.reload(rules, now) {
             self.apply_alert(now, t, &mut out.effects);

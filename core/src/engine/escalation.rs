@@ -347,6 +347,15 @@ impl Engine {
             self.policy
                 .notify
                 .expand(&level.notify, &t.assignment_group, &self.policy.groups);
+        let names: Vec<String> = targets
+            .iter()
+            .map(|x| format!("{}:{}", x.channel.as_str(), x.name))
+            .collect();
+        let told = if names.is_empty() {
+            "nobody".to_string()
+        } else {
+            names.join(", ")
+        };
         let escalation = json!({
             "level": level_no,
             "name": level.name,
@@ -355,7 +364,7 @@ impl Engine {
             "reason": reason,
             "by": actor,
             "at": rfc3339(now),
-            "targets": targets.iter().map(|x| format!("{}:{}", x.channel.as_str(), x.name)).collect::<Vec<_>>(),
+            "targets": names,
         });
         let Some(t) = self.tickets.get(&id) else {
             return;
@@ -365,19 +374,7 @@ impl Engine {
             "escalated to level {level_no} ({}) on {}: {reason}; {} notified with the full record",
             level.name,
             triggers.join(", "),
-            if targets.is_empty() {
-                "nobody".to_string()
-            } else {
-                escalation["targets"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Json::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
-            }
+            told
         );
         let event_id = self.ticket_event_by(
             now,

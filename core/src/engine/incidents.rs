@@ -73,7 +73,7 @@ impl Engine {
             severity: Some(t.severity),
             labels: Some(&labels),
         });
-        let ticket = tickets::monitoring_ticket(tickets::Intake {
+        let mut ticket = tickets::monitoring_ticket(tickets::Intake {
             id: ticket_id,
             number,
             incident: &row,
@@ -84,7 +84,6 @@ impl Engine {
             group,
             now,
         });
-        let mut ticket = ticket;
         ticket.affected = self.affected(&[(t.site.clone(), t.node.clone())]);
         ticket.similar = self.similar_cases(&row.signature);
         tickets::append_similar(&mut ticket);

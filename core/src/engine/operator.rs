@@ -173,11 +173,13 @@ impl Engine {
             TicketAction::Pend { reason } => {
                 let reason = required("reason", &reason)?;
                 let to = next(state, Action::Pend).map_err(|e| refused(e, &number))?;
-                let policy = self.policy.clone();
-                let t = self.ticket_mut(id)?;
+                let t = self
+                    .tickets
+                    .get_mut(&id)
+                    .ok_or_else(|| CommandError::NotFound(format!("no ticket with id {id}")))?;
                 t.state = to;
                 t.sla.clock.pause(now);
-                let used = t.sla.clock.elapsed(&policy, t.priority, now);
+                let used = t.sla.clock.elapsed(&self.policy, t.priority, now);
                 let msg = format!(
                     "pending: {reason}; resolution clock paused at {}{}",
                     human(used),
