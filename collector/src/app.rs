@@ -145,12 +145,14 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let mqtt_endpoint = config.broker.endpoint().map_err(StartError::Internal)?;
 
     let path = config.store.path.clone();
+    let archive_dir = config.store.archive_dir();
+    let archive = archive_dir.clone();
     let scope = SnapshotScope {
         now: now_millis(),
         problem_window_ms: millis(policy.problem.window),
     };
     let (store, snapshot) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        let store = Store::open(&path)?;
+        let store = Store::open_with_archive(&path, Some(&archive))?;
         let snapshot = store.snapshot(scope)?;
         Ok((store, snapshot))
     })
@@ -167,6 +169,10 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     );
     let reader = store.reader()?;
     let outbox_reader = store.reader()?;
+    let retention_conn = match config.store.retain {
+        Some(_) => Some(store.clone_connection()?),
+        None => None,
+    };
     let rule_count = rules.len();
     // The delivery task sends to the targets in force; a reload replaces them.
     let (targets_tx, targets_rx) = watch::channel(Arc::new(policy.notify.clone()));
@@ -274,11 +280,25 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
             }
         }),
     ));
+    if let (Some(keep), Some(conn)) = (config.store.retain, retention_conn) {
+        tasks.push((
+            "retention",
+            tokio::spawn(retention(
+                conn,
+                archive_dir,
+                keep,
+                config.store.retention_interval,
+                metrics.clone(),
+                shutdown.subscribe(),
+            )),
+        ));
+    }
     let api_state = ApiState {
         reader,
         metrics: metrics.clone(),
         control: control.clone(),
         auth: Arc::new(auth),
+        queries: Arc::new(api::QueryGate::new(config.analytics.clone())),
     };
     tasks.push((
         "api",
@@ -295,6 +315,72 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         writer: Some(writer),
         fatal,
     })
+}
+
+/// Retention: at start and then every `interval`, move history older than `keep` to the
+/// Parquet archive, on a connection of its own off the runtime.
+async fn retention(
+    conn: duckdb::Connection,
+    dir: std::path::PathBuf,
+    keep: Duration,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let conn = Arc::new(std::sync::Mutex::new(conn));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_millis();
+        let cutoff = now - millis(keep);
+        let (conn, dir) = (conn.clone(), dir.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .map_err(|_| StoreError::Corrupt("retention connection lock poisoned".into()))?;
+            crate::store::retention::run(&conn, &dir, cutoff, &now.to_string())
+        })
+        .await;
+        let stats = &metrics.retention;
+        match run {
+            Ok(Ok(archived)) => {
+                stats
+                    .runs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .rows_archived
+                    .fetch_add(archived.rows(), std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .files_written
+                    .fetch_add(archived.files as u64, std::sync::atomic::Ordering::Relaxed);
+                if archived.rows() > 0 {
+                    tracing::info!(
+                        alerts = archived.alerts,
+                        incidents = archived.incidents,
+                        incident_alerts = archived.incident_alerts,
+                        files = archived.files,
+                        "retention moved history to the Parquet archive"
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                stats
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, "retention failed; it runs again at the next interval");
+            }
+            Err(e) => {
+                stats
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, "retention task panicked");
+            }
+        }
+    }
 }
 
 /// Run until `shutdown` resolves, then stop cleanly.

@@ -26,6 +26,9 @@ pub struct CollectorConfig {
     /// Delivery of the notification outbox (retries, concurrency).
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// Limits of the read-only SQL endpoint.
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
     /// Topic root, `tocsin` unless several installations share one broker.
     #[serde(default = "default_topic_root")]
     pub topic_root: String,
@@ -176,6 +179,75 @@ pub struct StoreConfig {
     /// Most inputs committed in one transaction.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Alert transitions and finished incidents older than this move to Parquet files in
+    /// `archive_dir` (by month); the analytics views keep reading them. Unset: keep all live.
+    #[serde(default, with = "humantime_serde")]
+    pub retain: Option<Duration>,
+    /// Where the Parquet history goes; default: `archive/` beside the database file.
+    #[serde(default)]
+    pub archive_dir: Option<PathBuf>,
+    /// How often retention runs (it also runs shortly after start).
+    #[serde(default = "default_retention_interval", with = "humantime_serde")]
+    pub retention_interval: Duration,
+}
+
+fn default_retention_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl StoreConfig {
+    /// The archive folder in use: `archive_dir`, or `archive/` beside the database.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.archive_dir.clone().unwrap_or_else(|| {
+            self.path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("archive")
+        })
+    }
+}
+
+/// Limits of the read-only SQL endpoint (`POST /api/v1/query`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// A query running longer is cancelled (HTTP 408).
+    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Rows returned when the request names no limit.
+    #[serde(default = "default_query_rows")]
+    pub query_default_rows: usize,
+    /// Most rows a request may ask for.
+    #[serde(default = "default_query_max_rows")]
+    pub query_max_rows: usize,
+    /// Queries running at once; more are refused (HTTP 429).
+    #[serde(default = "default_query_concurrency")]
+    pub query_concurrency: usize,
+}
+
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_query_rows() -> usize {
+    1000
+}
+fn default_query_max_rows() -> usize {
+    10_000
+}
+fn default_query_concurrency() -> usize {
+    2
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            query_timeout: default_query_timeout(),
+            query_default_rows: default_query_rows(),
+            query_max_rows: default_query_max_rows(),
+            query_concurrency: default_query_concurrency(),
+        }
+    }
 }
 
 fn default_store_path() -> PathBuf {
@@ -194,6 +266,9 @@ impl Default for StoreConfig {
             path: default_store_path(),
             flush_interval: default_flush(),
             batch_size: default_batch(),
+            retain: None,
+            archive_dir: None,
+            retention_interval: default_retention_interval(),
         }
     }
 }
@@ -358,6 +433,30 @@ impl CollectorConfig {
             return Err(invalid(
                 "[notify] backoff_initial must be above 0 and backoff_max at least backoff_initial"
                     .into(),
+            ));
+        }
+        let a = &config.analytics;
+        if a.query_timeout.is_zero()
+            || a.query_concurrency == 0
+            || a.query_default_rows == 0
+            || a.query_max_rows < a.query_default_rows
+        {
+            return Err(invalid(
+                "[analytics] query_timeout, query_concurrency and query_default_rows must be above 0, and query_max_rows at least query_default_rows".into(),
+            ));
+        }
+        if config
+            .store
+            .retain
+            .is_some_and(|d| d < Duration::from_secs(3600))
+        {
+            return Err(invalid(
+                "[store] retain must be at least 1h (it is the age of history kept in the live file)".into(),
+            ));
+        }
+        if config.store.retention_interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "[store] retention_interval must be at least 1s".into(),
             ));
         }
         if let Some(smtp) = &config.smtp {

@@ -83,6 +83,16 @@ pub struct Metrics {
     pub engine: Mutex<EngineGauges>,
     pub control: ControlStats,
     pub notify: Arc<NotifyStats>,
+    pub retention: RetentionStats,
+}
+
+/// Retention runs: rows moved from the live file to the Parquet archive.
+#[derive(Debug, Default)]
+pub struct RetentionStats {
+    pub runs: AtomicU64,
+    pub failures: AtomicU64,
+    pub rows_archived: AtomicU64,
+    pub files_written: AtomicU64,
 }
 
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -316,6 +326,31 @@ impl Metrics {
             "Notifications waiting in the outbox.",
             n.pending.load(Ordering::Relaxed),
         );
+        let r = &self.retention;
+        for (name, help, v) in [
+            (
+                "tocsin_retention_runs_total",
+                "Retention runs that finished.",
+                &r.runs,
+            ),
+            (
+                "tocsin_retention_failures_total",
+                "Retention runs that failed (retried at the next interval).",
+                &r.failures,
+            ),
+            (
+                "tocsin_retention_rows_archived_total",
+                "Rows moved from the live database to the Parquet archive.",
+                &r.rows_archived,
+            ),
+            (
+                "tocsin_retention_files_written_total",
+                "Parquet files written to the archive.",
+                &r.files_written,
+            ),
+        ] {
+            line(&mut o, name, "counter", help, v.load(Ordering::Relaxed));
+        }
         o
     }
 }

@@ -2,11 +2,15 @@
 //! write endpoints (rule reload, maintenance windows, problem updates, tickets) that go to the
 //! engine through the control queue.
 
+mod analytics;
 pub mod auth;
 pub mod requests;
 pub mod ticket_requests;
 mod tickets;
+mod web;
 
+#[cfg(test)]
+mod analytics_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -35,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::store::{MaintenanceFilter, Reader, StoreError};
 use crate::time::now_millis;
 
+pub use analytics::QueryGate;
 pub use auth::{Access, Auth};
 
 /// What every handler can reach.
@@ -45,6 +50,8 @@ pub struct ApiState {
     /// Operator commands and reloads into the engine pipeline.
     pub control: ControlHandle,
     pub auth: Arc<Auth>,
+    /// Limits and counters of the read-only SQL endpoint.
+    pub queries: Arc<QueryGate>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -132,6 +139,9 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static [Method]> {
     const BOTH: &[Method] = &[Method::GET, Method::POST];
     Some(match segments {
         ["healthz"] | ["readyz"] | ["metrics"] => GET,
+        [] | ["web", _] => GET,
+        ["api", "v1", "analytics", "summary"] => GET,
+        ["api", "v1", "query"] => POST,
         [
             "api",
             "v1",
@@ -208,6 +218,21 @@ fn control_error(e: ControlError) -> Resp {
     }
 }
 
+/// A file of the web dashboard (dashboards/web, embedded in the binary).
+fn static_asset(name: &str) -> Resp {
+    match web::asset(name) {
+        Some((content_type, bytes)) => {
+            let mut r = respond(StatusCode::OK, content_type, Bytes::from_static(bytes));
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            r
+        }
+        None => error(StatusCode::NOT_FOUND, format!("no such file: /web/{name}")),
+    }
+}
+
 /// Route one request.
 pub async fn handle<B>(state: ApiState, req: Request<B>) -> Resp
 where
@@ -237,7 +262,9 @@ where
         return method_not_allowed(req.method(), &path, allowed);
     }
     let access = match (&method, segments.as_slice()) {
-        (_, ["healthz"] | ["readyz"] | ["metrics"]) => Access::Open,
+        (_, ["healthz"] | ["readyz"] | ["metrics"] | [] | ["web", _]) => Access::Open,
+        // A read, although it is a POST (the SQL does not fit a URL).
+        (_, ["api", "v1", "query"]) => Access::Read,
         (&Method::GET, _) => Access::Read,
         _ => Access::Write,
     };
@@ -269,6 +296,9 @@ where
             Ok(b) => b,
             Err(resp) => return resp,
         };
+        if let ["api", "v1", "query"] = segments.as_slice() {
+            return analytics::query(&state, &body).await;
+        }
         return write(&state, &segments, &body, actor).await;
     }
     match segments.as_slice() {
@@ -290,11 +320,14 @@ where
                 &json!({"ready": ready, "mqtt_connected": connected, "store": store_ok}),
             )
         }
-        ["metrics"] => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            state.metrics.render(),
-        ),
+        ["metrics"] => {
+            let mut text = state.metrics.render();
+            state.queries.render(&mut text);
+            respond(StatusCode::OK, "text/plain; version=0.0.4", text)
+        }
+        [] => static_asset("index.html"),
+        ["web", name] => static_asset(name),
+        ["api", "v1", "analytics", "summary"] => analytics::summary(&state, &q).await,
         ["api", "v1", "nodes"] => read(&state, |r| r.nodes().map(Some), None).await,
         ["api", "v1", "alerts"] => {
             let st = match one_of("state", q.get("state"), ALERT_STATES) {

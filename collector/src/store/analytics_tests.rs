@@ -116,8 +116,8 @@ fn int(v: &duckdb::types::Value) -> i64 {
     }
 }
 
-#[test]
-fn views_answer_with_the_figures_of_the_tickets_behind_them() {
+/// Two tickets over 40 minutes (see the comment inside); the figures every test checks.
+fn scenario() -> (Run, i64) {
     let mut r = Run {
         store: Store::open_in_memory().expect("store"),
         engine: Engine::new(
@@ -127,7 +127,7 @@ fn views_answer_with_the_figures_of_the_tickets_behind_them() {
         ),
         seq: 0,
     };
-    let t0 = 1_796_000_000_000; // 2026-12-01
+    let t0 = 1_796_000_000_000; // 2026-11-30T00:53:20Z
     // web-01: nobody acknowledges for 10 minutes (breach, escalation), then alice does at 12m;
     // it recovers at 30m and closes after verification. db-01: acknowledged after 2m, pending
     // from 5m to 25m, resolved by monitoring at 40m. (Inputs in time order: the engine's
@@ -148,7 +148,12 @@ fn views_answer_with_the_figures_of_the_tickets_behind_them() {
     r.check(t0 + 30 * M, "web-01", CheckStatus::Ok);
     r.tick(t0 + 32 * M);
     r.check(t0 + 40 * M, "db-01", CheckStatus::Ok);
+    (r, t0)
+}
 
+#[test]
+fn views_answer_with_the_figures_of_the_tickets_behind_them() {
+    let (mut r, _) = scenario();
     let sla = r.rows(
         "SELECT number, time_to_ack_ms, time_to_resolve_ms, time_to_resolve_net_ms, response_breached, resolution_breached
          FROM v_ticket_sla ORDER BY ticket_id",
@@ -218,4 +223,71 @@ fn every_view_is_documented_in_analytics_md() {
             "docs/ANALYTICS.md does not document {v}"
         );
     }
+}
+
+#[test]
+fn summary_gives_the_headline_figures_in_total_and_by_group() {
+    let (r, t0) = scenario();
+    let reader = r.store.reader().expect("reader");
+    let day = 86_400_000;
+    let s = reader
+        .summary(SummaryQuery {
+            from: t0 - day,
+            to: t0 + day,
+            group_by: GroupBy::Priority,
+        })
+        .expect("summary");
+    let t = &s.totals;
+    assert_eq!(
+        (t.incidents, t.tickets, t.acknowledged, t.resolved),
+        (2, 2, 2, 2)
+    );
+    assert_eq!(t.mtta_ms, Some((7 * M) as f64), "mean of 12m and 2m");
+    assert_eq!(t.mttr_ms, Some((35 * M) as f64));
+    assert_eq!(t.mttr_net_ms, Some((25 * M) as f64));
+    assert_eq!((t.response_breached, t.resolution_breached), (1, 0));
+    assert_eq!(t.sla_met_pct, Some(50.0), "one of two breached a target");
+    assert_eq!(t.escalations, 1);
+    assert_eq!(s.groups.len(), 1);
+    assert_eq!(s.groups[0].key, "P2");
+    assert_eq!(&s.groups[0].figures, t, "one group holds everything");
+    assert_eq!(s.group_by, "priority");
+    assert_eq!(s.now.open_incidents, 0);
+    assert_eq!(s.now.open_tickets, 0, "both resolved or closed");
+    assert_eq!(s.now.open_incidents_by_priority.get("P1"), Some(&0));
+
+    let by_day = reader
+        .summary(SummaryQuery {
+            from: t0 - day,
+            to: t0 + day,
+            group_by: GroupBy::Day,
+        })
+        .expect("summary by day");
+    assert_eq!(by_day.groups.len(), 1);
+    assert_eq!(by_day.groups[0].key, "2026-11-30");
+    assert_eq!(by_day.groups[0].figures.incidents, 2);
+
+    let none = reader
+        .summary(SummaryQuery {
+            from: t0 - day,
+            to: t0 + day,
+            group_by: GroupBy::None,
+        })
+        .expect("summary without groups");
+    assert!(none.groups.is_empty());
+    assert_eq!(none.totals, s.totals);
+
+    // A window that ends before the tickets opened: nothing counted, means unknown.
+    let empty = reader
+        .summary(SummaryQuery {
+            from: t0 - day,
+            to: t0,
+            group_by: GroupBy::Site,
+        })
+        .expect("empty window");
+    assert_eq!(empty.totals.tickets, 0);
+    assert_eq!(empty.totals.incidents, 0);
+    assert_eq!(empty.totals.mtta_ms, None);
+    assert_eq!(empty.totals.sla_met_pct, None);
+    assert!(empty.groups.is_empty());
 }

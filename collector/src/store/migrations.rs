@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "analytics_views",
         include_str!("migrations/0004_analytics_views.sql"),
     ),
+    (
+        5,
+        "history_views",
+        include_str!("migrations/0005_history_views.sql"),
+    ),
 ];
 
 /// Apply every migration newer than the database; returns how many ran.

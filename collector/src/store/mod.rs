@@ -4,10 +4,13 @@
 //! DuckDB calls block, so they never run on the async runtime: the writer owns a
 //! connection on its own thread, and reads go through [`Reader`] on `spawn_blocking`.
 
+mod analytics;
 mod migrations;
 mod outbox;
 mod read;
 mod read_desk;
+pub mod retention;
+mod sandbox;
 mod sql;
 mod writer;
 
@@ -23,9 +26,11 @@ use std::sync::{Arc, Mutex};
 
 use duckdb::Connection;
 
+pub use analytics::{Figures, GroupBy, Summary, SummaryQuery};
 pub use migrations::MIGRATIONS;
 pub use outbox::{Due, OutboxUpdate, Outcome, PendingNotification};
 pub use read::{MaintenanceFilter, Reader, SnapshotScope, TicketFilter};
+pub use sandbox::{Interrupter, QueryError, QueryHandle, QueryResult, RowFormat};
 pub use writer::{WriteMsg, Writer, WriterStats, write_effects};
 
 use crate::time::Millis;
@@ -44,6 +49,8 @@ pub enum StoreError {
     TooNew { found: i32, known: i32 },
     #[error("stored data is not what this build expects: {0}")]
     Corrupt(String),
+    #[error("archive: {0}")]
+    Archive(String),
 }
 
 /// A payload refused at intake, kept with its reason.
@@ -63,6 +70,32 @@ pub struct RejectedRow {
 /// Most bytes of a refused payload that are kept.
 pub const REJECTED_KEEP_BYTES: usize = 4096;
 
+/// Lock the database down for the whole process, with DuckDB's own switches: no file access
+/// beyond the database, its temporary folder and `archive`; no extension installs or
+/// autoloads; and no further setting changes. The query sandbox relies on this.
+fn harden(conn: &Connection, archive: Option<&Path>) -> Result<(), StoreError> {
+    let mut sql = String::from(
+        "SET autoinstall_known_extensions = false;
+         SET autoload_known_extensions = false;
+         SET allow_community_extensions = false;",
+    );
+    if let Some(dir) = archive {
+        let mut dir = dir.to_string_lossy().into_owned();
+        if !dir.ends_with('/') {
+            dir.push('/');
+        }
+        sql.push_str(&format!(
+            "SET allowed_directories = [{}];",
+            retention::literal(Path::new(&dir))
+        ));
+    }
+    sql.push_str("SET enable_external_access = false; SET lock_configuration = true;");
+    conn.execute_batch(&sql).map_err(|e| StoreError::Open {
+        path: PathBuf::from("(database)"),
+        message: format!("cannot lock the database's settings down: {e}"),
+    })
+}
+
 /// The open database.
 #[derive(Debug)]
 pub struct Store {
@@ -70,8 +103,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating if needed) and migrate the database file.
+    /// Open (creating if needed) and migrate the database file, without a Parquet archive.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with_archive(path, None)
+    }
+
+    /// Open and migrate the database file; with `archive`, the `*_archive` views read the
+    /// Parquet history there and retention may write to it (the only folder besides the
+    /// database's own files that DuckDB may touch).
+    pub fn open_with_archive(path: &Path, archive: Option<&Path>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
@@ -82,17 +122,44 @@ impl Store {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Self::with_connection(conn)
+        let archive = match archive {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                    path: path.to_path_buf(),
+                    message: format!("cannot create the archive folder {}: {e}", dir.display()),
+                })?;
+                Some(dir.canonicalize().map_err(|e| StoreError::Open {
+                    path: path.to_path_buf(),
+                    message: format!("cannot resolve the archive folder {}: {e}", dir.display()),
+                })?)
+            }
+            None => None,
+        };
+        Self::with_connection(conn, archive.as_deref())
     }
 
     /// An in-memory database (tests).
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Self::with_connection(Connection::open_in_memory()?)
+        Self::with_connection(Connection::open_in_memory()?, None)
     }
 
-    fn with_connection(mut conn: Connection) -> Result<Store, StoreError> {
+    fn with_connection(mut conn: Connection, archive: Option<&Path>) -> Result<Store, StoreError> {
         migrations::migrate(&mut conn)?;
+        harden(&conn, archive)?;
+        if let Some(dir) = archive {
+            retention::attach_archive(&conn, dir)?;
+        }
         Ok(Store { conn })
+    }
+
+    /// A connection of its own for one sandboxed query (`POST /api/v1/query`).
+    pub fn query_handle(&self) -> Result<QueryHandle, StoreError> {
+        Ok(QueryHandle::new(self.conn.try_clone()?))
+    }
+
+    /// Another connection to this database (retention runs on one of its own).
+    pub fn clone_connection(&self) -> Result<Connection, StoreError> {
+        Ok(self.conn.try_clone()?)
     }
 
     /// A reader sharing this database, for the API.

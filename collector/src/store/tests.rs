@@ -739,7 +739,7 @@ fn check_upgraded(store: &mut Store) {
 fn a_schema_1_database_upgrades_in_place() {
     let mut conn = duckdb::Connection::open_in_memory().expect("open");
     upgraded_from_schema_1(&mut conn);
-    let mut store = Store::with_connection(conn).expect("store");
+    let mut store = Store::with_connection(conn, None).expect("store");
     check_upgraded(&mut store);
 
     // The same with a file written by the old schema and reopened by this build.

@@ -1,0 +1,251 @@
+//! Retention: alert transitions and finished incidents older than `[store] retain` move from
+//! the live DuckDB file to Parquet files partitioned by month, which the `*_archive` views
+//! (and through them `*_all` and the analytics views) keep reading.
+//!
+//! Layout: `<archive_dir>/<table>/month=YYYY-MM/<batch>_<n>.parquet`, one batch per run. A run
+//! writes its files into `<archive_dir>/.staging-<batch>/`, deletes the rows and commits in the
+//! same transaction, marks the staging folder committed, then moves the files into place. A
+//! crash before the commit leaves an unmarked staging folder, which the next run deletes (the
+//! rows are still live); a crash after it leaves a marked one, whose files the next run moves
+//! in. Either way no row is lost or counted twice.
+
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+
+use super::StoreError;
+use crate::time::Millis;
+
+/// The archived tables: (table, the timestamp that picks the month).
+pub const ARCHIVED: &[(&str, &str)] = &[
+    ("alerts", "changed_at"),
+    ("incidents", "opened_at"),
+    ("incident_alerts", "linked_at"),
+];
+
+const COMMITTED: &str = "COMMITTED";
+/// The folder of the empty file that carries each table's columns, so an archive without
+/// history still reads (a Parquet glob matching nothing is an error).
+const SCHEMA_PARTITION: &str = "month=0000-00";
+
+/// What one run moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Archived {
+    pub alerts: u64,
+    pub incidents: u64,
+    pub incident_alerts: u64,
+    pub files: usize,
+}
+
+impl Archived {
+    pub fn rows(&self) -> u64 {
+        self.alerts + self.incidents + self.incident_alerts
+    }
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Archive(format!("{what} {}: {e}", path.display()))
+}
+
+/// A path as a SQL string literal.
+pub(super) fn literal(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
+}
+
+/// Create the archive folder (with an empty schema file per table) and point the
+/// `*_archive` views at it. Call after [`super::harden`] allowed the folder.
+pub fn attach_archive(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
+    for (table, _) in ARCHIVED {
+        let schema_dir = dir.join(table).join(SCHEMA_PARTITION);
+        std::fs::create_dir_all(&schema_dir)
+            .map_err(|e| io_error("cannot create", &schema_dir, e))?;
+        let schema_file = schema_dir.join("schema.parquet");
+        // Rewritten at every start, so it carries the columns of the current schema.
+        conn.execute_batch(&format!(
+            "COPY (SELECT * FROM {table} LIMIT 0) TO {} (FORMAT parquet)",
+            literal(&schema_file)
+        ))?;
+        let glob = dir.join(table).join("*").join("*.parquet");
+        conn.execute_batch(&format!(
+            "CREATE OR REPLACE VIEW {table}_archive AS
+             SELECT * EXCLUDE (month) FROM read_parquet({}, hive_partitioning = true, union_by_name = true)",
+            literal(&glob)
+        ))?;
+    }
+    recover(dir)
+}
+
+/// Finish or discard what an interrupted run left behind.
+pub fn recover(dir: &Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error("cannot list", dir, e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_staging = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".staging-"));
+        if !is_staging {
+            continue;
+        }
+        if path.join(COMMITTED).exists() {
+            publish(&path, dir)?;
+        } else {
+            tracing::warn!(staging = %path.display(), "discarding an archive run that did not commit; its rows are still live");
+        }
+        std::fs::remove_dir_all(&path).map_err(|e| io_error("cannot remove", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Move a committed staging folder's files into the archive; returns how many.
+fn publish(staging: &Path, dir: &Path) -> Result<usize, StoreError> {
+    let mut moved = 0;
+    for (table, _) in ARCHIVED {
+        let from_table = staging.join(table);
+        let Ok(months) = std::fs::read_dir(&from_table) else {
+            continue;
+        };
+        for month in months.flatten() {
+            let to_month = dir.join(table).join(month.file_name());
+            std::fs::create_dir_all(&to_month)
+                .map_err(|e| io_error("cannot create", &to_month, e))?;
+            let files = std::fs::read_dir(month.path())
+                .map_err(|e| io_error("cannot list", &month.path(), e))?;
+            for file in files.flatten() {
+                let target = to_month.join(file.file_name());
+                std::fs::rename(file.path(), &target)
+                    .map_err(|e| io_error("cannot move into", &target, e))?;
+                moved += 1;
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// The incidents a run archives: finished (closed or merged) before the cutoff, and not the
+/// incident of an alert that still fires (its chain is needed to resume).
+const INCIDENTS: &str = "SELECT id FROM incidents
+    WHERE state IN ('closed', 'merged')
+      AND coalesce(closed_at, updated_at) < make_timestamp(?::BIGINT * 1000)
+      AND id NOT IN (SELECT incident_id FROM v_alerts_current
+                     WHERE state IN ('pending', 'firing') AND incident_id IS NOT NULL)";
+
+/// The alert transitions a run archives: older than the cutoff, not the current state of a
+/// live alert, and not part of an incident that is still open or resolved.
+const ALERTS: &str = "SELECT id FROM alerts
+    WHERE changed_at < make_timestamp(?::BIGINT * 1000)
+      AND id NOT IN (SELECT id FROM v_alerts_current WHERE state IN ('pending', 'firing'))
+      AND (incident_id IS NULL
+           OR incident_id NOT IN (SELECT id FROM incidents WHERE state IN ('open', 'resolved')))";
+
+/// Move what is older than `cutoff` to Parquet under `dir`. `batch` names the files (unique
+/// per run, e.g. the run's start time).
+pub fn run(
+    conn: &Connection,
+    dir: &Path,
+    cutoff: Millis,
+    batch: &str,
+) -> Result<Archived, StoreError> {
+    recover(dir)?;
+    let staging = dir.join(format!(".staging-{batch}"));
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = stage(conn, &staging, cutoff, batch);
+    match result {
+        Ok(mut archived) if archived.rows() > 0 => {
+            if let Err(e) = conn.execute_batch("COMMIT") {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e.into());
+            }
+            let marker = staging.join(COMMITTED);
+            std::fs::write(&marker, batch).map_err(|e| io_error("cannot write", &marker, e))?;
+            archived.files = publish(&staging, dir)?;
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| io_error("cannot remove", &staging, e))?;
+            Ok(archived)
+        }
+        Ok(archived) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let _ = std::fs::remove_dir_all(&staging);
+            Ok(archived)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// Inside the transaction: pick the rows, write them to the staging folder, delete them.
+fn stage(
+    conn: &Connection,
+    staging: &Path,
+    cutoff: Millis,
+    batch: &str,
+) -> Result<Archived, StoreError> {
+    conn.execute(
+        &format!("CREATE OR REPLACE TEMP TABLE retention_incidents AS {INCIDENTS}"),
+        [cutoff],
+    )?;
+    conn.execute(
+        &format!("CREATE OR REPLACE TEMP TABLE retention_alerts AS {ALERTS}"),
+        [cutoff],
+    )?;
+    let count = |sql: &str| -> Result<u64, StoreError> {
+        let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    let archived = Archived {
+        alerts: count("SELECT count(*) FROM retention_alerts")?,
+        incidents: count("SELECT count(*) FROM retention_incidents")?,
+        incident_alerts: count(
+            "SELECT count(*) FROM incident_alerts WHERE incident_id IN (SELECT id FROM retention_incidents)",
+        )?,
+        files: 0,
+    };
+    if archived.rows() == 0 {
+        return Ok(archived);
+    }
+    std::fs::create_dir_all(staging).map_err(|e| io_error("cannot create", staging, e))?;
+    let selections: [(&str, &str, u64); 3] = [
+        (
+            "alerts",
+            "id IN (SELECT id FROM retention_alerts)",
+            archived.alerts,
+        ),
+        (
+            "incidents",
+            "id IN (SELECT id FROM retention_incidents)",
+            archived.incidents,
+        ),
+        (
+            "incident_alerts",
+            "incident_id IN (SELECT id FROM retention_incidents)",
+            archived.incident_alerts,
+        ),
+    ];
+    for ((table, month_col), (_, filter, n)) in ARCHIVED.iter().zip(selections.iter()) {
+        if *n == 0 {
+            continue;
+        }
+        let target: PathBuf = staging.join(table);
+        conn.execute_batch(&format!(
+            "COPY (SELECT *, strftime({month_col}, '%Y-%m') AS month FROM {table} WHERE {filter})
+             TO {} (FORMAT parquet, PARTITION_BY (month), FILENAME_PATTERN '{batch}_{{i}}')",
+            literal(&target)
+        ))?;
+    }
+    for (table, filter, _) in selections.iter().rev() {
+        conn.execute_batch(&format!("DELETE FROM {table} WHERE {filter}"))?;
+    }
+    conn.execute_batch("DROP TABLE retention_incidents; DROP TABLE retention_alerts;")?;
+    Ok(archived)
+}
+
+#[cfg(test)]
+#[path = "retention_tests.rs"]
+mod tests;
