@@ -269,3 +269,77 @@ async fn the_summary_and_the_dashboard_files() {
     assert_eq!(a.status, 405);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_moves_old_history_to_parquet_and_still_counts_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A database with a year-old closed incident (and its alert transitions) and a fresh one.
+    {
+        let mut store = crate::store::Store::open(&dir.path().join("t.duckdb")).expect("store");
+        store
+            .connection()
+            .execute_batch(
+                "INSERT INTO incidents (id, state, title, severity, category, priority, site, node,
+                   root_alert, root_cause, opened_at, closed_at, updated_at)
+                 VALUES (1, 'closed', 'old', 'critical', 'software', 'P2', 'dc1', 'web-01', 'a', 'c',
+                   now()::TIMESTAMP - INTERVAL 400 DAY, now()::TIMESTAMP - INTERVAL 399 DAY, now()::TIMESTAMP - INTERVAL 399 DAY),
+                        (2, 'closed', 'new', 'critical', 'software', 'P2', 'dc1', 'web-01', 'a', 'c',
+                   now()::TIMESTAMP - INTERVAL 2 DAY, now()::TIMESTAMP - INTERVAL 1 DAY, now()::TIMESTAMP - INTERVAL 1 DAY);
+                 INSERT INTO alerts (id, alert_key, rule, site, node, state, severity, category, summary,
+                   detail, started_at, changed_at, incident_id)
+                 VALUES (1, 'k', 'r', 'dc1', 'web-01', 'firing', 'critical', 'software', 's', 'd',
+                   now()::TIMESTAMP - INTERVAL 400 DAY, now()::TIMESTAMP - INTERVAL 400 DAY, 1),
+                        (2, 'k', 'r', 'dc1', 'web-01', 'resolved', 'critical', 'software', 's', 'd',
+                   now()::TIMESTAMP - INTERVAL 400 DAY, now()::TIMESTAMP - INTERVAL 399 DAY, 1);",
+            )
+            .expect("seed");
+    }
+    let running = super::tests::collector_with(
+        dir.path(),
+        "",
+        "retain = \"30d\"\nretention_interval = \"1s\"",
+    )
+    .await;
+    let port = running.http_addr.port();
+    let mut archived = 0.0;
+    for _ in 0..100 {
+        let (_, text) = raw_get(port, "/metrics").await;
+        archived = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tocsin_retention_rows_archived_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if archived > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(archived, 3.0, "one incident and two alert transitions");
+    let count = |sql: &'static str| async move {
+        let a = request(
+            port,
+            "POST",
+            "/api/v1/query",
+            &[],
+            json!({ "sql": sql }).to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{sql}: {}", a.body);
+        a.body["rows"][0][0].as_i64().expect("count")
+    };
+    assert_eq!(count("SELECT count(*) FROM incidents").await, 1);
+    assert_eq!(count("SELECT count(*) FROM incidents_all").await, 2);
+    assert_eq!(count("SELECT count(*) FROM alerts_all").await, 2);
+    assert_eq!(
+        count("SELECT sum(incidents)::BIGINT FROM v_incidents_daily").await,
+        2
+    );
+    let month_dirs: Vec<String> = std::fs::read_dir(dir.path().join("archive/incidents"))
+        .expect("archive")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|m| m != "month=0000-00")
+        .collect();
+    assert_eq!(month_dirs.len(), 1, "{month_dirs:?}");
+    running.stop().await;
+}

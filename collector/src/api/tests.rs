@@ -72,6 +72,15 @@ fn closed_port() -> u16 {
 }
 
 pub(super) async fn collector(dir: &Path, http_extra: &str) -> crate::Running {
+    collector_with(dir, http_extra, "").await
+}
+
+/// [`collector`] with extra `[store]` keys.
+pub(super) async fn collector_with(
+    dir: &Path,
+    http_extra: &str,
+    store_extra: &str,
+) -> crate::Running {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     std::fs::write(rules.join("test.toml"), RULES).expect("rules");
@@ -82,7 +91,7 @@ pub(super) async fn collector(dir: &Path, http_extra: &str) -> crate::Running {
     .expect("policy");
     let text = format!(
         "[broker]\nurl = \"mqtt://127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_extra}\n\
-         [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
+         [store]\npath = \"{}\"\n{store_extra}\n[rules]\ndir = \"{}\"\n",
         closed_port(),
         dir.join("t.duckdb").display(),
         rules.display()
