@@ -168,16 +168,25 @@ pub fn summary(conn: &Connection, q: SummaryQuery) -> Result<Summary, duckdb::Er
          {sets}",
         key = q.group_by.ticket_key(),
     );
-    let mut stmt = conn.prepare(&ticket_sql)?;
-    let mut rows = stmt.query([q.from, q.to])?;
-    while let Some(r) = rows.next()? {
-        let key: Option<String> = r.get(0)?;
-        let total: bool = r.get(1)?;
-        let f = if total || !grouped {
-            &mut totals
-        } else {
-            groups.entry(key.unwrap_or_default()).or_default()
-        };
+    // Every row is (key, total, figures...): the figures go to the total or to their group.
+    let mut each_row = |sql: &str,
+                        fill: &dyn Fn(&mut Figures, &duckdb::Row) -> Result<(), duckdb::Error>|
+     -> Result<(), duckdb::Error> {
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query([q.from, q.to])?;
+        while let Some(r) = rows.next()? {
+            let key: Option<String> = r.get(0)?;
+            let total: bool = r.get(1)?;
+            let f = if total || !grouped {
+                &mut totals
+            } else {
+                groups.entry(key.unwrap_or_default()).or_default()
+            };
+            fill(f, r)?;
+        }
+        Ok(())
+    };
+    each_row(&ticket_sql, &|f, r| {
         f.tickets = r.get(2)?;
         f.acknowledged = r.get(3)?;
         f.resolved = r.get(4)?;
@@ -188,7 +197,8 @@ pub fn summary(conn: &Connection, q: SummaryQuery) -> Result<Summary, duckdb::Er
         f.resolution_breached = r.get(9)?;
         f.breached_any = r.get(10)?;
         f.escalations = r.get(11)?;
-    }
+        Ok(())
+    })?;
 
     let incident_sql = format!(
         "SELECT {key} AS key, {total_col} AS total, count(*) AS incidents
@@ -199,18 +209,10 @@ pub fn summary(conn: &Connection, q: SummaryQuery) -> Result<Summary, duckdb::Er
          {sets}",
         key = q.group_by.incident_key(),
     );
-    let mut stmt = conn.prepare(&incident_sql)?;
-    let mut rows = stmt.query([q.from, q.to])?;
-    while let Some(r) = rows.next()? {
-        let key: Option<String> = r.get(0)?;
-        let total: bool = r.get(1)?;
-        let f = if total || !grouped {
-            &mut totals
-        } else {
-            groups.entry(key.unwrap_or_default()).or_default()
-        };
+    each_row(&incident_sql, &|f, r| {
         f.incidents = r.get(2)?;
-    }
+        Ok(())
+    })?;
 
     let now = now_figures(conn)?;
     for f in std::iter::once(&mut totals).chain(groups.values_mut()) {
