@@ -221,9 +221,17 @@ pub struct AnalyticsConfig {
     /// Most rows a request may ask for.
     #[serde(default = "default_query_max_rows")]
     pub query_max_rows: usize,
-    /// Queries running at once; more are refused (HTTP 429).
+    /// Queries running at once.
     #[serde(default = "default_query_concurrency")]
     pub query_concurrency: usize,
+    /// Queries that may wait (up to `query_timeout`) for a free slot, e.g. a Grafana dashboard
+    /// loading all its panels at once; more are refused at once (HTTP 429).
+    #[serde(default = "default_query_queue")]
+    pub query_queue: usize,
+}
+
+fn default_query_queue() -> usize {
+    16
 }
 
 fn default_query_timeout() -> Duration {
@@ -246,6 +254,7 @@ impl Default for AnalyticsConfig {
             query_default_rows: default_query_rows(),
             query_max_rows: default_query_max_rows(),
             query_concurrency: default_query_concurrency(),
+            query_queue: default_query_queue(),
         }
     }
 }

@@ -174,7 +174,8 @@ function slaCell(t, which) {
   let label;
   let breached = Boolean(breachedAt);
   if (breached) {
-    label = due && !doneAt ? `breached, ${duration(Date.now() - Date.parse(due))} over` : 'breached';
+    // Once breached the API drops the due time; the breach time is when it fell due.
+    label = doneAt ? 'breached' : `breached, ${duration(Date.now() - Date.parse(due || breachedAt))} over`;
   } else if (doneAt) {
     label = 'met';
   } else if (due) {
@@ -290,16 +291,18 @@ function drawDailyChart(summary) {
   });
 }
 
-// MTTA and MTTR (minutes) side by side for each priority.
+// MTTA and MTTR side by side for each priority, in seconds, minutes or hours (whichever fits).
 function drawMttChart(groups) {
   const chart = $('#chart-mtt');
   chart.replaceChildren();
-  const minutes = (ms) => (typeof ms === 'number' ? ms / 60000 : null);
-  const data = groups.map((g) => ({ key: g.key, mtta: minutes(g.mtta_ms), mttr: minutes(g.mttr_ms) }));
-  const values = data.flatMap((d) => [d.mtta, d.mttr]).filter((v) => v !== null);
-  if (values.length === 0) return noData(chart, 'no acknowledged or resolved tickets in the last 30 days');
-  const max = Math.max(...values);
-  const y = axes(chart, max, 'minutes');
+  const all = groups.flatMap((g) => [g.mtta_ms, g.mttr_ms]).filter((v) => typeof v === 'number');
+  if (all.length === 0) return noData(chart, 'no acknowledged or resolved tickets in the last 30 days');
+  const longest = Math.max(...all);
+  const [unit, perUnit] = longest < 120000 ? ['seconds', 1000] : longest < 3 * 3600000 ? ['minutes', 60000] : ['hours', 3600000];
+  const scaled = (ms) => (typeof ms === 'number' ? ms / perUnit : null);
+  const data = groups.map((g) => ({ key: g.key, mtta: scaled(g.mtta_ms), mttr: scaled(g.mttr_ms) }));
+  const max = Math.max(longest / perUnit, 0.1);
+  const y = axes(chart, max, unit);
   const { width, left, right, height, bottom } = CHART;
   const step = (width - left - right) / data.length;
   const barWidth = Math.min(40, step / 3);
@@ -309,7 +312,7 @@ function drawMttChart(groups) {
       const shown = v === null ? '–' : v.toFixed(1);
       if (v !== null) {
         const bar = svg('rect', { x, y: y(v), width: barWidth, height: y(0) - y(v), class: `bar ${kind}`, 'data-key': d.key, 'data-kind': kind });
-        bar.append(svg('title', {}, `${d.key} ${kind.toUpperCase()}: ${shown} min`));
+        bar.append(svg('title', {}, `${d.key} ${kind.toUpperCase()}: ${shown} ${unit}`));
         chart.append(bar);
       }
       chart.append(svg('text', { x: x + barWidth / 2, y: (v === null ? y(0) : y(v)) - 3, class: 'value', 'text-anchor': 'middle' }, shown));

@@ -23,6 +23,8 @@ const DEFAULT_WINDOW_MS: Millis = 30 * 86_400_000;
 pub struct QueryGate {
     pub limits: AnalyticsConfig,
     running: Semaphore,
+    /// Requests waiting for a slot (at most `query_queue`).
+    waiting: AtomicU64,
     pub stats: QueryStats,
 }
 
@@ -40,9 +42,29 @@ impl QueryGate {
     pub fn new(limits: AnalyticsConfig) -> Self {
         QueryGate {
             running: Semaphore::new(limits.query_concurrency),
+            waiting: AtomicU64::new(0),
             limits,
             stats: QueryStats::default(),
         }
+    }
+
+    /// A running slot: at once if one is free, else after waiting in the bounded queue for at
+    /// most the time limit. None when the queue is full or the wait timed out.
+    async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if let Ok(p) = self.running.try_acquire() {
+            return Some(p);
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let permit = if queued < self.limits.query_queue as u64 {
+            tokio::time::timeout(self.limits.query_timeout, self.running.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit
     }
 
     /// Prometheus lines for the query counters.
@@ -163,13 +185,13 @@ pub async fn query(state: &ApiState, body: &[u8]) -> Resp {
             );
         }
     };
-    let Ok(_permit) = gate.running.try_acquire() else {
+    let Some(_permit) = gate.slot().await else {
         stats.busy.fetch_add(1, Ordering::Relaxed);
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "{} queries are running already; try again when one has finished",
-                limits.query_concurrency
+                "{} queries are running and {} waiting already; try again when one has finished",
+                limits.query_concurrency, limits.query_queue
             ),
         );
     };

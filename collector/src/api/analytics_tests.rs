@@ -166,7 +166,7 @@ async fn a_long_query_is_cancelled_at_the_time_limit_without_holding_up_other_re
     let dir = tempfile::tempdir().expect("tmp");
     let running = with_tokens(
         dir.path(),
-        "[analytics]\nquery_timeout = \"1s\"\nquery_concurrency = 1",
+        "[analytics]\nquery_timeout = \"1s\"\nquery_concurrency = 1\nquery_queue = 1",
     )
     .await;
     let port = running.http_addr.port();
@@ -175,8 +175,12 @@ async fn a_long_query_is_cancelled_at_the_time_limit_without_holding_up_other_re
         port,
         json!({"sql": "SELECT count(*) FROM range(1000000000000) t(x) WHERE x % 7 = 3"}),
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // Other reads answer while it runs; a second query finds the only slot taken.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // One more waits for the slot (the queue holds one) and runs once the long one is
+    // cancelled; a third finds the queue full.
+    let queued = tokio::spawn(query(port, json!({"sql": "SELECT 1"})));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Other reads answer while it runs.
     let read_started = Instant::now();
     let nodes = request(port, "GET", "/api/v1/nodes", &[VIEW], b"").await;
     assert_eq!(nodes.status, 200);
@@ -188,6 +192,8 @@ async fn a_long_query_is_cancelled_at_the_time_limit_without_holding_up_other_re
     let busy = query(port, json!({"sql": "SELECT 1"})).await;
     assert_eq!(busy.status, 429, "{}", busy.body);
     let a = long.await.expect("task");
+    let queued = queued.await.expect("task");
+    assert_eq!(queued.status, 200, "{}", queued.body);
     assert_eq!(a.status, 408, "{}", a.body);
     assert!(
         a.body["error"]
@@ -256,6 +262,10 @@ async fn the_summary_and_the_dashboard_files() {
             .contains("content-type: text/html")
     );
     assert!(page.contains("app.js"));
+    assert!(
+        page.contains("content-security-policy: default-src 'self'"),
+        "{page}"
+    );
     let (status, js) = raw_get(port, "/web/app.js").await;
     assert_eq!(status, 200);
     assert!(

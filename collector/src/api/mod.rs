@@ -223,9 +223,19 @@ fn static_asset(name: &str) -> Resp {
     match web::asset(name) {
         Some((content_type, bytes)) => {
             let mut r = respond(StatusCode::OK, content_type, Bytes::from_static(bytes));
-            r.headers_mut().insert(
+            let h = r.headers_mut();
+            h.insert(
                 hyper::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache"),
+            );
+            // The page loads nothing from elsewhere and has no inline script or style.
+            h.insert(
+                hyper::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+            );
+            h.insert(
+                hyper::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
             );
             r
         }

@@ -1,29 +1,43 @@
 //! `tocsin`: the operator CLI, a client of the collector's HTTP API.
 
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::{Map, Value as Json, json};
-use tocsin_collector::cli::{self, ApiClient, CliError, query_string};
+use tocsin_collector::cli::config::{self, Overrides};
+use tocsin_collector::cli::{self, ApiClient, CliError, GroupBy, Table, query_string};
 
 #[derive(Debug, Parser)]
-#[command(name = "tocsin", version, about = "tocsin operator CLI")]
+#[command(
+    name = "tocsin",
+    version,
+    about = "tocsin operator CLI",
+    after_help = cli::HELP_FOOTER
+)]
 struct Cli {
-    /// Collector API address.
-    #[arg(
-        long,
-        global = true,
-        env = "TOCSIN_API",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    api: String,
-    /// File holding the bearer token (operator token for changes, viewer token for reads).
-    #[arg(long, global = true, env = "TOCSIN_TOKEN_FILE")]
+    /// Collector API address [env: TOCSIN_API; config: api; default: http://127.0.0.1:8080].
+    #[arg(long, global = true, value_name = "URL")]
+    api: Option<String>,
+    /// File holding the bearer token (operator token for changes, viewer token for reads)
+    /// [env: TOCSIN_TOKEN_FILE, or the token itself in TOCSIN_TOKEN; config: token_file, token].
+    #[arg(long, global = true, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// Your name in the collector's audit trail [env: TOCSIN_ACTOR; config: actor; default: $USER].
+    #[arg(long, global = true, value_name = "NAME")]
+    actor: Option<String>,
+    /// The CLI config file [env: TOCSIN_CONFIG; default: $XDG_CONFIG_HOME/tocsin/cli.toml,
+    /// else ~/.config/tocsin/cli.toml].
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Print a list or table as CSV (RFC 4180, with a header row; full values, timestamps in
+    /// RFC 3339, durations in milliseconds).
+    #[arg(long, global = true, conflicts_with = "json")]
+    csv: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +110,35 @@ enum Command {
     },
     /// List nodes.
     Nodes,
+    /// Service-desk figures of a period: volumes, MTTA, MTTR, SLA met, breaches and
+    /// escalations, in total and by group, and what is open now.
+    Analytics {
+        /// Start of the period (RFC 3339, or YYYY-MM-DD for midnight UTC); default: 30 days
+        /// before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period, exclusive (RFC 3339 or YYYY-MM-DD); default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// How to group the figures (default: priority).
+        #[arg(long, value_enum)]
+        by: Option<GroupBy>,
+    },
+    /// Run one read-only SQL SELECT against the store (tables, and the views v_ticket_sla,
+    /// v_mtta_mttr, v_incidents_daily, v_top_problems, v_noisy_nodes, v_escalations).
+    Query {
+        /// The SELECT; `-` reads it from standard input.
+        sql: String,
+        /// At most this many rows (default 1000; the collector allows up to its
+        /// `[analytics] query_max_rows`, 10000 unless set).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
+    /// Print a shell completion script, e.g. `tocsin completions bash > /etc/bash_completion.d/tocsin`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -238,31 +281,108 @@ fn maintenance_body(action: &MaintenanceAction) -> Result<Json, CliError> {
     Ok(Json::Object(body))
 }
 
-async fn call(cli: &Cli, client: &ApiClient) -> Result<String, CliError> {
-    type Render = fn(&Json) -> String;
-    let (v, render): (Json, Render) = match &cli.command {
-        Command::Incidents { state } => (
+/// How an answer is shown: as text, and (for lists and tables) as CSV.
+#[derive(Clone, Copy)]
+struct Render {
+    text: fn(&Json) -> String,
+    csv: Option<fn(&Json) -> Table>,
+    /// A note for stderr when the CSV alone goes to stdout.
+    csv_warning: Option<fn(&Json) -> Option<String>>,
+}
+
+impl Render {
+    fn detail(text: fn(&Json) -> String) -> Render {
+        Render {
+            text,
+            csv: None,
+            csv_warning: None,
+        }
+    }
+
+    fn list(text: fn(&Json) -> String, csv: fn(&Json) -> Table) -> Render {
+        Render {
+            text,
+            csv: Some(csv),
+            csv_warning: None,
+        }
+    }
+}
+
+/// The rendering of each command (known before anything is sent, so `--csv` on a command
+/// without a table is refused before it acts).
+fn render_for(command: &Command) -> Render {
+    match command {
+        Command::Incidents { .. } => {
+            Render::list(|v| cli::incidents_table(v).text(), cli::incidents_table)
+        }
+        Command::Tickets { .. } => {
+            Render::list(|v| cli::tickets_table(v).text(), cli::tickets_table)
+        }
+        Command::Notifications { .. } => Render::list(
+            |v| cli::notifications_table(v).text(),
+            cli::notifications_table,
+        ),
+        Command::Problems { .. } => {
+            Render::list(|v| cli::problems_table(v).text(), cli::problems_table)
+        }
+        Command::Maintenance { .. } => {
+            Render::list(|v| cli::maintenance_table(v).text(), cli::maintenance_table)
+        }
+        Command::Nodes => Render::list(|v| cli::nodes_table(v).text(), cli::nodes_table),
+        Command::Analytics { .. } => Render::list(cli::analytics_text, cli::analytics_csv_table),
+        Command::Query { .. } => Render {
+            text: cli::query_text,
+            csv: Some(cli::query_table),
+            csv_warning: Some(cli::query_csv_warning),
+        },
+        Command::Incident { .. } => Render::detail(cli::incident_detail),
+        Command::Ticket(_) => Render::detail(cli::ticket_detail),
+        Command::Problem { .. } => Render::detail(cli::problem_detail),
+        Command::Rules { .. } => Render::detail(cli::reload_result),
+        Command::Completions { .. } => Render::detail(|_| String::new()),
+    }
+}
+
+/// The SQL of `tocsin query`: the argument, or standard input for `-`.
+fn sql_text(arg: &str) -> Result<String, CliError> {
+    let sql = if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::Usage(format!("cannot read the query from stdin: {e}")))?;
+        s
+    } else {
+        arg.to_string()
+    };
+    if sql.trim().is_empty() {
+        return Err(CliError::Usage("the query is empty".into()));
+    }
+    Ok(sql)
+}
+
+/// Make the request(s) of the command; the API's JSON answer.
+async fn call(cli: &Cli, client: &ApiClient) -> Result<Json, CliError> {
+    Ok(match &cli.command {
+        Command::Incidents { state } => {
             client
                 .get(&format!(
                     "/api/v1/incidents{}",
                     query_string(&[("state", state.as_deref())])
                 ))
-                .await?,
-            cli::incidents_table,
-        ),
-        Command::Incident { id } => (
+                .await?
+        }
+        Command::Incident { id } => {
             client
                 .get(&format!("/api/v1/incidents/{}", enc(id)))
-                .await?,
-            cli::incident_detail,
-        ),
+                .await?
+        }
         Command::Tickets {
             state,
             priority,
             group,
             assignee,
             kind,
-        } => (
+        } => {
             client
                 .get(&format!(
                     "/api/v1/tickets{}",
@@ -274,34 +394,30 @@ async fn call(cli: &Cli, client: &ApiClient) -> Result<String, CliError> {
                         ("kind", kind.as_deref()),
                     ])
                 ))
-                .await?,
-            cli::tickets_table,
-        ),
-        Command::Ticket(TicketArgs { id, action }) => (
-            cli::ticket_command(client, id.as_deref(), action.as_ref()).await?,
-            cli::ticket_detail,
-        ),
-        Command::Notifications { state, ticket } => (
+                .await?
+        }
+        Command::Ticket(TicketArgs { id, action }) => {
+            cli::ticket_command(client, id.as_deref(), action.as_ref()).await?
+        }
+        Command::Notifications { state, ticket } => {
             client
                 .get(&format!(
                     "/api/v1/notifications{}",
                     query_string(&[("state", state.as_deref()), ("ticket", ticket.as_deref())])
                 ))
-                .await?,
-            cli::notifications_table,
-        ),
-        Command::Problems { state } => (
+                .await?
+        }
+        Command::Problems { state } => {
             client
                 .get(&format!(
                     "/api/v1/problems{}",
                     query_string(&[("state", state.as_deref())])
                 ))
-                .await?,
-            cli::problems_table,
-        ),
+                .await?
+        }
         Command::Problem { id, action } => {
             let path = format!("/api/v1/problems/{}", enc(id));
-            let v = match action {
+            match action {
                 None => client.get(&path).await?,
                 Some(a) => {
                     let body = match a {
@@ -315,62 +431,118 @@ async fn call(cli: &Cli, client: &ApiClient) -> Result<String, CliError> {
                     };
                     client.post(&path, Some(&body)).await?
                 }
-            };
-            (v, cli::problem_detail)
+            }
         }
-        Command::Maintenance { action } => {
-            let v = match action {
-                MaintenanceAction::List { active } => {
-                    client
-                        .get(&format!(
-                            "/api/v1/maintenance{}",
-                            query_string(&[("active", active.then_some("true"))])
-                        ))
-                        .await?
-                }
-                MaintenanceAction::Add { .. } => {
-                    let body = maintenance_body(action)?;
-                    client.post("/api/v1/maintenance", Some(&body)).await?
-                }
-                MaintenanceAction::End { id } => {
-                    client
-                        .post(&format!("/api/v1/maintenance/{}/end", enc(id)), None)
-                        .await?
-                }
-            };
-            (v, cli::maintenance_table)
-        }
+        Command::Maintenance { action } => match action {
+            MaintenanceAction::List { active } => {
+                client
+                    .get(&format!(
+                        "/api/v1/maintenance{}",
+                        query_string(&[("active", active.then_some("true"))])
+                    ))
+                    .await?
+            }
+            MaintenanceAction::Add { .. } => {
+                let body = maintenance_body(action)?;
+                client.post("/api/v1/maintenance", Some(&body)).await?
+            }
+            MaintenanceAction::End { id } => {
+                client
+                    .post(&format!("/api/v1/maintenance/{}/end", enc(id)), None)
+                    .await?
+            }
+        },
         Command::Rules {
             action: RulesAction::Reload,
-        } => (
-            client.post("/api/v1/rules/reload", None).await?,
-            cli::reload_result,
-        ),
-        Command::Nodes => (client.get("/api/v1/nodes").await?, cli::nodes_table),
-    };
-    Ok(if cli.json {
-        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-    } else {
-        render(&v)
+        } => client.post("/api/v1/rules/reload", None).await?,
+        Command::Nodes => client.get("/api/v1/nodes").await?,
+        Command::Analytics { from, to, by } => {
+            client
+                .get(&cli::analytics_path(from.as_deref(), to.as_deref(), *by))
+                .await?
+        }
+        Command::Query { sql, limit } => cli::run_query(client, &sql_text(sql)?, *limit).await?,
+        Command::Completions { .. } => Json::Null,
     })
+}
+
+/// What to print: the answer on stdout, a note (if any) on stderr.
+fn output(cli: &Cli, render: Render, v: &Json) -> (String, Option<String>) {
+    if cli.json {
+        return (
+            serde_json::to_string_pretty(v).unwrap_or_default() + "\n",
+            None,
+        );
+    }
+    match render.csv.filter(|_| cli.csv) {
+        Some(csv) => (csv(v).csv(), render.csv_warning.and_then(|w| w(v))),
+        None => ((render.text)(v), None),
+    }
+}
+
+/// The settings from flags, environment, cli.toml and defaults; warnings for stderr.
+fn settings(cli: &Cli) -> Result<(config::Settings, Vec<String>), CliError> {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let explicit = cli
+        .config
+        .clone()
+        .or_else(|| env("TOCSIN_CONFIG").map(PathBuf::from));
+    let default = config::default_path(env("XDG_CONFIG_HOME").as_deref(), env("HOME").as_deref());
+    let loaded = config::load(explicit.as_deref(), default.as_deref())?;
+    let overrides = Overrides {
+        api_flag: cli.api.clone(),
+        token_file_flag: cli.token_file.clone(),
+        actor_flag: cli.actor.clone(),
+        ..Overrides::from_env()
+    };
+    let settings = config::resolve(&overrides, loaded.as_ref())?;
+    let warnings = loaded
+        .iter()
+        .filter(|l| l.readable_by_others)
+        .map(|l| {
+            format!(
+                "warning: {} holds a token and others may read it (chmod 600 it, or use token_file)",
+                l.path.display()
+            )
+        })
+        .collect();
+    Ok((settings, warnings))
+}
+
+fn fail(e: &CliError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let token = match cli::token_from(
-        cli.token_file.as_deref(),
-        std::env::var("TOCSIN_TOKEN").ok(),
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "tocsin",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let render = render_for(&cli.command);
+    if cli.csv && render.csv.is_none() {
+        return fail(&CliError::Usage(
+            "--csv is for lists and tables (incidents, tickets, problems, nodes, notifications, \
+             maintenance, analytics, query); use --json here"
+                .into(),
+        ));
+    }
+    let (settings, warnings) = match settings(&cli) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
     };
-    let actor = std::env::var("TOCSIN_ACTOR")
-        .or_else(|_| std::env::var("USER"))
-        .ok();
-    let client = ApiClient::new(&cli.api).with_token(token).with_actor(actor);
+    for w in warnings {
+        eprintln!("{w}");
+    }
+    let client = ApiClient::new(&settings.api)
+        .with_token(settings.token)
+        .with_actor(settings.actor);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -382,13 +554,18 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(call(&cli, &client)) {
-        Ok(out) => {
-            print!("{out}");
+        Ok(v) => {
+            let (out, note) = output(&cli, render, &v);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush());
+            if let Some(n) = note {
+                eprintln!("{n}");
+            }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
-        }
+        Err(e) => fail(&e),
     }
 }

@@ -1,5 +1,9 @@
-//! The `tocsin` operator CLI: a client of the HTTP API with table output or `--json`.
+//! The `tocsin` operator CLI: a client of the HTTP API with table output, `--json` or `--csv`.
 
+mod analytics;
+pub mod config;
+mod output;
+mod query;
 mod table;
 mod ticket_view;
 mod tickets;
@@ -14,6 +18,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value as Json;
 
+pub use analytics::{
+    GroupBy, analytics_csv_table, analytics_path, analytics_table, analytics_text,
+};
+pub use output::{Cell, Column, Table, duration};
+pub use query::{query_body, query_csv_warning, query_table, query_text, run_query};
 pub use table::{
     incident_detail, incidents_table, maintenance_table, nodes_table, problem_detail,
     problems_table, reload_result,
@@ -21,11 +30,44 @@ pub use table::{
 pub use ticket_view::{notifications_table, ticket_detail, tickets_table};
 pub use tickets::{NewTicket, TicketCommand, ticket_command};
 
+/// The exit codes, one table for the docs of [`CliError::exit_code`] and `tocsin --help`.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0  success
+  1  internal error (the CLI could not start)
+  2  usage: a bad command line, --json with --csv, a bad or missing config file,
+     an unreadable token file
+  3  the collector is unreachable (or gave no answer within 30s)
+  4  not found (HTTP 404)
+  5  any other API error (HTTP 400, 401, 403, 500..., an answer that is not JSON,
+     a refused rule reload)
+  6  conflict: the ticket's state does not allow the action (HTTP 409)
+  7  query refused: not one SELECT, or an SQL error (HTTP 422 of tocsin query)
+  8  query stopped at the time limit (HTTP 408)
+  9  the collector is busy: too many queries at once (HTTP 429); try again later
+"
+    };
+}
+
+/// The exit-code table.
+pub const EXIT_CODES: &str = exit_codes!();
+
+/// The end of `tocsin --help`: where settings come from, and the exit codes.
+pub const HELP_FOOTER: &str = concat!(
+    "Settings: a flag beats the environment, which beats the config file, which beats the default.
+The config file is $XDG_CONFIG_HOME/tocsin/cli.toml (else ~/.config/tocsin/cli.toml), or the one
+named by --config or TOCSIN_CONFIG; its keys: api, token_file, token, actor.
+
+",
+    exit_codes!()
+);
+
 /// Why a CLI call failed; the binary maps these to exit codes.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(
-        "cannot reach the collector at {url}: {message} (is it running? set --api or TOCSIN_API)"
+        "cannot reach the collector at {url}: {message} (is it running? set --api, TOCSIN_API or api in cli.toml)"
     )]
     Unreachable { url: String, message: String },
     #[error("{url}: HTTP {status}: {message}{}", .details.iter().map(|d| format!("\n  {d}")).collect::<String>())]
@@ -41,18 +83,34 @@ pub enum CliError {
     /// The command line is incomplete (checked before anything is sent).
     #[error("{0}")]
     Usage(String),
+    /// cli.toml or a token file cannot be used (one line naming the file, and the line).
+    #[error("{0}")]
+    Config(String),
+    /// `tocsin query`: the API refused the SQL or DuckDB failed on it (HTTP 422): the API's
+    /// one-line reason as it is.
+    #[error("{message}")]
+    QueryRefused { message: String },
+    /// `tocsin query`: the time limit passed (HTTP 408): the API's one-line reason.
+    #[error("{message}")]
+    QueryTimeout { message: String },
 }
 
 impl CliError {
-    /// Exit code: 2 usage, 3 unreachable, 4 not found, 5 other API errors, 6 conflict (the
-    /// ticket's state does not allow the action, HTTP 409).
+    /// The exit code scripts can rely on.
+    ///
+    /// ```text
+    #[doc = exit_codes!()]
+    /// ```
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Usage(_) => 2,
+            CliError::Usage(_) | CliError::Config(_) => 2,
             CliError::Unreachable { .. } => 3,
             CliError::Http { status: 404, .. } => 4,
             CliError::Http { status: 409, .. } => 6,
-            _ => 5,
+            CliError::QueryRefused { .. } => 7,
+            CliError::QueryTimeout { .. } | CliError::Http { status: 408, .. } => 8,
+            CliError::Http { status: 429, .. } => 9,
+            CliError::Http { .. } | CliError::BadAnswer { .. } => 5,
         }
     }
 }
@@ -284,6 +342,60 @@ mod tests {
         };
         assert_eq!(conflict.exit_code(), 6);
         assert_eq!(conflict.to_string().lines().count(), 1);
+    }
+
+    #[test]
+    fn the_exit_code_table_matches_the_codes() {
+        let http = |status: u16| CliError::Http {
+            url: "u".into(),
+            status,
+            message: "m".into(),
+            details: Vec::new(),
+        };
+        let message = || "m".to_string();
+        for (err, code, words) in [
+            (CliError::Usage(message()), 2, "usage"),
+            (CliError::Config(message()), 2, "config file"),
+            (
+                CliError::Unreachable {
+                    url: "u".into(),
+                    message: message(),
+                },
+                3,
+                "unreachable",
+            ),
+            (http(404), 4, "HTTP 404"),
+            (http(400), 5, "HTTP 400"),
+            (http(401), 5, "401"),
+            (
+                CliError::BadAnswer {
+                    url: "u".into(),
+                    message: message(),
+                },
+                5,
+                "not JSON",
+            ),
+            (http(409), 6, "HTTP 409"),
+            (CliError::QueryRefused { message: message() }, 7, "HTTP 422"),
+            (CliError::QueryTimeout { message: message() }, 8, "HTTP 408"),
+            (http(408), 8, "HTTP 408"),
+            (http(429), 9, "HTTP 429"),
+        ] {
+            assert_eq!(err.exit_code(), code, "{err:?}");
+            let row = EXIT_CODES
+                .split(&format!("\n  {code}  "))
+                .nth(1)
+                .and_then(|rest| rest.split("\n  ").next())
+                .unwrap_or_default();
+            assert!(row.contains(words), "code {code}: {words:?} not in {row:?}");
+        }
+        let refused = CliError::QueryRefused {
+            message: "refused: only one SELECT statement is allowed".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "refused: only one SELECT statement is allowed"
+        );
     }
 
     #[tokio::test]

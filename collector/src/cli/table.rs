@@ -2,6 +2,8 @@
 
 use serde_json::Value as Json;
 
+use super::output::{Cell, Table};
+
 pub(super) fn cell(v: &Json, key: &str) -> String {
     match v.get(key) {
         None | Some(Json::Null) => "-".to_string(),
@@ -85,25 +87,25 @@ fn root_cause(i: &Json) -> String {
     }
 }
 
-pub fn incidents_table(v: &Json) -> String {
-    let rows: Vec<Vec<String>> = items(v)
+pub fn incidents_table(v: &Json) -> Table {
+    let rows: Vec<Vec<Cell>> = items(v)
         .iter()
         .map(|i| {
             vec![
-                cell(i, "id"),
-                incident_state(i),
-                cell(i, "priority"),
-                cell(i, "ticket_number"),
-                format!("{}/{}", cell(i, "site"), cell(i, "node")),
-                cell(i, "nodes_affected"),
-                cell(i, "symptoms"),
-                cell(i, "problem_number"),
-                when(i, "opened_at"),
-                truncate(&root_cause(i), 60),
+                Cell::field(i, "id"),
+                Cell::text(incident_state(i)),
+                Cell::field(i, "priority"),
+                Cell::field(i, "ticket_number"),
+                Cell::text(format!("{}/{}", cell(i, "site"), cell(i, "node"))),
+                Cell::field(i, "nodes_affected"),
+                Cell::field(i, "symptoms"),
+                Cell::field(i, "problem_number"),
+                Cell::time(i, "opened_at"),
+                Cell::Long(root_cause(i), 60),
             ]
         })
         .collect();
-    render(
+    Table::new(
         &[
             "ID",
             "STATE",
@@ -116,7 +118,7 @@ pub fn incidents_table(v: &Json) -> String {
             "OPENED",
             "ROOT CAUSE",
         ],
-        &rows,
+        rows,
     )
 }
 
@@ -200,22 +202,22 @@ pub fn incident_detail(i: &Json) -> String {
     o
 }
 
-pub fn problems_table(v: &Json) -> String {
-    let rows: Vec<Vec<String>> = items(v)
+pub fn problems_table(v: &Json) -> Table {
+    let rows: Vec<Vec<Cell>> = items(v)
         .iter()
         .map(|p| {
             vec![
-                cell(p, "number"),
-                cell(p, "state"),
-                cell(p, "incident_count"),
-                format!("{}/{}", cell(p, "site"), cell(p, "node")),
-                cell(p, "rule"),
-                when(p, "last_incident_at"),
-                truncate(&cell(p, "title"), 60),
+                Cell::field(p, "number"),
+                Cell::field(p, "state"),
+                Cell::field(p, "incident_count"),
+                Cell::text(format!("{}/{}", cell(p, "site"), cell(p, "node"))),
+                Cell::field(p, "rule"),
+                Cell::time(p, "last_incident_at"),
+                Cell::long(p, "title", 60),
             ]
         })
         .collect();
-    render(
+    Table::new(
         &[
             "PROBLEM",
             "STATE",
@@ -225,7 +227,7 @@ pub fn problems_table(v: &Json) -> String {
             "LAST INCIDENT",
             "TITLE",
         ],
-        &rows,
+        rows,
     )
 }
 
@@ -291,43 +293,43 @@ fn match_text(m: &Json) -> String {
 }
 
 /// Maintenance windows (a list, or one window).
-pub fn maintenance_table(v: &Json) -> String {
+pub fn maintenance_table(v: &Json) -> Table {
     let list: Vec<&Json> = match v {
         Json::Array(a) => a.iter().collect(),
         Json::Object(_) => vec![v],
         _ => Vec::new(),
     };
-    let rows: Vec<Vec<String>> = list
+    let rows: Vec<Vec<Cell>> = list
         .iter()
         .map(|m| {
             let now = if m.get("cancelled_at").is_some_and(|c| !c.is_null()) {
-                "ended".to_string()
+                "ended"
             } else if m.get("in_effect").and_then(Json::as_bool) == Some(true) {
-                "yes".to_string()
+                "yes"
             } else {
-                "no".to_string()
+                "no"
             };
             vec![
-                cell(m, "id"),
-                truncate(&cell(m, "name"), 30),
-                truncate(&match_text(m.get("match").unwrap_or(&Json::Null)), 40),
-                when(m, "starts_at"),
-                when(m, "ends_at"),
+                Cell::field(m, "id"),
+                Cell::long(m, "name", 30),
+                Cell::Long(match_text(m.get("match").unwrap_or(&Json::Null)), 40),
+                Cell::time(m, "starts_at"),
+                Cell::time(m, "ends_at"),
                 m.get("every_ms")
                     .and_then(Json::as_i64)
-                    .map(crate::time::human)
-                    .unwrap_or_else(|| "-".into()),
-                now,
-                cell(m, "created_by"),
-                truncate(&cell(m, "reason"), 40),
+                    .map(|ms| Cell::text(crate::time::human(ms)))
+                    .unwrap_or(Cell::Null),
+                Cell::text(now),
+                Cell::field(m, "created_by"),
+                Cell::long(m, "reason", 40),
             ]
         })
         .collect();
-    render(
+    Table::new(
         &[
             "ID", "NAME", "MATCH", "STARTS", "ENDS", "EVERY", "NOW", "BY", "REASON",
         ],
-        &rows,
+        rows,
     )
 }
 
@@ -342,23 +344,23 @@ pub fn reload_result(v: &Json) -> String {
     )
 }
 
-pub fn nodes_table(v: &Json) -> String {
-    let rows: Vec<Vec<String>> = items(v)
+pub fn nodes_table(v: &Json) -> Table {
+    let rows: Vec<Vec<Cell>> = items(v)
         .iter()
         .map(|n| {
             let inv = n.get("inventory").cloned().unwrap_or(Json::Null);
             vec![
-                cell(n, "site"),
-                cell(n, "node"),
-                cell(n, "kind"),
-                cell(n, "state"),
-                format!("{} {}", cell(&inv, "os"), cell(&inv, "os_version")),
-                cell(n, "agent_version"),
-                when(n, "last_report_at"),
+                Cell::field(n, "site"),
+                Cell::field(n, "node"),
+                Cell::field(n, "kind"),
+                Cell::field(n, "state"),
+                Cell::text(format!("{} {}", cell(&inv, "os"), cell(&inv, "os_version"))),
+                Cell::field(n, "agent_version"),
+                Cell::time(n, "last_report_at"),
             ]
         })
         .collect();
-    render(
+    Table::new(
         &[
             "SITE",
             "NODE",
@@ -368,7 +370,7 @@ pub fn nodes_table(v: &Json) -> String {
             "AGENT",
             "LAST REPORT",
         ],
-        &rows,
+        rows,
     )
 }
 
@@ -383,7 +385,7 @@ mod tests {
             "ticket_number": "INC-000007", "site": "dc1", "node": "sw-1", "nodes_affected": 3,
             "symptoms": 2, "problem_number": "PRB-000001", "opened_at": "2026-11-29T16:09:01.123Z",
             "root_cause": "sw-1 is offline", "title": "t"}]);
-        let t = incidents_table(&v);
+        let t = incidents_table(&v).text();
         let lines: Vec<&str> = t.lines().collect();
         assert!(
             lines[0].contains("ROOT CAUSE") && lines[0].contains("SYMPTOMS"),
@@ -423,18 +425,22 @@ mod tests {
             "title": "db down again", "site": "dc1", "node": "db-01", "rule": "check_critical",
             "incidents": [{"id": 1, "state": "closed", "ticket_number": "INC-000001", "site": "dc1",
                            "node": "db-01", "opened_at": "2026-11-29T16:09:01.123Z", "title": "db down"}]});
-        assert!(problems_table(&json!([p.clone()])).contains("PRB-000001  open   3"));
+        assert!(
+            problems_table(&json!([p.clone()]))
+                .text()
+                .contains("PRB-000001  open   3")
+        );
         let d = problem_detail(&p);
         assert!(d.contains("Incidents:") && d.contains("INC-000001"), "{d}");
         let m = json!([{"id": 2, "name": "patch", "match": {"node": "web-*", "labels.role": "db"},
             "starts_at": "2026-11-29T16:00:00.000Z", "ends_at": "2026-11-29T18:00:00.000Z", "every_ms": 604800000,
             "in_effect": true, "created_by": "alice", "reason": "kernel", "cancelled_at": null}]);
-        let t = maintenance_table(&m);
+        let t = maintenance_table(&m).text();
         assert!(t.contains("labels.role=db, node=web-*"), "{t}");
         assert!(
             t.contains("7days") && t.contains("yes") && t.contains("alice"),
             "{t}"
         );
-        assert!(maintenance_table(&m[0]).lines().count() == 2);
+        assert!(maintenance_table(&m[0]).text().lines().count() == 2);
     }
 }

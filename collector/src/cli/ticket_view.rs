@@ -3,7 +3,8 @@
 
 use serde_json::Value as Json;
 
-use super::table::{cell, gib, items, render, truncate, when};
+use super::output::{Cell, Table};
+use super::table::{cell, gib, items, truncate, when};
 use crate::time::human;
 
 fn present(v: &Json, key: &str) -> bool {
@@ -44,28 +45,28 @@ fn sla_cell(t: &Json) -> String {
     }
 }
 
-pub fn tickets_table(v: &Json) -> String {
-    let rows: Vec<Vec<String>> = items(v)
+pub fn tickets_table(v: &Json) -> Table {
+    let rows: Vec<Vec<Cell>> = items(v)
         .iter()
         .map(|t| {
             vec![
-                cell(t, "number"),
-                cell(t, "state"),
-                cell(t, "priority"),
-                cell(t, "category"),
-                cell(t, "assignment_group"),
-                truncate(&cell(t, "assignee"), 20),
-                sla_cell(t),
-                when(t, "opened_at"),
-                truncate(&cell(t, "summary"), 60),
+                Cell::field(t, "number"),
+                Cell::field(t, "state"),
+                Cell::field(t, "priority"),
+                Cell::field(t, "category"),
+                Cell::field(t, "assignment_group"),
+                Cell::long(t, "assignee", 20),
+                Cell::text(sla_cell(t)),
+                Cell::time(t, "opened_at"),
+                Cell::long(t, "summary", 60),
             ]
         })
         .collect();
-    render(
+    Table::new(
         &[
             "TICKET", "STATE", "PRIO", "CATEGORY", "GROUP", "ASSIGNEE", "SLA", "OPENED", "SUMMARY",
         ],
-        &rows,
+        rows,
     )
 }
 
@@ -329,32 +330,32 @@ pub fn ticket_detail(t: &Json) -> String {
 }
 
 /// The notification outbox.
-pub fn notifications_table(v: &Json) -> String {
-    let rows: Vec<Vec<String>> = items(v)
+pub fn notifications_table(v: &Json) -> Table {
+    let rows: Vec<Vec<Cell>> = items(v)
         .iter()
         .map(|n| {
             let done = if present(n, "sent_at") {
-                when(n, "sent_at")
+                Cell::time(n, "sent_at")
             } else if present(n, "failed_at") {
-                when(n, "failed_at")
+                Cell::time(n, "failed_at")
             } else {
-                "-".into()
+                Cell::Null
             };
             vec![
-                cell(n, "id"),
-                cell(n, "state"),
-                cell(n, "channel"),
-                cell(n, "target"),
-                cell(n, "event"),
-                cell(n, "ticket_number"),
-                cell(n, "attempts"),
-                when(n, "created_at"),
+                Cell::field(n, "id"),
+                Cell::field(n, "state"),
+                Cell::field(n, "channel"),
+                Cell::field(n, "target"),
+                Cell::field(n, "event"),
+                Cell::field(n, "ticket_number"),
+                Cell::field(n, "attempts"),
+                Cell::time(n, "created_at"),
                 done,
-                truncate(&cell(n, "last_error"), 50),
+                Cell::long(n, "last_error", 50),
             ]
         })
         .collect();
-    render(
+    Table::new(
         &[
             "ID",
             "STATE",
@@ -367,7 +368,7 @@ pub fn notifications_table(v: &Json) -> String {
             "SENT/FAILED",
             "LAST ERROR",
         ],
-        &rows,
+        rows,
     )
 }
 
@@ -385,7 +386,7 @@ mod tests {
             {"number": "REQ-000001", "state": "in_progress", "priority": "P4", "assignee": "bob",
              "resolution_breached_at": "2026-11-29T18:00:00.000Z", "summary": "vpn"},
         ]);
-        let t = tickets_table(&v);
+        let t = tickets_table(&v).text();
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("TICKET") && lines[0].contains("ASSIGNEE"));
         assert!(lines[1].starts_with("INC-000001  new"));
@@ -395,7 +396,7 @@ mod tests {
             lines[2].contains("bob") && lines[2].contains("BREACHED resolution"),
             "{t}"
         );
-        assert!(tickets_table(&json!([])).contains("(none)"));
+        assert!(tickets_table(&json!([])).text().contains("(none)"));
     }
 
     #[test]
@@ -473,7 +474,7 @@ mod tests {
             "event": "ticket.escalated", "ticket_number": "INC-000001", "attempts": 5,
             "created_at": "2026-11-29T16:09:01.123Z", "failed_at": "2026-11-29T16:19:01.123Z",
             "last_error": "HTTP 500"}]);
-        let t = notifications_table(&v);
+        let t = notifications_table(&v).text();
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID  STATE"), "{t}");
         assert!(

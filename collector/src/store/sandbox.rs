@@ -198,7 +198,24 @@ impl QueryHandle {
             }
             let mut values = Vec::with_capacity(columns.len());
             for (i, c) in columns.iter().enumerate() {
-                let v: Value = row.get(i).map_err(|e| self.classify(e))?;
+                // A column of type NULL has no value to read (`SELECT NULL AS x`).
+                if c.type_name == "NULL" {
+                    values.push(Json::Null);
+                    continue;
+                }
+                // The driver panics on a few exotic types; that is the query's failure, not ours.
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    row.get::<_, Value>(i)
+                }));
+                let v = match read {
+                    Ok(v) => v.map_err(|e| self.classify(e))?,
+                    Err(_) => {
+                        return Err(QueryError::Failed(format!(
+                            "column {:?} of type {} cannot be returned as JSON: cast it, e.g. {}::VARCHAR",
+                            c.name, c.type_name, c.name
+                        )));
+                    }
+                };
                 values.push(to_json(&c.name, v));
             }
             out.push(match format {
@@ -229,9 +246,11 @@ impl QueryHandle {
             .map_err(|e| self.classify(e))?;
         let rows = stmt
             .query_map([], |r| {
+                let type_name: String = r.get(1)?;
                 Ok(Column {
                     name: r.get(0)?,
-                    type_name: r.get(1)?,
+                    // DESCRIBE quotes keyword types (`"NULL"`).
+                    type_name: type_name.trim_matches('"').to_string(),
                 })
             })
             .map_err(|e| self.classify(e))?;

@@ -93,6 +93,20 @@ fn a_select_answers_with_typed_columns_and_json_values() {
 }
 
 #[test]
+fn a_null_column_and_unusual_types_answer() {
+    let f = fixture();
+    let r = run(
+        &f,
+        "SELECT NULL AS x, INTERVAL 90 MINUTE AS i, DATE '2026-11-30' AS d, {'a': 1} AS s",
+    )
+    .expect("select");
+    assert_eq!(r.columns[0].type_name, "NULL");
+    assert_eq!(r.rows[0][0], serde_json::Value::Null);
+    assert_eq!(r.rows[0][2], serde_json::json!("2026-11-30"));
+    assert_eq!(r.rows[0][3], serde_json::json!({"a": 1}));
+}
+
+#[test]
 fn the_row_limit_truncates_and_says_so() {
     let f = fixture();
     let r = f
