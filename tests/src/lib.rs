@@ -350,6 +350,168 @@ impl Api {
                 .map(|_| ())
         });
     }
+
+    /// Wait until `/readyz` answers 200: the collector is connected to its broker.
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_for("the collector to connect to the broker", timeout, || {
+            self.get_raw("/readyz")
+                .filter(|(s, _)| *s == 200)
+                .map(|_| ())
+        });
+    }
+}
+
+/// The broker a test collector connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    /// An outside broker (the test's Mosquitto) on this port: `[broker] url`.
+    Mosquitto(u16),
+    /// The collector's own embedded broker, listening on this port.
+    Embedded(u16),
+}
+
+impl Broker {
+    /// A private Mosquitto when it is installed, else the collector's embedded broker on a
+    /// free port. Keep the returned Mosquitto alive as long as the collector runs.
+    pub fn mosquitto_or_embedded(dir: &Path) -> (Option<Mosquitto>, Broker) {
+        let mosquitto = Mosquitto::start(dir);
+        let broker = match &mosquitto {
+            Some(m) => Broker::Mosquitto(m.port),
+            None => Broker::Embedded(free_port()),
+        };
+        (mosquitto, broker)
+    }
+
+    /// The MQTT port agents and publishers connect to.
+    pub fn port(self) -> u16 {
+        match self {
+            Broker::Mosquitto(port) | Broker::Embedded(port) => port,
+        }
+    }
+
+    /// The `[broker]` lines (without the client id) that reach it.
+    fn toml(self) -> String {
+        match self {
+            Broker::Mosquitto(port) => format!("url = \"mqtt://127.0.0.1:{port}\""),
+            Broker::Embedded(port) => format!("embedded = true\nlisten = \"127.0.0.1:{port}\""),
+        }
+    }
+}
+
+/// How a test collector is set up; start from [`CollectorOptions::new`] and set the rest with
+/// `..` (struct update).
+#[derive(Debug, Clone)]
+pub struct CollectorOptions<'a> {
+    /// `[broker] client_id`.
+    pub client_id: &'a str,
+    /// The rule file, written as `rules/test.toml`.
+    pub rules: &'a str,
+    /// The policy, written as `rules/policy.toml` (empty by default).
+    pub policy: &'a str,
+    /// A viewer token, written to `viewer.token` and named by `[http] viewer_token_file`.
+    pub viewer_token: Option<&'a str>,
+    /// An operator token, written to `operator.token` and named by `[http] operator_token_file`.
+    pub operator_token: Option<&'a str>,
+    /// `[http] open_on_loopback`, when set.
+    pub open_on_loopback: Option<bool>,
+    /// More `[http]` lines, as they are.
+    pub http_extra: &'a str,
+    /// The DuckDB file, relative to the test folder.
+    pub store: &'a str,
+}
+
+impl<'a> CollectorOptions<'a> {
+    /// A collector with this client id and rule file; no policy, no tokens, the store in
+    /// `tocsin.duckdb`.
+    pub fn new(client_id: &'a str, rules: &'a str) -> CollectorOptions<'a> {
+        CollectorOptions {
+            client_id,
+            rules,
+            policy: "",
+            viewer_token: None,
+            operator_token: None,
+            open_on_loopback: None,
+            http_extra: "",
+            store: "tocsin.duckdb",
+        }
+    }
+}
+
+/// A collector started by [`start_collector`].
+#[derive(Debug)]
+pub struct Collector {
+    /// The `tocsin-collector run` process (killed when dropped; its log is `dir/collector.log`).
+    pub proc: Proc,
+    /// Its HTTP API on a free port.
+    pub api: Api,
+    /// `dir/collector.toml`.
+    pub config: PathBuf,
+    /// `dir/rules`, the rules folder.
+    pub rules: PathBuf,
+}
+
+fn write_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Start `tocsin-collector run` in `dir` on `broker`: writes the rules, the policy, the token
+/// files and `collector.toml` (HTTP on a free port of 127.0.0.1), runs it with
+/// `RUST_LOG=info` and waits up to `timeout` until `/healthz` answers.
+pub fn start_collector(
+    dir: &Path,
+    broker: Broker,
+    opts: &CollectorOptions<'_>,
+    timeout: Duration,
+) -> Collector {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    write_file(&rules.join("test.toml"), opts.rules);
+    write_file(&rules.join("policy.toml"), opts.policy);
+    let http = free_port();
+    let mut http_toml = format!("listen = \"127.0.0.1:{http}\"\n");
+    if let Some(open) = opts.open_on_loopback {
+        http_toml.push_str(&format!("open_on_loopback = {open}\n"));
+    }
+    for (role, token) in [
+        ("viewer", opts.viewer_token),
+        ("operator", opts.operator_token),
+    ] {
+        if let Some(token) = token {
+            let file = dir.join(format!("{role}.token"));
+            write_file(&file, &format!("{token}\n"));
+            http_toml.push_str(&format!("{role}_token_file = \"{}\"\n", file.display()));
+        }
+    }
+    if !opts.http_extra.is_empty() {
+        http_toml.push_str(opts.http_extra);
+        http_toml.push('\n');
+    }
+    let config = dir.join("collector.toml");
+    write_file(
+        &config,
+        &format!(
+            "[broker]\n{}\nclient_id = \"{}\"\n[http]\n{http_toml}\
+             [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
+            broker.toml(),
+            opts.client_id,
+            dir.join(opts.store).display(),
+            rules.display()
+        ),
+    );
+    let mut cmd = Command::new(bin("tocsin-collector"));
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let proc = Proc::spawn("collector", cmd, dir);
+    let api = Api::new(http);
+    api.wait_healthy(timeout);
+    Collector {
+        proc,
+        api,
+        config,
+        rules,
+    }
 }
 
 /// Publishes reports and statuses straight to the broker, as an agent would (for tests that

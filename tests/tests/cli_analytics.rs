@@ -8,11 +8,15 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_tests::{Api, Mosquitto, Proc, bin, free_port, wait_for};
+use tocsin_tests::{
+    Broker, Collector, CollectorOptions, bin, free_port, start_collector, wait_for,
+};
 
 const WAIT: Duration = Duration::from_secs(40);
 const OPERATOR: &str = "cli-e2e-operator-token";
 const VIEWER: &str = "cli-e2e-viewer-token";
+const RULES: &str = "[[rule]]\nname = \"check_critical\"\ncheck = \"*\"\nseverity = \"critical\"\n\
+                     category = \"software\"\nsummary = \"{{node}}: {{check}}\"\n";
 
 fn write(path: &Path, text: &str) {
     if let Some(dir) = path.parent() {
@@ -62,45 +66,18 @@ fn ok(out: Output, what: &str) -> String {
 #[test]
 fn analytics_query_csv_completions_and_cli_toml() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mosquitto = Mosquitto::start(dir.path());
-    let broker = match &mosquitto {
-        Some(m) => format!("url = \"mqtt://127.0.0.1:{}\"", m.port),
-        None => format!("embedded = true\nlisten = \"127.0.0.1:{}\"", free_port()),
+    let (_mosquitto, broker) = Broker::mosquitto_or_embedded(dir.path());
+    let options = CollectorOptions {
+        operator_token: Some(OPERATOR),
+        viewer_token: Some(VIEWER),
+        open_on_loopback: Some(false),
+        ..CollectorOptions::new("collector-cli-analytics", RULES)
     };
-    let rules = dir.path().join("rules");
-    write(
-        &rules.join("test.toml"),
-        "[[rule]]\nname = \"check_critical\"\ncheck = \"*\"\nseverity = \"critical\"\n\
-         category = \"software\"\nsummary = \"{{node}}: {{check}}\"\n",
-    );
-    write(&rules.join("policy.toml"), "");
-    let operator_file = dir.path().join("operator.token");
-    let viewer_file = dir.path().join("viewer.token");
-    write(&operator_file, &format!("{OPERATOR}\n"));
-    write(&viewer_file, &format!("{VIEWER}\n"));
-    let http = free_port();
-    let config = dir.path().join("collector.toml");
-    write(
-        &config,
-        &format!(
-            "[broker]\n{broker}\nclient_id = \"collector-cli-analytics\"\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\nopen_on_loopback = false\n\
-             operator_token_file = \"{}\"\nviewer_token_file = \"{}\"\n\
-             [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
-            operator_file.display(),
-            viewer_file.display(),
-            dir.path().join("tocsin.duckdb").display(),
-            rules.display()
-        ),
-    );
-    let mut cmd = Command::new(bin("tocsin-collector"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info");
-    let mut collector = Proc::spawn("collector", cmd, dir.path());
-    let api = Api::new(http);
-    api.wait_healthy(WAIT);
+    let Collector {
+        proc: mut collector,
+        api,
+        ..
+    } = start_collector(dir.path(), broker, &options, WAIT);
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
     let base = api.base.clone();

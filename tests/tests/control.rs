@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use tocsin_tests::{Api, Mosquitto, Proc, Publisher, bin, free_port, wait_for};
+use tocsin_tests::{
+    Api, Broker, Collector, CollectorOptions, Mosquitto, Proc, Publisher, bin, start_collector,
+    wait_for,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -31,47 +34,26 @@ struct Setup {
 /// given rule file, policy and extra `[http]` lines.
 fn start(rules_toml: &str, policy: &str, http_extra: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mosquitto = Mosquitto::start(dir.path());
-    let (broker, mqtt_port) = match &mosquitto {
-        Some(m) => (format!("url = \"mqtt://127.0.0.1:{}\"", m.port), m.port),
-        None => {
-            let p = free_port();
-            (format!("embedded = true\nlisten = \"127.0.0.1:{p}\""), p)
-        }
+    let (mosquitto, broker) = Broker::mosquitto_or_embedded(dir.path());
+    let options = CollectorOptions {
+        policy,
+        http_extra,
+        store: "t.duckdb",
+        ..CollectorOptions::new("collector-control", rules_toml)
     };
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    std::fs::write(rules.join("test.toml"), rules_toml).expect("rules");
-    std::fs::write(rules.join("policy.toml"), policy).expect("policy");
-    let http = free_port();
-    let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[broker]\n{broker}\nclient_id = \"collector-control\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}\n\
-             [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
-            dir.path().join("t.duckdb").display(),
-            rules.display()
-        ),
-    )
-    .expect("config");
-    let mut cmd = Command::new(bin("tocsin-collector"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info");
-    let collector = Proc::spawn("collector", cmd, dir.path());
-    let api = Api::new(http);
-    api.wait_healthy(WAIT);
-    wait_for("collector connected", WAIT, || {
-        api.get_raw("/readyz").filter(|(s, _)| *s == 200)
-    });
+    let Collector {
+        proc: collector,
+        api,
+        rules,
+        ..
+    } = start_collector(dir.path(), broker, &options, WAIT);
+    api.wait_ready(WAIT);
     Setup {
         dir,
         rules,
         api,
         collector,
-        mqtt_port,
+        mqtt_port: broker.port(),
         _mosquitto: mosquitto,
     }
 }

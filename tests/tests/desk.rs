@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tocsin_tests::{Api, Mosquitto, Proc, bin, free_port, wait_for};
+use tocsin_tests::{
+    Broker, Collector, CollectorOptions, Proc, bin, free_port, start_collector, wait_for,
+};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -114,38 +116,19 @@ fn write(path: &Path, text: &str) {
 #[test]
 fn failing_check_escalates_unacknowledged_then_ack_by_cli_recovery_and_close() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mosquitto = Mosquitto::start(dir.path());
-    let (broker, mqtt_port) = match &mosquitto {
-        Some(m) => (format!("url = \"mqtt://127.0.0.1:{}\"", m.port), m.port),
-        None => {
-            let p = free_port();
-            (format!("embedded = true\nlisten = \"127.0.0.1:{p}\""), p)
-        }
-    };
+    let (_mosquitto, broker) = Broker::mosquitto_or_embedded(dir.path());
+    let mqtt_port = broker.port();
     let (hook_port, hooks) = receiver();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    write(&rules.join("test.toml"), RULES);
-    write(&rules.join("policy.toml"), &policy(hook_port));
-    let http = free_port();
-    let config = dir.path().join("collector.toml");
-    write(
-        &config,
-        &format!(
-            "[broker]\n{broker}\nclient_id = \"collector-desk\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
-            dir.path().join("tocsin.duckdb").display(),
-            rules.display()
-        ),
-    );
-    let mut cmd = Command::new(bin("tocsin-collector"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info");
-    let mut collector = Proc::spawn("collector", cmd, dir.path());
-    let api = Api::new(http);
-    api.wait_healthy(WAIT);
+    let policy = policy(hook_port);
+    let options = CollectorOptions {
+        policy: &policy,
+        ..CollectorOptions::new("collector-desk", RULES)
+    };
+    let Collector {
+        proc: mut collector,
+        api,
+        ..
+    } = start_collector(dir.path(), broker, &options, WAIT);
 
     // An agent whose check points at a port nothing listens on: critical. Medium impact x
     // high urgency: P2, which does not page at once.

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use tocsin_tests::{Api, Mosquitto, Proc, bin, free_port, wait_for};
+use tocsin_tests::{
+    Api, Broker, Collector, CollectorOptions, Mosquitto, Proc, bin, free_port, wait_for,
+};
 
 const RULES: &str = r#"
 [[rule]]
@@ -37,11 +39,6 @@ group = "network"
 
 const WAIT: Duration = Duration::from_secs(40);
 
-enum Broker {
-    Mosquitto(u16),
-    Embedded(u16),
-}
-
 struct Setup {
     dir: tempfile::TempDir,
     api: Api,
@@ -55,47 +52,24 @@ fn write(path: &Path, text: &str) {
 }
 
 fn start_collector(dir: tempfile::TempDir, broker: Broker) -> Setup {
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    write(&rules.join("test.toml"), RULES);
-    write(&rules.join("policy.toml"), POLICY);
-    let http = free_port();
-    let (broker_toml, mqtt_port) = match broker {
-        Broker::Mosquitto(port) => (format!("url = \"mqtt://127.0.0.1:{port}\""), port),
-        Broker::Embedded(port) => (
-            format!("embedded = true\nlisten = \"127.0.0.1:{port}\""),
-            port,
-        ),
+    let options = CollectorOptions {
+        policy: POLICY,
+        store: "data/tocsin.duckdb",
+        ..CollectorOptions::new("collector-e2e", RULES)
     };
-    let config = dir.path().join("collector.toml");
-    write(
-        &config,
-        &format!(
-            "[broker]\n{broker_toml}\nclient_id = \"collector-e2e\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
-            dir.path().join("data/tocsin.duckdb").display(),
-            rules.display()
-        ),
-    );
-    let mut cmd = Command::new(bin("tocsin-collector"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info");
-    let collector = Proc::spawn("collector", cmd, dir.path());
-    let api = Api::new(http);
-    api.wait_healthy(WAIT);
-    wait_for("the collector to connect to the broker", WAIT, || {
-        api.get_raw("/readyz")
-            .filter(|(s, _)| *s == 200)
-            .map(|_| ())
-    });
+    let Collector {
+        proc: collector,
+        api,
+        config,
+        ..
+    } = tocsin_tests::start_collector(dir.path(), broker, &options, WAIT);
+    api.wait_ready(WAIT);
     Setup {
         dir,
         api,
         collector,
         collector_config: config,
-        mqtt_port,
+        mqtt_port: broker.port(),
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tocsin_tests::{Api, Mosquitto, Proc, Publisher, bin, free_port, wait_for};
+use tocsin_tests::{Broker, Collector, CollectorOptions, Publisher, start_collector, wait_for};
 
 const WAIT: Duration = Duration::from_secs(40);
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -62,10 +62,6 @@ fn browser_missing(browser_dir: &Path) -> Option<String> {
     None
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
 #[test]
 fn dashboard_shows_incident_ticket_and_sla_and_acknowledges_in_a_browser() {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
@@ -83,41 +79,17 @@ fn dashboard_shows_incident_ticket_and_sla_and_acknowledges_in_a_browser() {
     std::fs::create_dir_all(&out).expect("screenshot folder");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mosquitto = Mosquitto::start(dir.path());
-    let (broker, mqtt_port) = match &mosquitto {
-        Some(m) => (format!("url = \"mqtt://127.0.0.1:{}\"", m.port), m.port),
-        None => {
-            let p = free_port();
-            (format!("embedded = true\nlisten = \"127.0.0.1:{p}\""), p)
-        }
+    let (_mosquitto, broker) = Broker::mosquitto_or_embedded(dir.path());
+    let options = CollectorOptions {
+        policy: POLICY,
+        operator_token: Some(TOKEN),
+        ..CollectorOptions::new("collector-web", RULES)
     };
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    write(&rules.join("test.toml"), RULES);
-    write(&rules.join("policy.toml"), POLICY);
-    let token_file = dir.path().join("operator.token");
-    write(&token_file, TOKEN);
-    let http = free_port();
-    let config = dir.path().join("collector.toml");
-    write(
-        &config,
-        &format!(
-            "[broker]\n{broker}\nclient_id = \"collector-web\"\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\noperator_token_file = \"{}\"\n\
-             [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
-            token_file.display(),
-            dir.path().join("tocsin.duckdb").display(),
-            rules.display()
-        ),
-    );
-    let mut cmd = Command::new(bin("tocsin-collector"));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info");
-    let mut collector = Proc::spawn("collector", cmd, dir.path());
-    let api = Api::new(http);
-    api.wait_healthy(WAIT);
+    let Collector {
+        proc: mut collector,
+        api,
+        ..
+    } = start_collector(dir.path(), broker, &options, WAIT);
 
     // The page and its files are open: no token needed to load them.
     let (status, page) = api.get_raw("/").expect("GET /");
@@ -129,7 +101,7 @@ fn dashboard_shows_incident_ticket_and_sla_and_acknowledges_in_a_browser() {
     }
 
     // A failing check: incident + ticket (medium impact x high urgency: P2).
-    let mut publisher = Publisher::connect(mqtt_port, "web-dashboard-test");
+    let mut publisher = Publisher::connect(broker.port(), "web-dashboard-test");
     publisher.online(
         "dc1",
         "web-01",
