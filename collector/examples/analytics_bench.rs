@@ -47,12 +47,14 @@ fn args() -> Result<Args> {
 /// records linking a fifth of the incidents.
 fn generate(store: &mut Store, n: i64) -> Result<()> {
     let start = END_MS - 365 * DAY_MS;
+    // Spelled out in Rust: DuckDB types small literals as INTEGER, and 365 * 86400000 overflows.
+    let span = 365 * DAY_MS;
     let conn = store.connection();
     let sql = format!(
         "
         CREATE TEMP TABLE g AS
         SELECT i AS id,
-               make_timestamp(({start} + (hash(i) % (365 * {DAY_MS}))::BIGINT) * 1000) AS opened,
+               make_timestamp(({start} + (hash(i) % {span})::BIGINT) * 1000) AS opened,
                ['P1', 'P2', 'P3', 'P4'][1 + (hash(i * 7) % 4)::INTEGER] AS priority,
                ['network', 'hardware', 'software', 'configuration'][1 + (hash(i * 11) % 4)::INTEGER] AS category,
                'dc' || (hash(i * 13) % 4)::VARCHAR AS site,
@@ -95,8 +97,8 @@ fn generate(store: &mut Store, n: i64) -> Result<()> {
         FROM g;
 
         INSERT INTO ticket_events (id, ticket_id, created_at, kind, actor, message, data)
-        SELECT row_number() OVER (), ticket_id, at, kind, actor, kind, data FROM (
-            SELECT id AS ticket_id, opened AS at, 'opened' AS kind, 'tocsin' AS actor, NULL::JSON AS data FROM g
+        SELECT row_number() OVER (), ticket_id, ts, kind, actor, kind, data FROM (
+            SELECT id AS ticket_id, opened AS ts, 'opened' AS kind, 'tocsin' AS actor, NULL::JSON AS data FROM g
             UNION ALL
             SELECT id, opened + to_milliseconds(ack_ms), 'acknowledged', 'alice', NULL FROM g WHERE roll < 98
             UNION ALL
@@ -107,17 +109,17 @@ fn generate(store: &mut Store, n: i64) -> Result<()> {
             SELECT id, opened + to_milliseconds(900000), 'escalated', 'tocsin',
                    '{{\"escalation\": {{\"level\": 1, \"name\": \"on-duty\", \"triggers\": [\"response_breached\"], \"reason\": \"not acknowledged\", \"targets\": [\"webhook:oncall\"]}}}}'::JSON
             FROM g WHERE roll % 20 = 0
-        ) ORDER BY at;
+        ) ORDER BY ts;
 
         INSERT INTO alerts (id, alert_key, rule, site, node, state, severity, category, summary,
             detail, started_at, changed_at, incident_id, flapping)
         SELECT row_number() OVER (), key, 'check_critical', site, node, state, 'critical', category,
-               'generated', '', opened, at, id, false FROM (
-            SELECT id, site || '/' || node || '/check' AS key, site, node, category, opened, opened AS at, 'firing' AS state FROM g
+               'generated', '', opened, ts, id, false FROM (
+            SELECT id, site || '/' || node || '/check' AS key, site, node, category, opened, opened AS ts, 'firing' AS state FROM g
             UNION ALL
             SELECT id, site || '/' || node || '/check', site, node, category, opened,
                    opened + to_milliseconds(resolve_ms), 'resolved' FROM g WHERE roll < 95
-        ) ORDER BY at;
+        ) ORDER BY ts;
 
         INSERT INTO problems (id, number, state, signature, title, opened_at, updated_at, site, node,
             rule, category, kb, incident_count, last_incident_at)
