@@ -3,16 +3,18 @@
 //! concurrency limit.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ApiState, Resp, error, json_resp};
 use crate::config::AnalyticsConfig;
-use crate::store::{GroupBy, QueryError, RowFormat, SummaryQuery};
+use crate::store::{GroupBy, Interrupter, QueryError, RowFormat, SummaryQuery};
 use crate::time::{Millis, now_millis};
 
 /// The default window of the summary: the last 30 days.
@@ -22,7 +24,7 @@ const DEFAULT_WINDOW_MS: Millis = 30 * 86_400_000;
 #[derive(Debug)]
 pub struct QueryGate {
     pub limits: AnalyticsConfig,
-    running: Semaphore,
+    running: Arc<Semaphore>,
     /// Requests waiting for a slot (at most `query_queue`).
     waiting: AtomicU64,
     pub stats: QueryStats,
@@ -41,7 +43,7 @@ pub struct QueryStats {
 impl QueryGate {
     pub fn new(limits: AnalyticsConfig) -> Self {
         QueryGate {
-            running: Semaphore::new(limits.query_concurrency),
+            running: Arc::new(Semaphore::new(limits.query_concurrency)),
             waiting: AtomicU64::new(0),
             limits,
             stats: QueryStats::default(),
@@ -50,16 +52,19 @@ impl QueryGate {
 
     /// A running slot: at once if one is free, else after waiting in the bounded queue for at
     /// most the time limit. None when the queue is full or the wait timed out.
-    async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        if let Ok(p) = self.running.try_acquire() {
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.running.clone().try_acquire_owned() {
             return Some(p);
         }
         let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
         let permit = if queued < self.limits.query_queue as u64 {
-            tokio::time::timeout(self.limits.query_timeout, self.running.acquire())
-                .await
-                .ok()
-                .and_then(Result::ok)
+            tokio::time::timeout(
+                self.limits.query_timeout,
+                self.running.clone().acquire_owned(),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
         } else {
             None
         };
@@ -81,6 +86,38 @@ impl QueryGate {
             out.push_str(&format!(
                 "tocsin_queries_total{{outcome=\"{outcome}\"}} {}\n",
                 n.load(Ordering::Relaxed)
+            ));
+        }
+    }
+}
+
+/// Interrupts a query from `after` on, again every 100 ms until it has returned: DuckDB clears
+/// a pending interrupt when the next statement starts, so one signal can be lost.
+async fn cancel_until_done(interrupter: Interrupter, done: Arc<AtomicBool>, after: Duration) {
+    tokio::time::sleep(after).await;
+    while !done.load(Ordering::Acquire) {
+        interrupter.interrupt();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Cancels the query at once when the request is dropped before it finished (the client hung
+/// up); the answer would go nowhere.
+struct CancelOnDrop {
+    interrupter: Interrupter,
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.done.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(cancel_until_done(
+                self.interrupter.clone(),
+                self.done.clone(),
+                Duration::ZERO,
             ));
         }
     }
@@ -185,7 +222,7 @@ pub async fn query(state: &ApiState, body: &[u8]) -> Resp {
             );
         }
     };
-    let Some(_permit) = gate.slot().await else {
+    let Some(permit) = gate.slot().await else {
         stats.busy.fetch_add(1, Ordering::Relaxed);
         return error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -202,21 +239,29 @@ pub async fn query(state: &ApiState, body: &[u8]) -> Resp {
             return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
     };
-    let interrupter = handle.interrupter();
     let sql = req.sql;
-    let mut task = tokio::task::spawn_blocking(move || handle.run(&sql, limit, format));
     let timeout = limits.query_timeout;
-    let outcome = match tokio::time::timeout(timeout, &mut task).await {
-        Ok(joined) => joined,
-        Err(_) => {
-            // Cancel it and wait until DuckDB has let go, so the permit covers the whole run.
-            interrupter.interrupt();
-            match task.await {
-                Ok(Ok(r)) => Ok(Ok(r)),
-                _ => Ok(Err(QueryError::Interrupted)),
-            }
-        }
+    // The slot and the cancelling belong to the query, not to this request: a client that
+    // hangs up drops this future, but the query still ends at the time limit and only then
+    // frees its slot.
+    let done = Arc::new(AtomicBool::new(false));
+    let guard = CancelOnDrop {
+        interrupter: handle.interrupter(),
+        done: done.clone(),
     };
+    tokio::spawn(cancel_until_done(
+        handle.interrupter(),
+        done.clone(),
+        timeout,
+    ));
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        let result = handle.run(&sql, limit, format);
+        done.store(true, Ordering::Release);
+        result
+    });
+    let outcome = task.await;
+    drop(guard);
     match outcome {
         Ok(Ok(result)) => {
             stats.ok.fetch_add(1, Ordering::Relaxed);

@@ -686,8 +686,9 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
         Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))?)
     };
     snap.next_ids = Ids {
-        alert: next("SELECT coalesce(max(id), 0) + 1 FROM alerts")?,
-        incident: next("SELECT coalesce(max(id), 0) + 1 FROM incidents")?,
+        // Over the archived history too: an id retention moved to Parquet is never reused.
+        alert: next("SELECT coalesce(max(id), 0) + 1 FROM alerts_all")?,
+        incident: next("SELECT coalesce(max(id), 0) + 1 FROM incidents_all")?,
         ticket: next("SELECT coalesce(max(id), 0) + 1 FROM tickets")?,
         ticket_event: next("SELECT coalesce(max(id), 0) + 1 FROM ticket_events")?,
         incident_number: next(

@@ -170,10 +170,13 @@ impl QueryHandle {
                 format!("the SQL does not parse: {}", one_line(message))
             }));
         }
-        let count = parsed
-            .get("statements")
-            .and_then(Json::as_array)
-            .map_or(0, Vec::len);
+        let statements = parsed.get("statements").and_then(Json::as_array);
+        if let Some(name) = statements.and_then(|s| denied_function(&Json::Array(s.clone()))) {
+            return Err(QueryError::Refused(format!(
+                "the function {name}() may not run here: it writes, runs other SQL outside the sandbox, or reads raw files"
+            )));
+        }
+        let count = statements.map_or(0, Vec::len);
         match count {
             1 => Ok(()),
             0 => Err(QueryError::Refused(
@@ -191,6 +194,7 @@ impl QueryHandle {
         let mut rows = stmt.query([]).map_err(|e| self.classify(e))?;
         let mut out = Vec::new();
         let mut truncated = false;
+        let mut bytes = 0usize;
         while let Some(row) = rows.next().map_err(|e| self.classify(e))? {
             if out.len() == limit {
                 truncated = true;
@@ -216,7 +220,23 @@ impl QueryHandle {
                         )));
                     }
                 };
-                values.push(to_json(&c.name, v));
+                let json = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    to_json(&c.name, v)
+                }))
+                .map_err(|_| {
+                    QueryError::Failed(format!(
+                        "column {:?} holds a {} value that cannot be returned as JSON: cast it to VARCHAR",
+                        c.name, c.type_name
+                    ))
+                })?;
+                bytes += approx_size(&json);
+                values.push(json);
+            }
+            if bytes > MAX_ANSWER_BYTES {
+                return Err(QueryError::Refused(format!(
+                    "the answer is larger than {} MiB: select fewer or shorter columns, or fewer rows",
+                    MAX_ANSWER_BYTES >> 20
+                )));
             }
             out.push(match format {
                 RowFormat::Rows => Json::Array(values),
@@ -276,6 +296,69 @@ impl QueryHandle {
             return QueryError::Refused(format!("refused by the sandbox: {}", one_line(&text)));
         }
         QueryError::Failed(one_line(&text))
+    }
+}
+
+/// Largest answer, as JSON, a query may return.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
+
+/// About how many bytes a value takes as JSON (for the answer's size limit).
+fn approx_size(v: &Json) -> usize {
+    match v {
+        Json::Null | Json::Bool(_) => 5,
+        Json::Number(_) => 12,
+        Json::String(s) => s.len() + 2,
+        Json::Array(a) => 2 + a.iter().map(approx_size).sum::<usize>(),
+        Json::Object(m) => {
+            2 + m
+                .iter()
+                .map(|(k, v)| k.len() + 4 + approx_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// Functions a SELECT may call that step outside the read-only sandbox: they run SQL on a
+/// connection of their own (beyond the read-only transaction and the time limit), change the
+/// database or its sequences, checkpoint it, switch logging or profiling, take raw pointers, or
+/// read the raw bytes of the database's own files.
+const DENIED_FUNCTIONS: &[&str] = &[
+    "json_execute_serialized_sql",
+    "query",
+    "query_table",
+    "setval",
+    "nextval",
+    "checkpoint",
+    "force_checkpoint",
+    "truncate_duckdb_logs",
+    "enable_logging",
+    "disable_logging",
+    "enable_profiling",
+    "disable_profiling",
+    "destroy_external_resource",
+    "arrow_scan",
+    "arrow_scan_dumb",
+    "read_blob",
+    "read_text",
+    "read_duckdb",
+    "getenv",
+];
+
+/// The first denied function the parse tree calls, if any (names as DuckDB's parser wrote them,
+/// compared case-insensitively; a schema prefix does not hide them).
+fn denied_function(tree: &Json) -> Option<String> {
+    match tree {
+        Json::Object(m) => {
+            if let Some(Json::String(name)) = m.get("function_name") {
+                let name = name.to_ascii_lowercase();
+                if DENIED_FUNCTIONS.contains(&name.as_str()) {
+                    return Some(name);
+                }
+            }
+            m.values().find_map(denied_function)
+        }
+        Json::Array(items) => items.iter().find_map(denied_function),
+        _ => None,
     }
 }
 

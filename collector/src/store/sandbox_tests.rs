@@ -107,6 +107,18 @@ fn a_null_column_and_unusual_types_answer() {
 }
 
 #[test]
+fn an_answer_too_large_is_refused_not_built() {
+    let f = fixture();
+    let m = refused(&f, "SELECT repeat('x', 1000000) FROM range(100)");
+    assert!(m.contains("larger than 32 MiB"), "{m}");
+    let m = run(&f, "SELECT 'infinity'::TIMESTAMP_S AS t");
+    assert!(
+        m.is_ok() || matches!(m, Err(QueryError::Failed(_))),
+        "{m:?}"
+    );
+}
+
+#[test]
 fn the_row_limit_truncates_and_says_so() {
     let f = fixture();
     let r = f
@@ -173,10 +185,9 @@ fn file_access_is_refused_by_duckdb_itself() {
     let secret = f.secret.display().to_string();
     for sql in [
         format!("SELECT * FROM read_csv('{secret}')"),
-        format!("SELECT content FROM read_text('{secret}')"),
-        format!("SELECT * FROM read_blob('{secret}')"),
-        "SELECT * FROM read_text('/etc/passwd')".to_string(),
         "SELECT * FROM read_json('/etc/hostname')".to_string(),
+        "SELECT * FROM read_csv_auto('/etc/passwd')".to_string(),
+        "SELECT * FROM sniff_csv('/etc/passwd')".to_string(),
         "SELECT * FROM glob('/etc/*')".to_string(),
         "SELECT * FROM read_parquet('/tmp/*.parquet')".to_string(),
     ] {
@@ -199,11 +210,45 @@ fn file_access_is_refused_by_duckdb_itself() {
 }
 
 #[test]
-fn writes_hidden_in_a_select_are_refused_by_the_read_only_transaction() {
+fn functions_that_step_outside_the_sandbox_are_refused() {
     let f = fixture();
-    let m = refused(&f, "SELECT nextval('rejected_payloads_id')");
-    assert!(m.contains("read-only"), "{m}");
-    // Nothing can be slipped in through the query() table function either.
+    let db = f._dir.path().join("t.duckdb");
+    let db = db.display();
+    for sql in [
+        "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT setval(''rejected_payloads_id'', 1) AS v'))".to_string(),
+        "SELECT * FROM query('SELECT 1')".to_string(),
+        "SELECT * FROM main.query_table('nodes')".to_string(),
+        "SELECT SETVAL('rejected_payloads_id', 5)".to_string(),
+        "SELECT * FROM checkpoint()".to_string(),
+        "SELECT * FROM force_checkpoint()".to_string(),
+        "SELECT * FROM truncate_duckdb_logs()".to_string(),
+        "SELECT * FROM enable_logging()".to_string(),
+        format!("SELECT * FROM read_blob('{db}')"),
+        format!("SELECT content FROM read_text('{db}.wal')"),
+        "WITH x AS (SELECT nextval('rejected_payloads_id') AS n) SELECT n FROM x".to_string(),
+    ] {
+        let m = refused(&f, &sql);
+        assert!(m.contains("may not run here"), "{sql}: {m}");
+    }
+    let seq = run(&f, "SELECT currval('rejected_payloads_id')");
+    assert!(seq.is_err(), "the sequence was never advanced: {seq:?}");
+}
+
+#[test]
+fn the_read_only_transaction_is_a_second_fence_behind_the_name_list() {
+    let mut f = fixture();
+    // The sandbox's own transaction mode, without its name check: DuckDB refuses the write.
+    let conn = f.store.connection();
+    conn.execute_batch("BEGIN TRANSACTION READ ONLY")
+        .expect("begin");
+    let e = conn.query_row("SELECT nextval('rejected_payloads_id')", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    let message = e
+        .expect_err("a write in a read-only transaction")
+        .to_string();
+    assert!(message.contains("read-only"), "{message}");
+    conn.execute_batch("ROLLBACK").expect("rollback");
     let e = run(&f, "SELECT * FROM query('DELETE FROM nodes')");
     assert!(e.is_err(), "{e:?}");
     assert_eq!(node_count(&f), 2);
