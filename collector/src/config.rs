@@ -186,13 +186,14 @@ pub struct StoreConfig {
     /// Where the Parquet history goes; default: `archive/` beside the database file.
     #[serde(default)]
     pub archive_dir: Option<PathBuf>,
-    /// How often retention runs (it also runs shortly after start).
+    /// How often retention runs (also at start); each run adds a file per table and month.
     #[serde(default = "default_retention_interval", with = "humantime_serde")]
     pub retention_interval: Duration,
 }
 
 fn default_retention_interval() -> Duration {
-    Duration::from_secs(3600)
+    // Daily: each run writes its own files per month, so fewer runs keep the archive small.
+    Duration::from_secs(86_400)
 }
 
 impl StoreConfig {
@@ -454,13 +455,15 @@ impl CollectorConfig {
                 "[analytics] query_timeout, query_concurrency and query_default_rows must be above 0, and query_max_rows at least query_default_rows".into(),
             ));
         }
+        // The engine resumes from the live tables: recurrence (problem window) and similar past
+        // cases (90 days) look at incidents there.
         if config
             .store
             .retain
-            .is_some_and(|d| d < Duration::from_secs(3600))
+            .is_some_and(|d| d < Duration::from_secs(90 * 86_400))
         {
             return Err(invalid(
-                "[store] retain must be at least 1h (it is the age of history kept in the live file)".into(),
+                "[store] retain must be at least 90d: similar past cases and problem records look back that far in the live tables".into(),
             ));
         }
         if config.store.retention_interval < Duration::from_secs(1) {

@@ -307,7 +307,7 @@ async fn the_collector_moves_old_history_to_parquet_and_still_counts_it() {
     let running = super::tests::collector_with(
         dir.path(),
         "",
-        "retain = \"30d\"\nretention_interval = \"1s\"",
+        "retain = \"90d\"\nretention_interval = \"1s\"",
     )
     .await;
     let port = running.http_addr.port();

@@ -96,11 +96,15 @@ pub struct Figures {
     pub mttr_net_ms: Option<f64>,
     pub response_breached: i64,
     pub resolution_breached: i64,
-    /// Tickets that breached neither target, as a percentage of the tickets; None without tickets.
+    /// Of the tickets whose outcome is known (resolved, or breached already), the share that
+    /// breached neither target, in percent; None when there are none.
     pub sla_met_pct: Option<f64>,
     pub escalations: i64,
     #[serde(skip)]
     breached_any: i64,
+    /// Tickets whose SLA outcome is known: resolved, or already breached.
+    #[serde(skip)]
+    decided: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -159,12 +163,18 @@ pub fn summary(conn: &Connection, q: SummaryQuery) -> Result<Summary, duckdb::Er
                 count(*) FILTER (WHERE s.response_breached) AS response_breached,
                 count(*) FILTER (WHERE s.resolution_breached) AS resolution_breached,
                 count(*) FILTER (WHERE s.response_breached OR s.resolution_breached) AS breached_any,
-                coalesce(sum(e.n), 0)::BIGINT AS escalations
+                coalesce(sum(e.n), 0)::BIGINT AS escalations,
+                count(*) FILTER (WHERE s.resolved_at IS NOT NULL
+                                    OR s.response_breached OR s.resolution_breached) AS decided
          FROM v_ticket_sla s
          LEFT JOIN (SELECT ticket_id, count(*) AS n FROM ticket_events
                     WHERE kind = 'escalated' GROUP BY ticket_id) e ON e.ticket_id = s.ticket_id
          WHERE s.opened_at >= make_timestamp(?::BIGINT * 1000)
            AND s.opened_at < make_timestamp(?::BIGINT * 1000)
+           -- Faults only (service requests are another process), and not the tickets closed
+           -- because their incident was merged into another (that one's ticket counts).
+           AND s.kind = 'incident'
+           AND NOT EXISTS (SELECT 1 FROM incidents m WHERE m.id = s.incident_id AND m.state = 'merged')
          {sets}",
         key = q.group_by.ticket_key(),
     );
@@ -197,6 +207,7 @@ pub fn summary(conn: &Connection, q: SummaryQuery) -> Result<Summary, duckdb::Er
         f.resolution_breached = r.get(9)?;
         f.breached_any = r.get(10)?;
         f.escalations = r.get(11)?;
+        f.decided = r.get(12)?;
         Ok(())
     })?;
 
@@ -216,8 +227,9 @@ pub fn summary(conn: &Connection, q: SummaryQuery) -> Result<Summary, duckdb::Er
 
     let now = now_figures(conn)?;
     for f in std::iter::once(&mut totals).chain(groups.values_mut()) {
+        // Open tickets not yet breached may still breach: only decided ones count.
         f.sla_met_pct =
-            (f.tickets > 0).then(|| 100.0 * (f.tickets - f.breached_any) as f64 / f.tickets as f64);
+            (f.decided > 0).then(|| 100.0 * (f.decided - f.breached_any) as f64 / f.decided as f64);
     }
     Ok(Summary {
         from: rfc3339(q.from),

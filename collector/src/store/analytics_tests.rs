@@ -291,3 +291,38 @@ fn summary_gives_the_headline_figures_in_total_and_by_group() {
     assert_eq!(empty.totals.sla_met_pct, None);
     assert!(empty.groups.is_empty());
 }
+
+#[test]
+fn summary_counts_incident_tickets_and_only_decided_ones_for_sla() {
+    let (mut r, t0) = scenario();
+    // A service request (another process) and an incident ticket still open inside its
+    // targets (its SLA outcome is not known yet), both opened in the window.
+    r.store
+        .connection()
+        .execute_batch(&format!(
+            "INSERT INTO tickets (id, number, kind, state, priority, impact, urgency, category,
+               assignment_group, summary, description, opened_at, updated_at)
+             VALUES (10, 'REQ-000001', 'request', 'new', 'P4', 'low', 'low', 'software', 'desk', 's', 'd',
+                     make_timestamp({t0} * 1000), make_timestamp({t0} * 1000)),
+                    (11, 'INC-000011', 'incident', 'new', 'P2', 'medium', 'medium', 'software', 'desk', 's', 'd',
+                     make_timestamp({t0} * 1000), make_timestamp({t0} * 1000));"
+        ))
+        .expect("tickets");
+    let s = r
+        .store
+        .reader()
+        .expect("reader")
+        .summary(SummaryQuery {
+            from: t0 - 86_400_000,
+            to: t0 + 86_400_000,
+            group_by: GroupBy::None,
+        })
+        .expect("summary");
+    assert_eq!(s.totals.tickets, 3, "the request is not counted");
+    assert_eq!(
+        s.totals.sla_met_pct,
+        Some(50.0),
+        "the open ticket inside its targets is not decided yet"
+    );
+    assert_eq!(s.now.open_tickets, 2, "now counts every open ticket");
+}

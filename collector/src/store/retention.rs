@@ -3,11 +3,11 @@
 //! (and through them `*_all` and the analytics views) keep reading.
 //!
 //! Layout: `<archive_dir>/<table>/month=YYYY-MM/<batch>_<n>.parquet`, one batch per run. A run
-//! writes its files into `<archive_dir>/.staging-<batch>/`, deletes the rows and commits in the
-//! same transaction, marks the staging folder committed, then moves the files into place. A
-//! crash before the commit leaves an unmarked staging folder, which the next run deletes (the
-//! rows are still live); a crash after it leaves a marked one, whose files the next run moves
-//! in. Either way no row is lost or counted twice.
+//! writes its files into `<archive_dir>/.staging-<batch>/` and syncs them to disk, then in one
+//! transaction deletes the rows and records the batch in `archive_batches`; after the commit it
+//! moves the files into place. A crash before the commit leaves a staging folder whose batch is
+//! not recorded: the next run deletes it (the rows are still live). A crash after it leaves one
+//! whose batch is recorded: its files are moved in. Either way no row is lost or counted twice.
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,6 @@ pub const ARCHIVED: &[(&str, &str)] = &[
     ("incident_alerts", "linked_at"),
 ];
 
-const COMMITTED: &str = "COMMITTED";
 /// The folder of the empty file that carries each table's columns, so an archive without
 /// history still reads (a Parquet glob matching nothing is an error).
 const SCHEMA_PARTITION: &str = "month=0000-00";
@@ -72,11 +71,11 @@ pub fn attach_archive(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
             literal(&glob)
         ))?;
     }
-    recover(dir)
+    recover(conn, dir)
 }
 
 /// Finish or discard what an interrupted run left behind.
-pub fn recover(dir: &Path) -> Result<(), StoreError> {
+pub fn recover(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -91,7 +90,18 @@ pub fn recover(dir: &Path) -> Result<(), StoreError> {
         if !is_staging {
             continue;
         }
-        if path.join(COMMITTED).exists() {
+        let batch = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(".staging-"))
+            .unwrap_or_default()
+            .to_string();
+        let committed: i64 = conn.query_row(
+            "SELECT count(*) FROM archive_batches WHERE batch = ?",
+            [&batch],
+            |r| r.get(0),
+        )?;
+        if committed > 0 {
             publish(&path, dir)?;
         } else {
             tracing::warn!(staging = %path.display(), "discarding an archive run that did not commit; its rows are still live");
@@ -121,9 +131,33 @@ fn publish(staging: &Path, dir: &Path) -> Result<usize, StoreError> {
                     .map_err(|e| io_error("cannot move into", &target, e))?;
                 moved += 1;
             }
+            sync_dir(&to_month)?;
         }
     }
     Ok(moved)
+}
+
+/// fsync a folder, so the names in it (a file moved in) survive a crash.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("cannot sync", dir, e))
+}
+
+/// fsync every file and folder below `root`.
+fn sync_tree(root: &Path) -> Result<(), StoreError> {
+    let entries = std::fs::read_dir(root).map_err(|e| io_error("cannot list", root, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io_error("cannot sync", &path, e))?;
+        }
+    }
+    sync_dir(root)
 }
 
 /// The incidents a run archives: finished (closed or merged) before the cutoff, and not the
@@ -150,7 +184,7 @@ pub fn run(
     cutoff: Millis,
     batch: &str,
 ) -> Result<Archived, StoreError> {
-    recover(dir)?;
+    recover(conn, dir)?;
     let staging = dir.join(format!(".staging-{batch}"));
     conn.execute_batch("BEGIN TRANSACTION")?;
     let result = stage(conn, &staging, cutoff, batch);
@@ -160,8 +194,6 @@ pub fn run(
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e.into());
             }
-            let marker = staging.join(COMMITTED);
-            std::fs::write(&marker, batch).map_err(|e| io_error("cannot write", &marker, e))?;
             archived.files = publish(&staging, dir)?;
             std::fs::remove_dir_all(&staging)
                 .map_err(|e| io_error("cannot remove", &staging, e))?;
@@ -239,9 +271,21 @@ fn stage(
             literal(&target)
         ))?;
     }
+    // The files are on disk before the rows go.
+    sync_tree(staging)?;
     for (table, filter, _) in selections.iter().rev() {
         conn.execute_batch(&format!("DELETE FROM {table} WHERE {filter}"))?;
     }
+    conn.execute(
+        "INSERT INTO archive_batches (batch, committed_at, alerts, incidents, incident_alerts)
+         VALUES (?, now()::TIMESTAMP, ?, ?, ?)",
+        duckdb::params![
+            batch,
+            archived.alerts as i64,
+            archived.incidents as i64,
+            archived.incident_alerts as i64
+        ],
+    )?;
     conn.execute_batch("DROP TABLE retention_incidents; DROP TABLE retention_alerts;")?;
     Ok(archived)
 }

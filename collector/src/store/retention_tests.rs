@@ -197,6 +197,14 @@ fn old_history_moves_to_monthly_parquet_and_the_views_still_count_it() {
     );
     assert_eq!(jan, 1, "the archive keeps the columns and their types");
 
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT incidents FROM archive_batches WHERE batch = '1700'"
+        ),
+        2,
+        "the run is recorded with what it moved"
+    );
     // A second run finds nothing more; nothing is counted twice.
     let again = run(&conn, &archive, CUTOFF, "1800").expect("second run");
     assert_eq!(again.rows(), 0);
@@ -239,7 +247,8 @@ fn an_interrupted_run_is_finished_or_discarded_and_never_doubles_rows() {
             literal(&dead.join("1_0.parquet"))
         ))
         .expect("copy");
-    // A run that committed but died before moving its files: they must be moved in.
+    // A run that committed (its batch is recorded) but died before moving its files: they
+    // must be moved in.
     let committed = archive
         .join(".staging-2")
         .join("incidents")
@@ -253,9 +262,13 @@ fn an_interrupted_run_is_finished_or_discarded_and_never_doubles_rows() {
             literal(&committed.join("2_0.parquet"))
         ))
         .expect("copy");
-    std::fs::write(archive.join(".staging-2").join(COMMITTED), "2").expect("marker");
+    store
+        .connection()
+        .execute_batch("INSERT INTO archive_batches VALUES ('2', now()::TIMESTAMP, 0, 1, 0)")
+        .expect("the run's commit");
 
-    recover(&archive).expect("recover");
+    let conn = store.clone_connection().expect("connection");
+    recover(&conn, &archive).expect("recover");
     assert!(!archive.join(".staging-1").exists());
     assert!(!archive.join(".staging-2").exists());
     assert!(archive.join("incidents/month=2025-12/2_0.parquet").exists());

@@ -3,6 +3,16 @@
 -- collector opens the store with an archive folder ([store] archive_dir). `*_all` is the
 -- live table plus its archive, and the analytics views that count history read those.
 
+-- One row per retention run that committed: its rows left the live tables in that transaction,
+-- so its staged Parquet files must be published (a staged run without a row is discarded).
+CREATE TABLE archive_batches (
+    batch        VARCHAR PRIMARY KEY,
+    committed_at TIMESTAMP NOT NULL,
+    alerts       BIGINT NOT NULL,
+    incidents    BIGINT NOT NULL,
+    incident_alerts BIGINT NOT NULL
+);
+
 CREATE VIEW alerts_archive AS SELECT * FROM alerts WHERE false;
 CREATE VIEW incidents_archive AS SELECT * FROM incidents WHERE false;
 CREATE VIEW incident_alerts_archive AS SELECT * FROM incident_alerts WHERE false;
