@@ -274,6 +274,29 @@ async fn the_summary_and_the_dashboard_files() {
     );
     assert_eq!(raw_get(port, "/web/nope.js").await.0, 404);
     assert_eq!(raw_get(port, "/web/..%2Fconfig.rs").await.0, 404);
+    // A page of another site cannot make the operator's browser write (no token needed on
+    // loopback); the same origin and programs without an Origin can.
+    let body = br#"{"sql": "SELECT 1"}"#;
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/query",
+        &[VIEW, "Origin: http://evil.example"],
+        body,
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = request(port, "POST", "/api/v1/query", &[VIEW, "Origin: null"], body).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = request(
+        port,
+        "POST",
+        "/api/v1/query",
+        &[VIEW, "Origin: http://127.0.0.1"],
+        body,
+    )
+    .await;
+    assert_eq!(a.status, 200, "same origin: {}", a.body);
     // A POST to the page is not a way in.
     let a = request(port, "POST", "/", &[OP], b"").await;
     assert_eq!(a.status, 405);

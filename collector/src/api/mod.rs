@@ -218,6 +218,26 @@ fn control_error(e: ControlError) -> Resp {
     }
 }
 
+/// A browser's request sent by a page of another site (cross-site request forgery): its
+/// `Origin` names another host than the one it was sent to. A page may POST to a loopback
+/// collector without a token, so such requests are refused; the CLI and other programs send no
+/// `Origin`, the dashboard sends its own.
+fn cross_site(headers: &hyper::HeaderMap) -> bool {
+    let Some(origin) = headers.get(hyper::header::ORIGIN) else {
+        return false;
+    };
+    let origin = origin.to_str().unwrap_or("null");
+    let authority = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    !authority.eq_ignore_ascii_case(host)
+}
+
 /// A file of the web dashboard (dashboards/web, embedded in the binary).
 fn static_asset(name: &str) -> Resp {
     match web::asset(name) {
@@ -278,6 +298,12 @@ where
         (&Method::GET, _) => Access::Read,
         _ => Access::Write,
     };
+    if method == Method::POST && cross_site(req.headers()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "a write from another web site is refused: use the dashboard served by this collector, the CLI or the API directly",
+        );
+    }
     let authorization = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
     if let Err(denied) = state.auth.check(access, authorization) {
         let mut r = error(denied.status, denied.message);
