@@ -7,29 +7,8 @@ use super::output::{Cell, Column, Table, percent};
 use super::query_string;
 use super::table::{cell, items, when};
 
-/// How `tocsin analytics --by` groups the figures (the API's `group_by`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum GroupBy {
-    Priority,
-    Category,
-    Site,
-    Group,
-    Day,
-    None,
-}
-
-impl GroupBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GroupBy::Priority => "priority",
-            GroupBy::Category => "category",
-            GroupBy::Site => "site",
-            GroupBy::Group => "group",
-            GroupBy::Day => "day",
-            GroupBy::None => "none",
-        }
-    }
-}
+/// How `tocsin analytics --by` groups the figures: the API's `group_by`, one definition.
+pub use crate::store::GroupBy;
 
 /// The request path: `/api/v1/analytics/summary?from=…&to=…&group_by=…` (unset ones left to
 /// the API's defaults).
@@ -39,7 +18,7 @@ pub fn analytics_path(from: Option<&str>, to: Option<&str>, by: Option<GroupBy>)
         query_string(&[
             ("from", from),
             ("to", to),
-            ("group_by", by.map(GroupBy::as_str)),
+            ("group_by", by.map(GroupBy::name)),
         ])
     )
 }

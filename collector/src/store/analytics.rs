@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::{Reader, StoreError};
 use crate::time::{Millis, rfc3339};
 
-/// The dimension figures are broken down by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The dimension figures are broken down by (also `tocsin analytics --by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupBy {
     Priority,
     Category,
