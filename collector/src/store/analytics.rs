@@ -174,7 +174,9 @@ pub fn summary(conn: &Connection, q: SummaryQuery) -> Result<Summary, duckdb::Er
            -- Faults only (service requests are another process), and not the tickets closed
            -- because their incident was merged into another (that one's ticket counts).
            AND s.kind = 'incident'
-           AND NOT EXISTS (SELECT 1 FROM incidents m WHERE m.id = s.incident_id AND m.state = 'merged')
+           -- (NOT IN over the few merged ids: a NOT EXISTS here joined every incident, 70 ms on
+           -- a million; coalesce keeps tickets without an incident.)
+           AND coalesce(s.incident_id, -1) NOT IN (SELECT id FROM incidents WHERE state = 'merged')
          {sets}",
         key = q.group_by.ticket_key(),
     );
