@@ -450,9 +450,23 @@ pub struct Collector {
     pub rules: PathBuf,
 }
 
-fn write_file(path: &Path, text: &str) {
+/// Write a test file (creating its folder), panicking with the path on failure.
+pub fn write_file(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
+
+/// One rule that fires on every failing check (critical, software), naming the check's output.
+pub const CHECK_CRITICAL_RULE: &str = r#"
+[[rule]]
+name = "check_critical"
+check = "*"
+severity = "critical"
+category = "software"
+summary = "{{node}}: check {{check}} is {{status}}: {{output}}"
+"#;
 
 /// Start `tocsin-collector run` in `dir` on `broker`: writes the rules, the policy, the token
 /// files and `collector.toml` (HTTP on a free port of 127.0.0.1), runs it with

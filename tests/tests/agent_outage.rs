@@ -3,13 +3,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tocsin_tests::write_file as write;
 use tocsin_tests::{Api, Mosquitto, Proc, bin, free_port, wait_for};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn write(path: &std::path::Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
 
 /// The agent's last used `seq`, from its state file.
 fn last_seq(spool: &std::path::Path) -> u64 {

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
+use tocsin_tests::write_file as write;
 use tocsin_tests::{
     Broker, Collector, CollectorOptions, bin, free_port, start_collector, wait_for,
 };
@@ -17,13 +18,6 @@ const OPERATOR: &str = "cli-e2e-operator-token";
 const VIEWER: &str = "cli-e2e-viewer-token";
 const RULES: &str = "[[rule]]\nname = \"check_critical\"\ncheck = \"*\"\nseverity = \"critical\"\n\
                      category = \"software\"\nsummary = \"{{node}}: {{check}}\"\n";
-
-fn write(path: &Path, text: &str) {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    }
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
 
 /// `tocsin` with a clean environment: no settings from the caller's shell or home directory;
 /// `HOME` is an empty folder so no real cli.toml is read.

@@ -5,12 +5,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use tocsin_tests::write_file as write;
 use tocsin_tests::{
     Broker, Collector, CollectorOptions, Proc, bin, free_port, start_collector, wait_for,
 };
@@ -107,10 +107,6 @@ fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
         }
     });
     (port, got)
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 #[test]

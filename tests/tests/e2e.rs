@@ -1,12 +1,12 @@
 //! The whole path with real binaries: agent -> MQTT (Mosquitto or embedded) -> collector -> incident -> ticket.
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use tocsin_tests::write_file as write;
 use tocsin_tests::{
     Api, Broker, Collector, CollectorOptions, Mosquitto, Proc, bin, free_port, wait_for,
 };
@@ -45,10 +45,6 @@ struct Setup {
     collector: Proc,
     collector_config: std::path::PathBuf,
     mqtt_port: u16,
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 fn start_collector(dir: tempfile::TempDir, broker: Broker) -> Setup {

@@ -19,14 +19,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const TOKEN: &str = "web-dashboard-operator-token";
 const ACTOR: &str = "browser-e2e";
 
-const RULES: &str = r#"
-[[rule]]
-name = "check_critical"
-check = "*"
-severity = "critical"
-category = "software"
-summary = "{{node}}: check {{check}} is {{status}}: {{output}}"
-"#;
+const RULES: &str = tocsin_tests::CHECK_CRITICAL_RULE;
 
 /// P2 (the failing check) has an hour to be acknowledged; P4 (the person's low/low ticket)
 /// one second, so it shows as breached.

@@ -26,14 +26,7 @@ const INFINITY: &str = "yesoreyeram-infinity-datasource";
 const VIEWER: &str = "grafana-viewer-token";
 const OPERATOR: &str = "grafana-operator-token";
 
-const RULES: &str = r#"
-[[rule]]
-name = "check_critical"
-check = "*"
-severity = "critical"
-category = "software"
-summary = "{{node}}: check {{check}} is {{status}}: {{output}}"
-"#;
+const RULES: &str = tocsin_tests::CHECK_CRITICAL_RULE;
 
 /// Every priority misses its response target after 2s, so the seeded ticket escalates; two
 /// incidents of one signature open a problem record.
