@@ -14,12 +14,14 @@
 //! ```
 
 pub mod checks;
+pub mod cli_docs;
 pub mod collect;
 pub mod config;
 pub mod devices;
 pub mod logging;
 pub mod publish;
 pub mod run;
+pub mod service;
 pub mod state;
 
 use std::path::PathBuf;
@@ -43,6 +45,9 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A credentials file (password, TLS key) that every user may open.
+    #[error(transparent)]
+    ExposedCredentials(#[from] config::ExposedCredentials),
     /// A TLS file for the broker connection is missing or unusable.
     #[error("{}{problem}", file.as_ref().map(|f| format!("{f}: ")).unwrap_or_else(|| "broker TLS: ".to_string()))]
     Tls {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::collect::{Collector, now_ms, round2};
+use crate::config::secret::{self, SecretError};
 use crate::config::{AgentConfig, DeviceConfig, format_duration};
 use crate::devices::{DeviceProber, IcmpPinger};
 use crate::publish::{Publisher, PublisherHandle, StopOutcome};
@@ -47,13 +48,35 @@ pub fn birth_status(config: &AgentConfig, inventory: Inventory) -> Status {
     }
 }
 
-/// Read `[broker] password_file`: its first line, without the line ending.
+/// Read `[broker] password_file`: its first line, without the line ending. A file every user
+/// may open is refused ([`secret::read_secret`]).
 pub fn read_password(path: &Path) -> Result<String, AgentError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AgentError::PasswordFile {
+    let bytes = secret::read_secret(path).map_err(|e| match e {
+        SecretError::Read { path, source } => AgentError::PasswordFile { path, source },
+        SecretError::Exposed(e) => AgentError::ExposedCredentials(e),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| AgentError::PasswordFile {
         path: path.to_path_buf(),
-        source,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
     })?;
     Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+/// Refuse the broker's credentials files (`password_file`, `key_file`) when every user may
+/// open them, without needing them: for `once`, which does not connect. A file this process
+/// cannot open is left to the commands that read it (`run`, `check-config`). SNMP community
+/// files are checked when the config is loaded.
+pub fn refuse_exposed_credentials(config: &AgentConfig) -> Result<(), AgentError> {
+    let broker = &config.broker;
+    for path in [&broker.password_file, &broker.key_file]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(SecretError::Exposed(e)) = secret::open_private(path) {
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 /// Run the agent until `shutdown` resolves: one report per interval, then a clean stop.
@@ -296,6 +319,8 @@ pub async fn run_with_reload(
         seq = lock(&seqs).agent,
         "tocsin-agent {AGENT_VERSION} started"
     );
+    crate::service::ready(&service_status(&config, false, 0));
+    let mut announced: Option<(bool, bool)> = None;
 
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -311,7 +336,9 @@ pub async fn run_with_reload(
                     None => std::future::pending().await,
                 }
             } => {
+                crate::service::reloading();
                 apply_reload(&mut config, new, &mut collector, &mut devices, &spawn, &publisher).await;
+                crate::service::ready(&service_status(&config, publisher.stats().connected, publisher.stats().queued));
                 continue;
             }
             _ = ticker.tick() => {}
@@ -329,6 +356,12 @@ pub async fn run_with_reload(
             report = collector.collect(seq) => report,
         };
         let stats = publisher.stats();
+        // The status line follows the broker connection and whether reports wait in the spool.
+        let shown = (stats.connected, stats.queued > 0);
+        if announced != Some(shown) {
+            crate::service::status(&service_status(&config, stats.connected, stats.queued));
+            announced = Some(shown);
+        }
         let mut add = |name: &str, value: f64| report.metrics.push(Metric::new(name, value));
         add(
             "agent.collect_duration_ms",
@@ -374,6 +407,7 @@ pub async fn run_with_reload(
     }
 
     tracing::info!("stopping");
+    crate::service::stopping();
     for (_, task) in std::mem::take(&mut devices) {
         task.stop().await;
     }
@@ -388,9 +422,28 @@ pub async fn run_with_reload(
     Ok(())
 }
 
+/// The one-line status `systemctl status tocsin-agent` shows.
+fn service_status(config: &AgentConfig, connected: bool, queued: u64) -> String {
+    let mut line = format!(
+        "{}/{}: reporting every {} to {}",
+        config.site,
+        config.node,
+        format_duration(config.interval),
+        config.broker.url
+    );
+    if !connected {
+        line.push_str(" (not connected)");
+    }
+    if queued > 0 {
+        line.push_str(&format!(", {queued} reports spooled"));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::secret::tests::write_with_mode;
 
     #[test]
     fn birth_carries_inventory_parents_labels() {
@@ -414,12 +467,60 @@ mod tests {
     #[test]
     fn password_file_first_line() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("pw");
-        std::fs::write(&path, "s3cret\n").expect("write");
+        let path = write_with_mode(dir.path(), "pw", "s3cret\n", 0o640);
         assert_eq!(read_password(&path).expect("read"), "s3cret");
         let missing = dir.path().join("missing");
         let e = read_password(&missing).expect_err("missing").to_string();
         assert!(e.starts_with(&missing.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn world_readable_password_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_with_mode(dir.path(), "mqtt-password", "s3cret\n", 0o644);
+        let e = read_password(&path).expect_err("world-readable");
+        assert!(matches!(e, AgentError::ExposedCredentials(_)), "{e:?}");
+        let p = path.display();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{p}: readable by every user (mode 0644); the agent refuses world-readable credentials: chmod 0640 {p} && chown root:tocsin {p}"
+            )
+        );
+        for mode in [0o640, 0o600] {
+            let path = write_with_mode(dir.path(), "ok", "s3cret\n", mode);
+            assert_eq!(read_password(&path).expect("private"), "s3cret", "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn once_refuses_exposed_password_and_key_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = AgentConfig::new("dc1", "web-01");
+        config.broker.username = Some("web-01".into());
+        config.broker.password_file = Some(write_with_mode(dir.path(), "pw", "x\n", 0o640));
+        config.broker.key_file = Some(write_with_mode(dir.path(), "key", "k\n", 0o600));
+        refuse_exposed_credentials(&config).expect("private files");
+        // Files this process cannot read are for run and check-config to report.
+        config.broker.key_file = Some(dir.path().join("missing.key"));
+        refuse_exposed_credentials(&config).expect("missing is not this check's business");
+
+        let key = write_with_mode(dir.path(), "open.key", "k\n", 0o644);
+        config.broker.key_file = Some(key.clone());
+        let e = refuse_exposed_credentials(&config).expect_err("exposed key");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: readable by every user", key.display())),
+            "{e}"
+        );
+        let pw = write_with_mode(dir.path(), "open-pw", "x\n", 0o604);
+        config.broker.password_file = Some(pw.clone());
+        let e = refuse_exposed_credentials(&config).expect_err("exposed password");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: readable by every user", pw.display())),
+            "{e}"
+        );
     }
 
     #[test]

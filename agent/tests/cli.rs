@@ -187,14 +187,12 @@ async fn sighup_reloads_checks_and_devices_and_keeps_the_old_config_when_the_new
     let first = live.next_report(topic).await;
     assert_eq!(names(&first), vec!["command:one"]);
 
-    // Add a check and a device (ICMP to loopback), then SIGHUP.
+    // Add a check to the file and a device (ICMP to loopback) in a drop-in, then SIGHUP.
+    std::fs::write(&config, format!("{base}{}{}", check("one"), check("two"))).expect("write");
+    std::fs::create_dir(dir.path().join("agent.d")).expect("agent.d");
     std::fs::write(
-        &config,
-        format!(
-            "{base}{}{}[[device]]\nname = \"sw-1\"\naddress = \"127.0.0.1\"\nicmp_count = 1\ntimeout = \"500ms\"\n",
-            check("one"),
-            check("two")
-        ),
+        dir.path().join("agent.d/50-devices.toml"),
+        "[[device]]\nname = \"sw-1\"\naddress = \"127.0.0.1\"\nicmp_count = 1\ntimeout = \"500ms\"\n",
     )
     .expect("write");
     signal(&agent.0, Signal::SIGHUP);
@@ -236,6 +234,112 @@ async fn sighup_reloads_checks_and_devices_and_keeps_the_old_config_when_the_new
         log.contains("reload failed, keeping the running configuration"),
         "{log}"
     );
+}
+
+#[test]
+fn drop_ins_are_merged_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "site = \"default\"\nnode = \"box\"\n[spool]\ndir = \"{}\"\n",
+            dir.path().join("spool").display()
+        ),
+    )
+    .expect("write config");
+    let drop_ins = dir.path().join("agent.d");
+    std::fs::create_dir(&drop_ins).expect("agent.d");
+    std::fs::write(
+        drop_ins.join("10-enrol.toml"),
+        "site = \"dc7\"\n[broker]\nurl = \"mqtt://broker.example:1884\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        drop_ins.join("50-checks.toml"),
+        "[[check]]\nname = \"db\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:5432\"\n",
+    )
+    .expect("write");
+    std::fs::write(drop_ins.join("10-enrol.toml.dpkg-old"), "junk = = junk").expect("write");
+
+    let out = agent(&["check-config"], &config);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("ok (site dc7, node box, broker mqtt://broker.example:1884")
+            && stdout.contains("1 checks")
+            && stdout.contains(&format!("(+2 drop-ins in {})", drop_ins.display())),
+        "{stdout}"
+    );
+    let out = agent(&["print-config"], &config);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for want in [
+        "site = \"dc7\"",
+        "url = \"mqtt://broker.example:1884\"",
+        "target = \"127.0.0.1:5432\"",
+        "50-checks.toml",
+    ] {
+        assert!(printed.contains(want), "missing {want} in:\n{printed}");
+    }
+
+    // An error in a drop-in names it, with its line; exit code 2.
+    std::fs::write(drop_ins.join("60-bad.toml"), "\n[broker]\nport = 1883\n").expect("write");
+    let out = agent(&["check-config"], &config);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: line 3: unknown field `port`",
+            drop_ins.join("60-bad.toml").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn world_readable_credentials_stop_every_command_with_exit_code_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let password = dir.path().join("mqtt-password");
+    std::fs::write(&password, "s3cret\n").expect("write");
+    let chmod = |mode: u32| {
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "site = \"cli\"\nnode = \"box\"\n[broker]\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"box\"\npassword_file = \"{}\"\n[spool]\ndir = \"{}\"\n",
+            common::free_port(),
+            password.display(),
+            dir.path().join("spool").display()
+        ),
+    )
+    .expect("write config");
+    chmod(0o644);
+    for command in ["run", "once", "check-config"] {
+        let out = agent(&[command], &config);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{command}: {stderr}");
+        assert!(
+            errors[0].contains(&format!(
+                "{}: readable by every user (mode 0644); the agent refuses world-readable credentials: chmod 0640",
+                password.display()
+            )),
+            "{command}: {stderr}"
+        );
+    }
+    for mode in [0o640, 0o600] {
+        chmod(mode);
+        let out = agent(&["check-config"], &config);
+        assert!(out.status.success(), "{mode:o}: {}", text(&out.stderr));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

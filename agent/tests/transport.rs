@@ -108,6 +108,23 @@ fn make_pki(dir: &Path) {
         "-out",
         "other.crt",
     ]);
+    // The agent refuses credentials every user may open.
+    for key in ["client.key", "other.key"] {
+        chmod(&dir.join(key), 0o600);
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// The agent's password file, mode 0640 as the agent requires.
+fn write_password(b: &SecureBroker, password: &str) {
+    let path = b.files.join("agent-password");
+    std::fs::write(&path, format!("{password}\n")).expect("password file");
+    chmod(&path, 0o640);
 }
 
 struct SecureBroker {
@@ -185,7 +202,7 @@ async fn tls_with_password_and_client_certificate() {
     let Some(b) = start_secure_broker() else {
         return;
     };
-    std::fs::write(b.files.join("agent-password"), "s3cret\n").expect("password file");
+    write_password(&b, "s3cret");
     let spool = tempfile::tempdir().expect("spool");
     let mut live = subscribe(b.plain, "sec-live", "tocsin/v1/sec/#").await;
 
@@ -214,7 +231,7 @@ async fn refused_credentials_and_untrusted_ca_keep_the_agent_running_and_reports
     let Some(b) = start_secure_broker() else {
         return;
     };
-    std::fs::write(b.files.join("agent-password"), "wrong\n").expect("password file");
+    write_password(&b, "wrong");
     let spool = tempfile::tempdir().expect("spool");
     let mut live = subscribe(b.plain, "sec-live2", "tocsin/v1/sec/#").await;
 
@@ -234,7 +251,7 @@ async fn refused_credentials_and_untrusted_ca_keep_the_agent_running_and_reports
     agent.shutdown().await;
 
     // A CA that did not sign the broker's certificate: refused as well.
-    std::fs::write(b.files.join("agent-password"), "s3cret\n").expect("password file");
+    write_password(&b, "s3cret");
     let mut config = agent_config(&b, "badca", b.tls, &spool.path().join("c"));
     config.broker.ca_file = Some(b.files.join("other.crt"));
     let agent = start_agent(config);
@@ -254,6 +271,19 @@ async fn refused_credentials_and_untrusted_ca_keep_the_agent_running_and_reports
         .expect_err("missing CA file");
     assert!(
         e.to_string().contains("missing-ca.crt") && e.to_string().contains("cannot read"),
+        "{e}"
+    );
+
+    // A password file every user may read: refused at start, before any connection.
+    chmod(&b.files.join("agent-password"), 0o644);
+    let config = agent_config(&b, "openpw", b.tls, &spool.path().join("e"));
+    let e = tocsin_agent::run(config, std::future::pending())
+        .await
+        .expect_err("world-readable password file");
+    assert!(
+        matches!(e, tocsin_agent::AgentError::ExposedCredentials(_))
+            && e.to_string()
+                .contains("agent-password: readable by every user (mode 0644)"),
         "{e}"
     );
 }

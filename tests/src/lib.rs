@@ -418,6 +418,8 @@ pub struct CollectorOptions<'a> {
     pub http_extra: &'a str,
     /// The DuckDB file, relative to the test folder.
     pub store: &'a str,
+    /// More environment variables for the process (e.g. `NOTIFY_SOCKET`).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> CollectorOptions<'a> {
@@ -433,6 +435,7 @@ impl<'a> CollectorOptions<'a> {
             open_on_loopback: None,
             http_extra: "",
             store: "tocsin.duckdb",
+            env: &[],
         }
     }
 }
@@ -516,7 +519,8 @@ pub fn start_collector(
     cmd.arg("run")
         .arg("--config")
         .arg(&config)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(opts.env.iter().copied());
     let proc = Proc::spawn("collector", cmd, dir);
     let api = Api::new(http);
     api.wait_healthy(timeout);

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tocsin_agent::config::DEFAULT_CONFIG_PATH;
 use tocsin_agent::state::SeqStore;
 use tocsin_agent::{AgentConfig, AgentError};
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
     about = "tocsin agent: host health, service checks and network probes over MQTT"
 )]
 struct Cli {
-    /// Agent config file.
+    /// Agent config file; then every `*.toml` in `<dir>/<stem>.d/` (`/etc/tocsin/agent.d/`).
     #[arg(long, short, global = true, env = "TOCSIN_AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
     #[command(subcommand)]
@@ -32,8 +32,10 @@ enum Command {
     Once,
     /// Validate the config, the broker credentials and TLS files, then exit.
     CheckConfig,
-    /// Print the effective config, defaults filled in, as TOML.
+    /// Print the effective config (file and drop-ins merged, defaults filled in) as TOML.
     PrintConfig,
+    #[command(flatten)]
+    Docs(tocsin_agent::cli_docs::DocsCommand),
 }
 
 /// Exit code for a missing or invalid config (and other usage errors, like clap's).
@@ -41,19 +43,24 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Docs(docs) = &cli.command {
+        return docs.run(Cli::command());
+    }
     init_logging();
-    let config = match AgentConfig::load(&cli.config) {
-        Ok(config) => config,
+    let loaded = match AgentConfig::load_with_drop_ins(&cli.config) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let drop_ins = loaded.drop_in_summary();
+    let config = loaded.config;
     match cli.command {
         Command::CheckConfig => match check_connection_settings(&config) {
             Ok(()) => {
                 println!(
-                    "{}: ok (site {}, node {}, broker {}, interval {}, {} checks, {} devices)",
+                    "{}: ok (site {}, node {}, broker {}, interval {}, {} checks, {} devices){drop_ins}",
                     cli.config.display(),
                     config.site,
                     config.node,
@@ -69,18 +76,42 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        // Handled before the config is read.
+        Command::Docs(_) => ExitCode::SUCCESS,
         Command::PrintConfig => {
+            if !loaded.drop_ins.is_empty() {
+                let files: Vec<String> = loaded
+                    .drop_ins
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                println!(
+                    "# {} merged with {}",
+                    cli.config.display(),
+                    files.join(", ")
+                );
+            }
             print!("{}", config.to_toml_string());
             ExitCode::SUCCESS
         }
-        Command::Once => match runtime().map(|rt| rt.block_on(once(&config))) {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) | Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
+        Command::Once => {
+            // `once` does not connect, but refuses exposed credentials like `run` does.
+            if let Err(e) = tocsin_agent::run::refuse_exposed_credentials(&config) {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
             }
-        },
+            match runtime().map(|rt| rt.block_on(once(&config))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) | Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
+            if !drop_ins.is_empty() {
+                tracing::info!("{}{drop_ins}: configuration read", cli.config.display());
+            }
             let path = cli.config.clone();
             let result = runtime().and_then(|rt| {
                 rt.block_on(async move {
@@ -98,6 +129,7 @@ fn main() -> ExitCode {
                         Some(
                             AgentError::Config(_)
                             | AgentError::PasswordFile { .. }
+                            | AgentError::ExposedCredentials(_)
                             | AgentError::Tls { .. },
                         ) => ExitCode::from(EXIT_CONFIG),
                         None => ExitCode::FAILURE,
@@ -161,8 +193,8 @@ async fn probe_devices_once(
     out.into_iter().map(|(_, r)| r).collect()
 }
 
-/// On every SIGHUP: read the config file again; a valid one is handed to the run loop, an
-/// invalid one is reported and the running config stays.
+/// On every SIGHUP: read the config file and its drop-ins again; a valid config is handed to
+/// the run loop, an invalid one is reported and the running config stays.
 async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<AgentConfig>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {

@@ -116,6 +116,13 @@ pub struct FileCheck {
     command: Option<Vec<String>>,
 }
 
+impl FileCheck {
+    /// `<kind>:<name>`, as the report names the check (for duplicate checks across files).
+    pub(crate) fn report_name(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.name)
+    }
+}
+
 /// Fill in the defaults of a check as written (`agent_interval` is the agent's `interval`)
 /// and parse its status ranges and regex. The error is one line naming the check.
 pub fn resolve(file: FileCheck, agent_interval: Duration) -> Result<CheckConfig, String> {

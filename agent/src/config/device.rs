@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tocsin_protocol::Status;
 
+use super::secret::{SecretError, read_secret};
 use super::{de_opt_duration, describe_io, format_duration};
 
 /// Default time one probe (ICMP echo, SNMP request) may take.
@@ -181,6 +182,13 @@ pub struct FileDevice {
     labels: BTreeMap<String, String>,
 }
 
+impl FileDevice {
+    /// The device's name as written (for duplicate checks across config files).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Fill in the defaults of a device as written (`agent_interval` is the agent's `interval`)
 /// and read its community file. Errors are one line naming the device.
 pub fn resolve(file: FileDevice, agent_interval: Duration) -> Result<DeviceConfig, String> {
@@ -227,13 +235,21 @@ pub fn resolve(file: FileDevice, agent_interval: Duration) -> Result<DeviceConfi
     })
 }
 
-/// The community is the first line of the file (trailing `\r\n` ignored).
+/// The community is the first line of the file (trailing `\r\n` ignored). The file is a
+/// credential: one every user may open is refused ([`read_secret`]).
 fn read_community_file(device: &str, path: &std::path::Path) -> Result<SnmpCommunity, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
+    let bytes = read_secret(path).map_err(|e| match e {
+        SecretError::Read { source, .. } => format!(
             "device {device:?}: snmp_community_file {}: {}",
             path.display(),
-            describe_io(&e)
+            describe_io(&source)
+        ),
+        SecretError::Exposed(e) => format!("device {device:?}: snmp_community_file {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        format!(
+            "device {device:?}: snmp_community_file {}: not UTF-8 text",
+            path.display()
         )
     })?;
     let first = text
@@ -421,6 +437,7 @@ impl Serialize for DeviceConfig {
 mod tests {
     use super::*;
     use crate::AgentConfig;
+    use crate::config::secret::tests::write_with_mode;
 
     const HEAD: &str = "site = \"dc1\"\nnode = \"agent-1\"\n";
 
@@ -442,8 +459,7 @@ mod tests {
 
     fn community_file(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("community");
-        std::fs::write(&path, text).expect("write");
+        let path = write_with_mode(dir.path(), "community", text, 0o640);
         (dir, path)
     }
 
@@ -659,6 +675,35 @@ snmp_version = "v2c"
             ),
             "the first line (the community) is empty",
         );
+    }
+
+    #[test]
+    fn world_readable_community_file_is_refused() {
+        let (dir, _) = community_file("unused");
+        let line = |path: &std::path::Path| {
+            format!(
+                "[[device]]\nname = \"sw\"\naddress = \"h\"\nsnmp_community_file = {:?}\n",
+                path.display().to_string()
+            )
+        };
+        let open = write_with_mode(dir.path(), "open", "public\n", 0o644);
+        refused(
+            &line(&open),
+            &format!(
+                "device \"sw\": snmp_community_file {}: readable by every user (mode 0644); the agent refuses world-readable credentials: chmod 0640 {}",
+                open.display(),
+                open.display()
+            ),
+        );
+        for mode in [0o640, 0o600] {
+            let private = write_with_mode(dir.path(), "private", "c0mm\n", mode);
+            let d = device(&line(&private));
+            assert_eq!(
+                d.snmp.as_ref().map(|s| s.community.expose()),
+                Some("c0mm"),
+                "{mode:o}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! code with [`AgentConfig::new`] (the collector's `quickstart` runs the agent in-process) and
 //! then checked with [`AgentConfig::validate`]. Every error displays as one line naming the
 //! file (or `config` for a string) and the problem, with the line number when TOML knows it.
+//! A file load also reads the drop-ins beside it ([`dropin`]: `/etc/tocsin/agent.d/*.toml`).
+//! Credentials files (password, TLS key, SNMP community) go through [`secret`], which refuses
+//! files every user may open.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -15,9 +18,13 @@ use tocsin_protocol::{DEFAULT_TOPIC_ROOT, Status, is_valid_name};
 
 pub mod check;
 pub mod device;
+pub mod dropin;
+pub mod secret;
 
 pub use check::{CheckConfig, CheckKind, FileCheck};
 pub use device::{DeviceConfig, FileDevice};
+pub use dropin::{Loaded, drop_in_dir};
+pub use secret::{ExposedCredentials, SecretError};
 
 /// Where the binary looks for its config unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tocsin/agent.toml";
@@ -40,6 +47,12 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("{}: {}", path.display(), describe_io(source))]
     Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The drop-in directory exists but cannot be listed.
+    #[error("{}: cannot read the drop-in directory: {}; make it readable by the agent or remove it", path.display(), describe_io(source))]
+    DropInDir {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -360,11 +373,13 @@ pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S
     s.serialize_str(&format_duration(*d))
 }
 
-/// The file shape: like [`AgentConfig`] but `node` may be absent (then: the hostname).
+/// The file shape: like [`AgentConfig`] but `node` may be absent (then: the hostname), and
+/// so may `site` in one file of several (a drop-in may set it; the merged config needs it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    site: String,
+    #[serde(default)]
+    site: Option<String>,
     #[serde(default)]
     node: Option<String>,
     #[serde(default = "default_interval", deserialize_with = "de_duration")]
@@ -415,27 +430,24 @@ impl AgentConfig {
         }
     }
 
-    /// Read and validate a config file.
+    /// Read and validate a config file and its drop-ins (`agent.d/*.toml` beside
+    /// `agent.toml`; see [`dropin`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Ok(Self::load_with_drop_ins(path)?.config)
     }
 
-    /// Parse and validate a config held in a string (errors name it `config`).
+    /// [`AgentConfig::load`], also saying which drop-ins were read.
+    pub fn load_with_drop_ins(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
+        dropin::load(path.as_ref())
+    }
+
+    /// Parse and validate a config held in a string (errors name it `config`; no drop-ins).
     pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
         Self::parse(s, "config")
     }
 
     fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            origin: origin.to_string(),
-            line: e.span().map(|span| line_of(text, span.start)),
-            message: one_line(e.message()),
-        })?;
+        let file: FileConfig = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
         Self::from_file(file).map_err(|problem| ConfigError::Invalid {
             origin: origin.to_string(),
             problem,
@@ -444,6 +456,12 @@ impl AgentConfig {
 
     /// Fill in the defaults that depend on other values, then check every rule.
     fn from_file(file: FileConfig) -> Result<Self, String> {
+        let Some(site) = file.site else {
+            return Err(
+                "site is not set; set site = \"...\" (the site's name, [A-Za-z0-9._-]{1,64})"
+                    .to_string(),
+            );
+        };
         let node = match file.node {
             Some(node) => node,
             None => {
@@ -460,7 +478,7 @@ impl AgentConfig {
         };
         let interval = file.interval;
         let config = AgentConfig {
-            site: file.site,
+            site,
             node,
             interval,
             topic_root: file.topic_root,
@@ -621,6 +639,15 @@ impl AgentConfig {
     pub fn to_toml_string(&self) -> String {
         // Serialising plain strings, numbers, tables and arrays cannot fail.
         toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A TOML syntax or schema error of `text` (read from `origin`), with its line when known.
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    ConfigError::Parse {
+        origin: origin.to_string(),
+        line: e.span().map(|span| line_of(text, span.start)),
+        message: one_line(e.message()),
     }
 }
 

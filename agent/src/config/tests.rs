@@ -100,7 +100,10 @@ fn every_bad_input_has_its_one_line_error() {
             "site = \"dc1\"\nnode = \"a\"\nintervall = \"5s\"\n",
             "config: line 3: unknown field `intervall`, expected one of",
         ),
-        ("node = \"a\"", "missing field `site`"),
+        (
+            "node = \"a\"",
+            "config: site is not set; set site = \"...\"",
+        ),
         (
             "site = \"dc1\"\nnode = \"a\"\ninterval = \"10x\"",
             "line 3: invalid duration \"10x\": unknown time unit \"x\"",
@@ -315,8 +318,7 @@ fn the_example_config_is_complete_and_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/agent.example.toml");
     let text = std::fs::read_to_string(path).expect("docs/agent.example.toml");
     let dir = tempfile::tempdir().expect("tempdir");
-    let community = dir.path().join("snmp-community");
-    std::fs::write(&community, "public\n").expect("community file");
+    let community = secret::tests::write_with_mode(dir.path(), "snmp-community", "public\n", 0o640);
     let parsed = text.replace(
         "/etc/tocsin/snmp-community",
         &community.display().to_string(),

@@ -9,6 +9,7 @@ use rustls::{ClientConfig, RootCertStore};
 
 use crate::AgentError;
 use crate::config::BrokerConfig;
+use crate::config::secret::{SecretError, read_secret};
 
 fn tls_error(path: Option<&Path>, problem: impl Into<String>) -> AgentError {
     AgentError::Tls {
@@ -30,9 +31,12 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AgentErro
     Ok(certs)
 }
 
+/// Read the client certificate's private key; a file every user may open is refused.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, AgentError> {
-    let pem =
-        std::fs::read(path).map_err(|e| tls_error(Some(path), format!("cannot read: {e}")))?;
+    let pem = read_secret(path).map_err(|e| match e {
+        SecretError::Read { source, .. } => tls_error(Some(path), format!("cannot read: {source}")),
+        SecretError::Exposed(e) => e.into(),
+    })?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| tls_error(Some(path), format!("not a PEM key file: {e}")))?
         .ok_or_else(|| tls_error(Some(path), "holds no PEM private key"))
@@ -125,5 +129,27 @@ mod tests {
             e.contains("missing.pem") && e.contains("cannot read"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn world_readable_key_file_is_refused() {
+        use crate::config::secret::tests::write_with_mode;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = write_with_mode(dir.path(), "web-01.key", "not a key\n", 0o644);
+        let e = read_key(&key).expect_err("world-readable");
+        assert!(matches!(e, AgentError::ExposedCredentials(_)), "{e:?}");
+        let p = key.display();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{p}: readable by every user (mode 0644); the agent refuses world-readable credentials: chmod 0640 {p} && chown root:tocsin {p}"
+            )
+        );
+        // 0640 and 0600 get past the permission rule to the PEM parsing.
+        for mode in [0o640, 0o600] {
+            let key = write_with_mode(dir.path(), "private.key", "not a key\n", mode);
+            let e = read_key(&key).expect_err("not PEM").to_string();
+            assert!(e.contains("holds no PEM private key"), "{mode:o}: {e}");
+        }
     }
 }

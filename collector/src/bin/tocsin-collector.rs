@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use tocsin_agent::service;
 use tocsin_collector::CollectorConfig;
 
 /// mimalloc: every report is a few dozen small strings allocated on the ingest task and
@@ -60,6 +61,8 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
     },
+    #[command(flatten)]
+    Docs(tocsin_agent::cli_docs::DocsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +80,7 @@ enum RulesAction {
 fn reload_on_sighup(
     hup: std::io::Result<tokio::signal::unix::Signal>,
     control: tocsin_collector::control::ControlHandle,
+    status: String,
 ) {
     use tocsin_collector::control::ControlError;
     let mut hup = match hup {
@@ -89,7 +93,11 @@ fn reload_on_sighup(
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!(dir = %control.rules_dir().display(), "SIGHUP: reloading the rules");
-            match control.reload().await {
+            service::reloading();
+            let outcome = control.reload().await;
+            // Ready again whatever the outcome: a failed reload keeps the old rules running.
+            service::ready(&status);
+            match outcome {
                 Ok(r) => tracing::info!(
                     rules = r.rules,
                     files = r.files,
@@ -116,9 +124,21 @@ async fn serve(config: CollectorConfig) -> Result<(), tocsin_collector::StartErr
     #[cfg(unix)]
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let running = tocsin_collector::start(config).await?;
+    let (host, port) = &running.mqtt_endpoint;
+    let status = format!(
+        "api http://{}, broker mqtt://{host}:{port}",
+        running.http_addr
+    );
     #[cfg(unix)]
-    reload_on_sighup(hup, running.control.clone());
-    running.serve_until(shutdown_signal()).await
+    reload_on_sighup(hup, running.control.clone(), status.clone());
+    // systemd (Type=notify): the store is open, the API listens, intake is subscribed.
+    service::ready(&status);
+    running
+        .serve_until(async {
+            shutdown_signal().await;
+            service::stopping();
+        })
+        .await
 }
 
 /// `rules check DIR`: every error line and exit 1, or the summary and exit 0.
@@ -176,6 +196,9 @@ fn load(config: &std::path::Path) -> Result<CollectorConfig, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Docs(docs) = &cli.command {
+        return docs.run(Cli::command());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -257,6 +280,8 @@ fn main() -> ExitCode {
         Command::Rules {
             action: RulesAction::Check { dir },
         } => rules_check(&dir),
+        // Handled before the runtime started.
+        Command::Docs(_) => ExitCode::SUCCESS,
         Command::Quickstart {
             data_dir,
             mqtt_port,

@@ -134,11 +134,8 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         limit: Option<u32>,
     },
-    /// Print a shell completion script, e.g. `tocsin completions bash > /etc/bash_completion.d/tocsin`.
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
+    #[command(flatten)]
+    Docs(tocsin_agent::cli_docs::DocsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -339,7 +336,7 @@ fn render_for(command: &Command) -> Render {
         Command::Ticket(_) => Render::detail(cli::ticket_detail),
         Command::Problem { .. } => Render::detail(cli::problem_detail),
         Command::Rules { .. } => Render::detail(cli::reload_result),
-        Command::Completions { .. } => Render::detail(|_| String::new()),
+        Command::Docs(_) => Render::detail(|_| String::new()),
     }
 }
 
@@ -462,7 +459,7 @@ async fn call(cli: &Cli, client: &ApiClient) -> Result<Json, CliError> {
                 .await?
         }
         Command::Query { sql, limit } => cli::run_query(client, &sql_text(sql)?, *limit).await?,
-        Command::Completions { .. } => Json::Null,
+        Command::Docs(_) => Json::Null,
     })
 }
 
@@ -516,14 +513,8 @@ fn fail(e: &CliError) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Completions { shell } = &cli.command {
-        clap_complete::generate(
-            *shell,
-            &mut Cli::command(),
-            "tocsin",
-            &mut std::io::stdout(),
-        );
-        return ExitCode::SUCCESS;
+    if let Command::Docs(docs) = &cli.command {
+        return docs.run(Cli::command());
     }
     let render = render_for(&cli.command);
     if cli.csv && render.csv.is_none() {
