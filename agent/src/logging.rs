@@ -12,6 +12,29 @@ use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Log to stderr with `RUST_LOG`, else `default_filter`. Under systemd (stderr is the
+/// journal) lines carry the `<N>` priority prefix and no timestamp or colour; on a terminal,
+/// colour; into a file or pipe, plain text. Both daemons start with this.
+pub fn init(default_filter: &str) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    if stderr_is_journal() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .event_format(JournalFormat::default())
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init();
+    }
+}
+
 /// True when stderr is the stream systemd announced in `JOURNAL_STREAM`.
 pub fn stderr_is_journal() -> bool {
     let Ok(stream) = std::env::var("JOURNAL_STREAM") else {

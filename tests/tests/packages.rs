@@ -50,10 +50,8 @@ fn missing_prerequisite() -> Option<String> {
 }
 
 fn run(what: &str, cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    out
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"))
 }
 
 /// Run and require success; returns stdout.
@@ -151,6 +149,12 @@ fn lintian_clean(deb: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        out.status.success(),
+        "lintian could not check {} ({}):\n{text}",
+        deb.display(),
+        out.status
+    );
     let problems: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
@@ -183,6 +187,13 @@ fn check_rpm(rpm: &Path, package: &str, files: &[&str], config: &[&str]) {
             "[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]",
         ).arg(rpm),
     );
+    for line in flags.lines().filter(|l| l.contains(" /etc/")) {
+        let fflags = line.split(' ').next().unwrap_or_default();
+        assert!(
+            fflags.contains('c') && fflags.contains('n'),
+            "every file under /etc is %config(noreplace): {line}"
+        );
+    }
     for c in config {
         let line = flags
             .lines()
@@ -339,6 +350,12 @@ fn packages_build_lint_install_upgrade_purge() {
     // Revision 1 of both packages, then revision 2 of the agent with a changed default config.
     let v1 = dir.path().join("v1");
     build_packages(&tree, &v1, &[]);
+    // The units, with the man pages just generated: `systemd-analyze verify` clean, security
+    // exposure not above the figures in packaging/README.md.
+    ok(
+        "packaging/test/verify-units",
+        &mut Command::new(tree.join("packaging/test/verify-units")),
+    );
     let agent_toml = tree.join("packaging/etc/agent.toml");
     let shipped = std::fs::read_to_string(&agent_toml).expect("agent.toml");
     write_file(&agent_toml, &format!("{shipped}\n{NEW_DEFAULT}\n"));
@@ -351,12 +368,6 @@ fn packages_build_lint_install_upgrade_purge() {
     let agent_v1 = deb(&v1, "tocsin-agent", 1);
     let agent_v2 = deb(&v2, "tocsin-agent", 2);
     let collector_v1 = deb(&v1, "tocsin-collector", 1);
-
-    // The units: `systemd-analyze verify` clean, security exposure not above packaging/README.md.
-    ok(
-        "packaging/test/verify-units",
-        &mut Command::new(tree.join("packaging/test/verify-units")),
-    );
 
     lintian_clean(&agent_v1);
     lintian_clean(&collector_v1);

@@ -1,6 +1,5 @@
 //! `tocsin-agent`: command line for the agent (run, once, check-config, print-config); the work is in the library.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,7 +45,7 @@ fn main() -> ExitCode {
     if let Command::Docs(docs) = &cli.command {
         return docs.run(Cli::command());
     }
-    init_logging();
+    tocsin_agent::logging::init("info");
     let loaded = match AgentConfig::load_with_drop_ins(&cli.config) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -115,9 +114,14 @@ fn main() -> ExitCode {
             let path = cli.config.clone();
             let result = runtime().and_then(|rt| {
                 rt.block_on(async move {
+                    // Every handler is in place before READY=1 goes out: a `systemctl reload`
+                    // or stop right after start must not meet the default action (exit).
+                    let hup =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+                    let shutdown = shutdown_signal();
                     let (tx, rx) = mpsc::channel(1);
-                    tokio::spawn(reload_on_sighup(path, tx));
-                    tocsin_agent::run::run_with_reload(config, shutdown_signal(), Some(rx)).await
+                    tokio::spawn(reload_on_sighup(hup, path, tx));
+                    tocsin_agent::run::run_with_reload(config, shutdown, Some(rx)).await
                 })
                 .map_err(anyhow::Error::from)
             });
@@ -195,9 +199,12 @@ async fn probe_devices_once(
 
 /// On every SIGHUP: read the config file and its drop-ins again; a valid config is handed to
 /// the run loop, an invalid one is reported and the running config stays.
-async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<AgentConfig>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn reload_on_sighup(
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    path: PathBuf,
+    tx: mpsc::Sender<AgentConfig>,
+) {
+    let Ok(mut hup) = hup else {
         tracing::warn!("cannot install the SIGHUP handler; reload needs a restart");
         return;
     };
@@ -214,43 +221,27 @@ async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<AgentConfig>) {
     }
 }
 
-/// Log to stderr. Under systemd (stderr is the journal) lines carry the `<N>` syslog
-/// priority prefix journald reads and no timestamp (journald adds its own).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if tocsin_agent::logging::stderr_is_journal() {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .with_env_filter(filter)
-            .event_format(tocsin_agent::logging::JournalFormat::default())
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_env_filter(filter)
-            .init();
-    }
-}
-
 /// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// The handlers are installed when this is called (inside the runtime), not when the
+/// future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
             }
-        }
-        _ => {
-            tracing::warn!("cannot install signal handlers; waiting for Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                tracing::warn!("cannot install signal handlers; waiting for Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -183,7 +183,8 @@ impl Publisher {
         let options = mqtt_options(config, password)?;
         let (client, eventloop) = AsyncClient::new(options, 10);
         let shared = Arc::new(Shared::default());
-        let spool = Spool::open(&config.spool.dir, config.spool.max_bytes);
+        let mut spool = Spool::open(&config.spool.dir, config.spool.max_bytes);
+        spool.discard_foreign(&format!("{}/v1/{}/", config.topic_root, config.site));
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
         let (stop_tx, stop_rx) = oneshot::channel();
         let driver = Driver {

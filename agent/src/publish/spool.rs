@@ -311,6 +311,47 @@ impl Spool {
         }
     }
 
+    /// Drop queued messages whose topic does not start with `prefix` (this agent's
+    /// `<root>/v1/<site>/`): reports spooled under an earlier site or topic root, e.g. the
+    /// package's placeholder site before enrolment, must not reach the collector as a node
+    /// that does not exist. Damaged files go too. Returns how many were dropped (counted).
+    pub fn discard_foreign(&mut self, prefix: &str) -> usize {
+        let before = self.entries.len();
+        let mut kept = VecDeque::with_capacity(before);
+        let mut example = None;
+        for entry in std::mem::take(&mut self.entries) {
+            let topic = match &entry.memory {
+                Some((topic, _, _)) => Ok(topic.clone()),
+                None => read_message(&self.path_of(entry.id)).map(|(topic, _, _)| topic),
+            };
+            match topic {
+                Ok(topic) if topic.starts_with(prefix) => kept.push_back(entry),
+                // Unreadable now (I/O): keep it; sending retries and gives up after three tries.
+                Err(ReadError::Io(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                    kept.push_back(entry)
+                }
+                other => {
+                    if let Ok(topic) = other {
+                        example.get_or_insert(topic);
+                    }
+                    self.dropped += 1;
+                    self.forget(&entry);
+                }
+            }
+        }
+        self.entries = kept;
+        let dropped = before - self.entries.len();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                example = example.as_deref().unwrap_or("(damaged)"),
+                expected = prefix,
+                "dropped spooled reports of another site or topic root (the config changed since they were queued)"
+            );
+        }
+        dropped
+    }
+
     /// Id of the oldest queued message.
     pub fn first_id(&self) -> Option<u64> {
         self.entries.front().map(|e| e.id)
@@ -389,6 +430,24 @@ fn read_message(path: &Path) -> Result<(String, bool, Vec<u8>), ReadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_of_another_site_are_dropped_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spool = Spool::open(dir.path(), 1 << 20);
+        spool.push("tocsin/v1/default/web-01/report", false, b"placeholder");
+        spool.push("tocsin/v1/dc1/web-01/report", false, b"kept");
+        spool.push("tocsin/v1/dc1/core-sw-1/report", false, b"device");
+        drop(spool);
+        let mut spool = Spool::open(dir.path(), 1 << 20);
+        assert_eq!(spool.discard_foreign("tocsin/v1/dc1/"), 1);
+        assert_eq!(spool.stats().dropped, 1);
+        let left: Vec<String> = drain(&mut spool).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(left, ["kept", "device"]);
+        // The dropped file is gone from disk: a restart does not bring it back.
+        let spool = Spool::open(dir.path(), 1 << 20);
+        assert_eq!(spool.len(), 2);
+    }
 
     fn drain(spool: &mut Spool) -> Vec<(u64, String)> {
         let mut out = Vec::new();

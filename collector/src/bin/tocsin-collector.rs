@@ -131,7 +131,7 @@ async fn serve(config: CollectorConfig) -> Result<(), tocsin_collector::StartErr
     );
     #[cfg(unix)]
     reload_on_sighup(hup, running.control.clone(), status.clone());
-    // systemd (Type=notify): the store is open, the API listens, intake is subscribed.
+    // systemd (Type=notify): the store is open and migrated, the API listens, intake runs.
     service::ready(&status);
     running
         .serve_until(async {
@@ -199,20 +199,12 @@ fn main() -> ExitCode {
     if let Command::Docs(docs) = &cli.command {
         return docs.run(Cli::command());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                // rumqttd logs ordinary disconnects (and its own shutdown) as errors.
-                let default = if matches!(cli.command, Command::Quickstart { .. }) {
-                    "warn,rumqttd=off"
-                } else {
-                    "info,rumqttd=warn,rumqttd::router::routing=off"
-                };
-                tracing_subscriber::EnvFilter::new(default)
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // rumqttd logs ordinary disconnects (and its own shutdown) as errors.
+    tocsin_agent::logging::init(if matches!(cli.command, Command::Quickstart { .. }) {
+        "warn,rumqttd=off"
+    } else {
+        "info,rumqttd=warn,rumqttd::router::routing=off"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
