@@ -101,7 +101,14 @@ impl Source {
         let origin = path.display().to_string();
         // The schema check first: it reports syntax errors too, with their line.
         let file: FileConfig = toml::from_str(&text).map_err(|e| toml_error(&origin, &text, &e))?;
-        let table: Table = toml::from_str(&text).map_err(|e| toml_error(&origin, &text, &e))?;
+        let mut table: Table = toml::from_str(&text).map_err(|e| toml_error(&origin, &text, &e))?;
+        // One spelling per key before merging, or a later file's alias would sit beside an
+        // earlier file's key and the merged table would have it twice.
+        if let Some(Value::Table(broker)) = table.get_mut("broker")
+            && let Some(v) = broker.remove("keepalive")
+        {
+            broker.insert("keep_alive".to_string(), v);
+        }
         Ok(Source {
             path: path.to_path_buf(),
             table,

@@ -424,3 +424,12 @@ fn a_drop_in_that_cannot_be_read_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn an_alias_in_a_drop_in_replaces_the_key_of_the_main_file() {
+    let setup = Setup::new(MAIN, &[("20-ka.toml", "[broker]\nkeepalive = \"60s\"\n")]);
+    assert_eq!(
+        setup.load().config.broker.keep_alive,
+        Duration::from_secs(60)
+    );
+}
