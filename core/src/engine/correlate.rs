@@ -146,11 +146,11 @@ impl Engine {
         let grouping = self.policy.grouping_ms();
         // Already a member: a flap, or a recurrence of the same alert.
         let member = self
-            .incidents
-            .values()
-            .filter(|i| i.members.contains(&t.key))
-            .map(|i| (i.row.id, i.row.state, i.row.resolved_at))
-            .next_back();
+            .index
+            .with_member(&t.key)
+            .next_back()
+            .and_then(|id| self.incidents.get(&id))
+            .map(|i| (i.row.id, i.row.state, i.row.resolved_at));
         if let Some((id, IncidentState::Open, _)) = member {
             self.join(now, id, t, Role::Related, effects);
             return id;
@@ -173,45 +173,36 @@ impl Engine {
         let group_key = self.group_key(t);
         if let Some(key) = &group_key {
             let grouped = self
-                .incidents
-                .values()
-                .filter(|i| {
-                    i.row.state == IncidentState::Open
-                        && i.row.group_key.as_deref() == Some(key.as_str())
-                        && now - i.row.updated_at <= grouping
-                })
-                .map(|i| i.row.id)
-                .next_back();
+                .index
+                .of_group(key)
+                .rev()
+                .filter_map(|id| self.incidents.get(&id))
+                .find(|i| i.row.state == IncidentState::Open && now - i.row.updated_at <= grouping)
+                .map(|i| i.row.id);
             if let Some(id) = grouped {
                 self.join(now, id, t, Role::Related, effects);
                 return id;
             }
         }
-        let same_node = |i: &super::Incident| i.row.site == t.site && i.row.node == t.node;
-        let open = self
-            .incidents
-            .values()
-            .filter(|i| {
-                same_node(i)
-                    && i.row.state == IncidentState::Open
-                    && now - i.row.updated_at <= grouping
-            })
-            .map(|i| i.row.id)
-            .next_back();
+        let same_node = || {
+            self.index
+                .of_node(&t.site, &t.node)
+                .rev()
+                .filter_map(|id| self.incidents.get(&id))
+        };
+        let open = same_node()
+            .find(|i| i.row.state == IncidentState::Open && now - i.row.updated_at <= grouping)
+            .map(|i| i.row.id);
         if let Some(id) = open {
             self.join(now, id, t, Role::Related, effects);
             return id;
         }
-        let recurring = self
-            .incidents
-            .values()
-            .filter(|i| {
-                same_node(i)
-                    && i.row.state == IncidentState::Resolved
+        let recurring = same_node()
+            .find(|i| {
+                i.row.state == IncidentState::Resolved
                     && i.row.resolved_at.is_some_and(|r| now - r <= verify)
             })
-            .map(|i| i.row.id)
-            .next_back();
+            .map(|i| i.row.id);
         if let Some(id) = recurring {
             self.reopen(now, id, t, effects);
             self.join(now, id, t, Role::Related, effects);
@@ -330,6 +321,7 @@ impl Engine {
         let Some(mut old) = self.incidents.remove(&from) else {
             return;
         };
+        self.index.remove(&old);
         self.counters.incidents_merged += 1;
         self.recent.forget(from);
         let into_number = self
@@ -372,6 +364,7 @@ impl Engine {
                         if !inc.members.insert(key.clone()) {
                             continue;
                         }
+                        self.index.add_member(&key, into);
                         inc.nodes
                             .insert((old.row.site.clone(), old.row.node.clone()));
                         inc.row.nodes_affected = u32::try_from(inc.nodes.len()).unwrap_or(u32::MAX);

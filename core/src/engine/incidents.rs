@@ -115,6 +115,9 @@ impl Engine {
                 root: Some(t.clone()),
             },
         );
+        if let Some(inc) = self.incidents.get(&id) {
+            self.index.add(inc);
+        }
         id
     }
 
@@ -151,6 +154,9 @@ impl Engine {
             return;
         };
         let new_member = inc.members.insert(t.key.clone());
+        if new_member {
+            self.index.add_member(&t.key, id);
+        }
         inc.active.insert(t.key.clone());
         if flapping {
             inc.row.flapping = true;
@@ -493,6 +499,7 @@ impl Engine {
         let Some(mut inc) = self.incidents.remove(&id) else {
             return;
         };
+        self.index.remove(&inc);
         inc.row.state = IncidentState::Closed;
         inc.row.closed_at = Some(now);
         inc.row.updated_at = now;

@@ -12,6 +12,7 @@ pub mod desk;
 pub mod escalation;
 mod flapping;
 mod incidents;
+mod index;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod model;
@@ -276,6 +277,8 @@ pub struct Engine {
     nodes: Nodes,
     alerts: HashMap<String, LiveAlert>,
     incidents: BTreeMap<i64, Incident>,
+    /// Correlation's lookups into `incidents` (kept in step with it).
+    index: index::IncidentIndex,
     tickets: BTreeMap<i64, TicketRow>,
     ids: Ids,
     counters: Counters,
@@ -326,6 +329,7 @@ impl Engine {
             },
             alerts: HashMap::new(),
             incidents: BTreeMap::new(),
+            index: index::IncidentIndex::default(),
             tickets: snapshot.tickets.into_iter().map(|t| (t.id, t)).collect(),
             ids: snapshot.next_ids,
             counters: Counters::default(),
@@ -462,6 +466,7 @@ impl Engine {
             .filter(|i| i.row.state == IncidentState::Open && i.active.is_empty())
             .map(|i| i.row.id)
             .collect();
+        engine.index = index::IncidentIndex::build(&engine.incidents);
         engine
     }
 
@@ -576,6 +581,23 @@ impl Engine {
     /// Alerts pending or firing.
     pub fn live_alerts(&self) -> usize {
         self.alerts.len()
+    }
+
+    /// The earliest time a [`Input::Tick`] has work that cannot wait for the next regular
+    /// tick: a node-status alert's `for` running out. The collector ticks then, so a node
+    /// that went offline opens its ticket at `for`, not up to a tick later.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.rules.next_due()
+    }
+
+    /// Test invariant: correlation's index matches the incidents it indexes.
+    #[cfg(test)]
+    pub(crate) fn assert_index_consistent(&self) {
+        assert_eq!(
+            self.index,
+            index::IncidentIndex::build(&self.incidents),
+            "the incident index drifted from the incidents"
+        );
     }
 
     /// Problems not yet resolved.

@@ -9,7 +9,8 @@
 //! only for active samples or where the node has a live series of that rule), and
 //! templates are rendered only for transitions that happen.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use tocsin_protocol::{Metric, NodeState, Report};
 
@@ -99,6 +100,10 @@ pub struct Evaluator {
     /// Fx-hashed: names are short, validated (`[A-Za-z0-9._-]{1,64}`) and come from the
     /// topics of authenticated agents; SipHash here cost more than a report's rules.
     nodes: Nodes,
+    /// When pending node-status series are due to fire (`since + for`), earliest first, so
+    /// the collector ticks then instead of up to a second late. An entry whose node came back
+    /// meanwhile only causes a tick that does nothing.
+    due: BinaryHeap<Reverse<Millis>>,
 }
 
 /// Same-labelled samples of the `and` metrics of one report, built on first need.
@@ -130,7 +135,13 @@ impl Evaluator {
             index: Index::build(&rules),
             rules,
             nodes: Nodes::default(),
+            due: BinaryHeap::new(),
         }
+    }
+
+    /// The earliest time a pending node-status series is due to fire, if any.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.due.peek().map(|Reverse(t)| *t)
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -189,6 +200,10 @@ impl Evaluator {
                     clear_since: None,
                 },
             );
+            let r = &self.rules[rule];
+            if phase == Phase::Pending && matches!(r.condition, Condition::Status(_)) {
+                self.due.push(Reverse(a.started_at + r.for_ms));
+            }
         }
         dropped
     }
@@ -201,6 +216,7 @@ impl Evaluator {
             rules,
             index,
             nodes,
+            ..
         } = self;
         let rules: &[Rule] = rules;
         let node = node_entry(nodes, &report.site, &report.node, rules_len, absent_len);
@@ -405,6 +421,7 @@ impl Evaluator {
             rules,
             index,
             nodes,
+            due,
         } = self;
         let rules: &[Rule] = rules;
         let mut out = Vec::new();
@@ -416,6 +433,9 @@ impl Evaluator {
             };
             let key = alert_key(&rules[r].name, site, node, &empty);
             let active = state == NodeState::Offline;
+            if active && rules[r].for_ms > 0 && !n.is_live(r) {
+                due.push(Reverse(now + rules[r].for_ms));
+            }
             out.extend(n.step(
                 rules,
                 r,
@@ -470,8 +490,12 @@ impl Evaluator {
             rules,
             index,
             nodes,
+            due,
         } = self;
         let rules: &[Rule] = rules;
+        while due.peek().is_some_and(|Reverse(t)| *t <= now) {
+            due.pop();
+        }
         let mut out = Vec::new();
         for (site, site_nodes) in nodes.iter_mut() {
             for (name, node) in site_nodes.iter_mut() {

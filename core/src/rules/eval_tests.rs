@@ -184,11 +184,21 @@ fn a_report_only_resolves_its_own_nodes_vanished_series() {
 #[test]
 fn offline_pends_then_fires_on_tick_and_online_resolves() {
     let mut ev = rules(RULES);
+    assert_eq!(ev.next_due(), None);
     let out = ev.on_status(1_000, "dc1", "web-01", NodeState::Offline);
     assert_eq!(out[0].state, Pending);
+    // The collector is told when `for` (30 s) runs out, to tick exactly then.
+    assert_eq!(ev.next_due(), Some(31_000));
+    // A repeated will while pending adds no second deadline.
+    assert!(
+        ev.on_status(2_000, "dc1", "web-01", NodeState::Offline)
+            .is_empty()
+    );
     assert!(ev.tick(20_000).is_empty());
+    assert_eq!(ev.next_due(), Some(31_000));
     let out = ev.tick(31_000);
     assert_eq!(out[0].state, Firing);
+    assert_eq!(ev.next_due(), None, "a tick takes the deadlines it passed");
     assert_eq!(out[0].summary, "web-01 is offline");
     assert!(out[0].node_down);
     let out = ev.on_status(40_000, "dc1", "web-01", NodeState::Online);

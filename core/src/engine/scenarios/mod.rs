@@ -179,6 +179,7 @@ impl Sim {
 
     fn step(&mut self, secs: i64, step: &Step) {
         let now = secs * 1000;
+        self.e.assert_index_consistent();
         let out = match step {
             Step::Birth(node, parents, labels) => self.e.handle(
                 now,

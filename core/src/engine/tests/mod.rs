@@ -145,6 +145,7 @@ fn run(table: &[(i64, Step, Expect)]) -> (Engine, Vec<Effect>) {
     for (t, step, expect) in table {
         let now = t * 1000;
         let out = e.handle(now, input(now, step));
+        e.assert_index_consistent();
         for eff in &out.effects {
             match eff {
                 Effect::Incident(i) => {
