@@ -69,8 +69,14 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// How a connection's life ended.
 enum Ended {
     Stop,
-    /// The agent crashed or was cut off: reconnect once it heals.
+    /// The agent crashed: its socket closed without DISCONNECT, so the broker publishes the
+    /// last will at once. Reconnect once it heals.
     Dropped,
+    /// The agent was cut off (its switch died): nothing more goes over the connection, not
+    /// even a keep-alive ping, but nothing closes it either, so the broker notices only when
+    /// the keep-alive runs out (1.5 x) and publishes the last will then, as with a real
+    /// network outage. Held unpolled until the node heals.
+    Frozen(Box<(AsyncClient, rumqttc::EventLoop)>),
 }
 
 impl Group {
@@ -161,8 +167,13 @@ pub async fn run(mut g: Group, mut cmds: mpsc::Receiver<Cmd>, mut stop: watch::R
     loop {
         match connection(&mut g, &mut cmds, &mut stop, &topics, &mut due, interval_s).await {
             Ended::Stop => return,
-            Ended::Dropped => {
-                // Dead agent: nothing until it heals (or the run ends).
+            ended @ (Ended::Dropped | Ended::Frozen(_)) => {
+                // Dead or unreachable agent: nothing until it heals (or the run ends).
+                // A cut-off connection stays open, unpolled, until the node heals.
+                let _held = match ended {
+                    Ended::Frozen(connection) => Some(connection),
+                    _ => None,
+                };
                 let Some(agent) = g.agent else { return };
                 loop {
                     tokio::select! {
@@ -238,7 +249,7 @@ async fn connection(
                         g.nodes[l].inject(FaultKind::SwitchDown, id);
                         if g.agent == Some(l) {
                             g.stats.unclean.fetch_add(1, Ordering::Relaxed);
-                            return Ended::Dropped;
+                            return Ended::Frozen(Box::new((client, el)));
                         }
                         g.publish_status(&client, l, NodeState::Offline);
                         published += 1;
