@@ -408,6 +408,11 @@ async fn pipeline(
     // Refused payloads kept per node and minute; beyond that they are only counted.
     let mut reject_store = RateLimit::new(REJECTED_KEPT_PER_MINUTE, 60_000);
     loop {
+        // A node-status alert's `for` running out between two regular ticks: tick then.
+        let due = engine.next_due().map(|at| {
+            let wait = (at - now_millis()).max(0) as u64 + 1;
+            tokio::time::Instant::now() + Duration::from_millis(wait)
+        });
         let msg = tokio::select! {
             biased;
             // Operator requests first: they are rare and someone is waiting for each.
@@ -430,14 +435,15 @@ async fn pipeline(
                 None => break,
             },
             _ = tick.tick() => {
-                let out = engine.handle(now_millis(), Input::Tick);
-                if !out.effects.is_empty() {
-                    log_effects(&out.effects);
-                    if write.send(WriteMsg::effects(out.effects)).await.is_err() {
-                        break;
-                    }
+                if !tick_once(&mut engine, &write, &metrics).await {
+                    break;
                 }
-                publish_gauges(&engine, &metrics);
+                continue;
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                if !tick_once(&mut engine, &write, &metrics).await {
+                    break;
+                }
                 continue;
             }
         };
@@ -492,6 +498,24 @@ async fn pipeline(
             break;
         }
     }
+}
+
+/// One tick of the engine at the wall clock's now, its effects to the writer. False when the
+/// writer is gone.
+async fn tick_once(
+    engine: &mut Engine,
+    write: &mpsc::Sender<WriteMsg<Publish>>,
+    metrics: &Metrics,
+) -> bool {
+    let out = engine.handle(now_millis(), Input::Tick);
+    if !out.effects.is_empty() {
+        log_effects(&out.effects);
+        if write.send(WriteMsg::effects(out.effects)).await.is_err() {
+            return false;
+        }
+    }
+    publish_gauges(engine, metrics);
+    true
 }
 
 /// Apply one control request at the wall clock's now; its effects go to the writer and the
