@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::Publish;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -22,7 +21,7 @@ use crate::control::{Applied, CONTROL_QUEUE, Control, ControlHandle};
 use crate::engine::targets::NotifyPolicy;
 use crate::engine::{Effect, Engine, Input};
 use crate::ingest::Decoded;
-use crate::ingest::mqtt::{self, Inbound, RateLimit};
+use crate::ingest::mqtt::{self, AckToken, Inbound, RateLimit};
 use crate::metrics::{EngineGauges, Metrics};
 use crate::notify::{Dispatcher, NotifyDeps};
 use crate::rules::AlertState;
@@ -57,7 +56,9 @@ pub enum StartError {
 }
 
 /// Bounded queue sizes: full queues push back on the broker instead of growing.
-const INBOUND_QUEUE: usize = 1024;
+/// Intake holds whatever the broker's in-flight window sends (nothing is acked before it is
+/// stored, so that window bounds it); see `ingest::mqtt` for why intake must not stop reading.
+const INBOUND_QUEUE: usize = mqtt::MAX_UNACKED;
 const WRITE_QUEUE: usize = 1024;
 const ACK_QUEUE: usize = 4096;
 /// Refused payloads stored per node per minute (a stuck publisher must not fill the disk).
@@ -201,8 +202,8 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let control = ControlHandle::new(control_tx, config.rules.dir.clone(), metrics.clone());
     let (shutdown, _) = broadcast::channel(4);
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
-    let (write_tx, write_rx) = mpsc::channel::<WriteMsg<Publish>>(WRITE_QUEUE);
-    let (ack_tx, ack_rx) = mpsc::channel::<Publish>(ACK_QUEUE);
+    let (write_tx, write_rx) = mpsc::channel::<WriteMsg<AckToken>>(WRITE_QUEUE);
+    let (ack_tx, ack_rx) = mpsc::channel::<AckToken>(ACK_QUEUE);
 
     // Set up before the writer thread starts: it may fail (SMTP password file, TLS).
     let outbox_wake = Arc::new(Notify::new());
@@ -397,7 +398,7 @@ async fn pipeline(
     mut engine: Engine,
     mut inbound: mpsc::Receiver<Inbound>,
     mut control: mpsc::Receiver<Control>,
-    write: mpsc::Sender<WriteMsg<Publish>>,
+    write: mpsc::Sender<WriteMsg<AckToken>>,
     targets: watch::Sender<Arc<NotifyPolicy>>,
     metrics: Arc<Metrics>,
 ) {
@@ -504,7 +505,7 @@ async fn pipeline(
 /// writer is gone.
 async fn tick_once(
     engine: &mut Engine,
-    write: &mpsc::Sender<WriteMsg<Publish>>,
+    write: &mpsc::Sender<WriteMsg<AckToken>>,
     metrics: &Metrics,
 ) -> bool {
     let out = engine.handle(now_millis(), Input::Tick);
@@ -524,7 +525,7 @@ async fn tick_once(
 async fn apply_control(
     engine: &mut Engine,
     msg: Control,
-    write: &mpsc::Sender<WriteMsg<Publish>>,
+    write: &mpsc::Sender<WriteMsg<AckToken>>,
     targets: &watch::Sender<Arc<NotifyPolicy>>,
 ) -> bool {
     let now = now_millis();

@@ -130,6 +130,27 @@ impl Metrics {
         );
         line(
             &mut o,
+            "tocsin_ingest_acks_stale_total",
+            "counter",
+            "Acks not sent because their message came on an earlier broker connection (the broker redelivers it).",
+            i.acks_stale.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_ingest_dropped_qos0_total",
+            "counter",
+            "QoS 0 messages dropped because the pipeline's queue was full.",
+            i.dropped_qos0.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
+            "tocsin_ingest_queue_full_waits_total",
+            "counter",
+            "QoS 1 messages that waited for room in the pipeline's queue (the broker's in-flight window is larger than the queue).",
+            i.queue_full_waits.load(Ordering::Relaxed),
+        );
+        line(
+            &mut o,
             "tocsin_ingest_messages_total",
             "counter",
             "MQTT messages received.",

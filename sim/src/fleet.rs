@@ -373,20 +373,33 @@ impl SimNode {
             metrics.push(m(name, v).with_label("interface", "eth0"));
         }
         debug_assert_eq!(metrics.len(), 30);
+        let checks = vec![
+            check("tcp:app", tcp, "connect to 127.0.0.1:8080", 0.3),
+            check("http:health", http, "GET /health", 2.1),
+        ];
+        self.report_of(NodeKind::Host, (ts, interval_s), None, metrics, checks)
+    }
+
+    /// This node's report of `kind` at `ts`, with its current `seq`.
+    fn report_of(
+        &self,
+        kind: NodeKind,
+        (ts, interval_s): (i64, u32),
+        via: Option<String>,
+        metrics: Vec<Metric>,
+        checks: Vec<CheckResult>,
+    ) -> Report {
         Report {
             v: tocsin_protocol::VERSION,
             node: self.name.clone(),
             site: self.site.clone(),
-            kind: NodeKind::Host,
+            kind,
             seq: self.seq,
             ts,
             interval_s,
-            via: None,
+            via,
             metrics,
-            checks: vec![
-                check("tcp:app", tcp, "connect to 127.0.0.1:8080", 0.3),
-                check("http:health", http, "GET /health", 2.1),
-            ],
+            checks,
         }
     }
 
@@ -395,26 +408,17 @@ impl SimNode {
         let via = self.parents.first().cloned();
         if down {
             self.reveal(reveals);
-            return Report {
-                v: tocsin_protocol::VERSION,
-                node: self.name.clone(),
-                site: self.site.clone(),
-                kind: NodeKind::Network,
-                seq: self.seq,
-                ts,
-                interval_s,
-                via,
-                metrics: vec![Metric::new("icmp.loss_pct", 100.0)],
-                checks: vec![
-                    check(
-                        "reachability",
-                        CheckStatus::Critical,
-                        "no ICMP or SNMP answer",
-                        0.0,
-                    ),
-                    check("snmp", CheckStatus::Critical, "timeout", 0.0),
-                ],
-            };
+            let checks = vec![
+                check(
+                    "reachability",
+                    CheckStatus::Critical,
+                    "no ICMP or SNMP answer",
+                    0.0,
+                ),
+                check("snmp", CheckStatus::Critical, "timeout", 0.0),
+            ];
+            let metrics = vec![Metric::new("icmp.loss_pct", 100.0)];
+            return self.report_of(NodeKind::Network, (ts, interval_s), via, metrics, checks);
         }
         let rng = &mut self.rng;
         let rtt = self.walks.cpu.next(rng) / 50.0;
@@ -443,21 +447,11 @@ impl SimNode {
                 metrics.push(m(name, v).with_label("interface", ifname.clone()));
             }
         }
-        Report {
-            v: tocsin_protocol::VERSION,
-            node: self.name.clone(),
-            site: self.site.clone(),
-            kind: NodeKind::Network,
-            seq: self.seq,
-            ts,
-            interval_s,
-            via,
-            metrics,
-            checks: vec![
-                check("reachability", CheckStatus::Ok, "ICMP and SNMP answer", rtt),
-                check("snmp", CheckStatus::Ok, "sysUpTime read", rtt * 3.0),
-            ],
-        }
+        let checks = vec![
+            check("reachability", CheckStatus::Ok, "ICMP and SNMP answer", rtt),
+            check("snmp", CheckStatus::Ok, "sysUpTime read", rtt * 3.0),
+        ];
+        self.report_of(NodeKind::Network, (ts, interval_s), via, metrics, checks)
     }
 }
 

@@ -183,7 +183,8 @@ impl Mosquitto {
         )
     }
 
-    fn start_with(dir: &Path, extra: &str) -> Option<Mosquitto> {
+    /// Start one with `extra` lines appended to its config (e.g. `max_inflight_messages 0`).
+    pub fn start_with(dir: &Path, extra: &str) -> Option<Mosquitto> {
         let Some(_) = mosquitto_binary() else {
             assert!(
                 !mosquitto_required(),
@@ -416,6 +417,8 @@ pub struct CollectorOptions<'a> {
     pub open_on_loopback: Option<bool>,
     /// More `[http]` lines, as they are.
     pub http_extra: &'a str,
+    /// More `[broker]` lines, as they are (e.g. `keep_alive = "5s"`).
+    pub broker_extra: &'a str,
     /// The DuckDB file, relative to the test folder.
     pub store: &'a str,
     /// More environment variables for the process (e.g. `NOTIFY_SOCKET`).
@@ -434,6 +437,7 @@ impl<'a> CollectorOptions<'a> {
             operator_token: None,
             open_on_loopback: None,
             http_extra: "",
+            broker_extra: "",
             store: "tocsin.duckdb",
             env: &[],
         }
@@ -507,10 +511,11 @@ pub fn start_collector(
     write_file(
         &config,
         &format!(
-            "[broker]\n{}\nclient_id = \"{}\"\n[http]\n{http_toml}\
+            "[broker]\n{}\nclient_id = \"{}\"\n{}\n[http]\n{http_toml}\
              [store]\npath = \"{}\"\n[rules]\ndir = \"{}\"\n",
             broker.toml(),
             opts.client_id,
+            opts.broker_extra,
             dir.join(opts.store).display(),
             rules.display()
         ),

@@ -1,4 +1,14 @@
 //! MQTT intake: a persistent QoS 1 subscription whose messages are acknowledged only once stored.
+//!
+//! The event loop is polled all the time, whatever the pipeline is doing: keep-alive pings
+//! and acks travel on it, so an intake that stopped reading while the pipeline was busy
+//! missed its PINGRESP, lost the connection, had the broker redeliver its whole in-flight
+//! window, and with the redelivered copies' acks queued behind a stalled event loop the
+//! writer, pipeline and intake ended up waiting on each other (the 50,000-node stall in
+//! BENCHMARKS.md). How far the collector reads ahead is bounded by the protocol instead:
+//! the broker sends at most its in-flight window (`max_inflight_messages`, and never more
+//! than the 65,535 packet ids) of unacknowledged QoS 1 messages, and nothing is
+//! acknowledged before it is stored.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,8 +28,23 @@ pub struct Inbound {
     pub received_at: Millis,
     pub decoded: Decoded,
     /// The QoS 1 publish to acknowledge once its effects are stored.
-    pub ack: Option<Publish>,
+    pub ack: Option<AckToken>,
 }
+
+/// What acknowledges one QoS 1 message: its publish and the connection it came on.
+///
+/// An ack is sent only on the connection the message arrived on. After a reconnect the
+/// broker redelivers every unacknowledged message of the session, and that copy is acked
+/// in its turn; acking the old copy as well would free a packet id the broker may already
+/// have given to a new message, acknowledging that one before it is stored.
+#[derive(Debug)]
+pub struct AckToken {
+    publish: Publish,
+    connection: u64,
+}
+
+/// Unacknowledged QoS 1 messages one connection can have: packet ids are 16-bit.
+pub const MAX_UNACKED: usize = 65_535;
 
 /// Intake counters, shared with `/metrics` and `/readyz`.
 #[derive(Debug, Default)]
@@ -29,6 +54,15 @@ pub struct IngestStats {
     pub messages: AtomicU64,
     pub bytes: AtomicU64,
     pub connection_errors: AtomicU64,
+    /// Connections made so far; numbers the one in use (see [`AckToken`]).
+    pub connection: AtomicU64,
+    /// Acks not sent because their message came on an earlier connection (it is redelivered).
+    pub acks_stale: AtomicU64,
+    /// QoS 0 messages dropped because the pipeline's queue was full (QoS 1 ones wait instead).
+    pub dropped_qos0: AtomicU64,
+    /// Times a QoS 1 message waited for room in the pipeline's queue: the broker sent more
+    /// than the queue holds (its in-flight window is larger than the queue).
+    pub queue_full_waits: AtomicU64,
     pub rejected: Mutex<BTreeMap<String, u64>>,
     /// Refusals counted but not stored (over the per-node budget).
     pub rejected_unstored: AtomicU64,
@@ -82,19 +116,32 @@ pub fn options(cfg: &BrokerConfig) -> Result<MqttOptions, IngestError> {
 
 /// Subscribe and forward every message to `tx` until `shutdown` fires. Acks arriving on
 /// `acks` (from the writer, after commit) are passed to the broker.
+///
+/// `tx` should hold the broker's whole in-flight window (see [`MAX_UNACKED`]): the event
+/// loop keeps being polled while the pipeline works through it, so pings and acks flow.
+/// Should the broker send more than the queue holds, a QoS 1 message waits for room (the
+/// broker holds the rest) and a QoS 0 message is dropped and counted.
 pub async fn run(
     opts: MqttOptions,
     root: String,
     tx: mpsc::Sender<Inbound>,
-    mut acks: mpsc::Receiver<Publish>,
+    mut acks: mpsc::Receiver<AckToken>,
     stats: Arc<IngestStats>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 1024);
     let ack_client = client.clone();
+    let ack_stats = stats.clone();
     let ack_task = tokio::spawn(async move {
-        while let Some(p) = acks.recv().await {
-            if let Err(e) = ack_client.ack(&p).await {
+        while let Some(t) = acks.recv().await {
+            // A message of a connection that is gone is redelivered on the next one.
+            if !ack_stats.connected.load(Ordering::Acquire)
+                || t.connection != ack_stats.connection.load(Ordering::Acquire)
+            {
+                ack_stats.acks_stale.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Err(e) = ack_client.ack(&t.publish).await {
                 tracing::debug!(error = %e, "ack not sent: client closed");
                 break;
             }
@@ -110,7 +157,8 @@ pub async fn run(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(500);
-                stats.connected.store(true, Ordering::Relaxed);
+                stats.connection.fetch_add(1, Ordering::AcqRel);
+                stats.connected.store(true, Ordering::Release);
                 stats.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     session_present = ack.session_present,
@@ -129,23 +177,38 @@ pub async fn run(
                     .bytes
                     .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
                 let decoded = decode(&root, &p.topic, &p.payload, now);
-                let ack = (p.qos != QoS::AtMostOnce).then_some(p);
-                // Backpressure: while the pipeline is full we stop reading, and the broker holds the rest.
-                if tx
-                    .send(Inbound {
-                        received_at: now,
-                        decoded,
-                        ack,
-                    })
-                    .await
-                    .is_err()
-                {
-                    break;
+                let ack = (p.qos != QoS::AtMostOnce).then(|| AckToken {
+                    publish: p,
+                    connection: stats.connection.load(Ordering::Acquire),
+                });
+                let msg = Inbound {
+                    received_at: now,
+                    decoded,
+                    ack,
+                };
+                match tx.try_send(msg) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(msg)) if msg.ack.is_none() => {
+                        drop(msg);
+                        stats.dropped_qos0.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        // Beyond the protocol's bound: push back; the broker holds the rest.
+                        stats.queue_full_waits.fetch_add(1, Ordering::Relaxed);
+                        let sent = tokio::select! {
+                            _ = shutdown.recv() => break,
+                            sent = tx.send(msg) => sent,
+                        };
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }
             }
             Ok(_) => {}
             Err(e) => {
-                if stats.connected.swap(false, Ordering::Relaxed) {
+                if stats.connected.swap(false, Ordering::AcqRel) {
                     tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
                 } else {
                     tracing::debug!(error = %e, "MQTT broker still unreachable");

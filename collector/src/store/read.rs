@@ -441,7 +441,7 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
 
     let mut stmt = conn.prepare(
         "SELECT site, node, kind, state, agent_version, inventory::VARCHAR, labels::VARCHAR, parents::VARCHAR, via,
-                last_seq, last_ts, last_report_at, last_report::VARCHAR, state_changed_at, first_seen, updated_at
+                last_seq, last_ts, last_report_at, state_changed_at, first_seen, updated_at
          FROM nodes",
     )?;
     let mut rows = stmt.query([])?;
@@ -467,13 +467,11 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
             last_seq: r.get(9)?,
             last_ts: ms(r, 10)?,
             last_report_at: ms(r, 11)?,
-            last_report: r
-                .get::<_, Option<String>>(12)?
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .map(std::sync::Arc::new),
-            state_changed_at: ms(r, 13)?.unwrap_or(0),
-            first_seen: ms(r, 14)?.unwrap_or(0),
-            updated_at: ms(r, 15)?.unwrap_or(0),
+            // The engine does not keep reports (see `NodeRow::last_report`).
+            last_report: None,
+            state_changed_at: ms(r, 12)?.unwrap_or(0),
+            first_seen: ms(r, 13)?.unwrap_or(0),
+            updated_at: ms(r, 14)?.unwrap_or(0),
         });
     }
 

@@ -64,6 +64,54 @@ fn write(store: &mut Store, effects: &[Effect]) {
     tx.commit().expect("commit");
 }
 
+fn status(state: NodeState) -> Input {
+    Input::Status {
+        site: "dc1".into(),
+        node: "web-01".into(),
+        status: Box::new(Status {
+            v: 1,
+            state,
+            ts: None,
+            agent: None,
+            inventory: None,
+            parents: vec![],
+            labels: Default::default(),
+        }),
+    }
+}
+
+/// The engine keeps no report; a node row without one (a status change) keeps the stored
+/// report, whether it comes in a later batch or after the report in the same batch.
+#[test]
+fn node_rows_without_a_report_keep_the_stored_one() {
+    let mut store = Store::open_in_memory().expect("store");
+    let mut e = engine(crate::engine::Snapshot::default());
+    let out = e.handle(10_000, report(1, 10_000, CheckStatus::Ok));
+    write(&mut store, &out.effects);
+    let out = e.handle(11_000, status(NodeState::Offline));
+    write(&mut store, &out.effects);
+    let reader = store.reader().expect("reader");
+    let nodes = reader.nodes().expect("nodes");
+    assert_eq!(nodes[0]["state"], "offline");
+    assert_eq!(nodes[0]["last_seq"], 1);
+    assert_eq!(nodes[0]["last_report"]["checks"][0]["status"], "ok");
+
+    // One batch: a report, then a status change of the same node.
+    let mut batch = e
+        .handle(20_000, report(2, 20_000, CheckStatus::Critical))
+        .effects;
+    batch.extend(e.handle(21_000, status(NodeState::Offline)).effects);
+    write(&mut store, &batch);
+    let nodes = reader.nodes().expect("nodes");
+    assert_eq!(nodes[0]["state"], "offline");
+    assert_eq!(nodes[0]["last_seq"], 2);
+    assert_eq!(nodes[0]["last_report"]["checks"][0]["status"], "critical");
+
+    // The engine's own node table holds no report, neither live nor after a restart.
+    let snap = store.snapshot(scope(30_000)).expect("snapshot");
+    assert!(snap.nodes.iter().all(|n| n.last_report.is_none()));
+}
+
 #[test]
 fn engine_effects_round_trip_through_duckdb() {
     let mut store = Store::open_in_memory().expect("store");

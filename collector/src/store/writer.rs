@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use duckdb::{Connection, Transaction, params};
+use tocsin_protocol::Report;
 use tokio::sync::mpsc;
 
 use super::outbox::{OutboxUpdate, apply_updates};
@@ -235,7 +236,8 @@ const NODES_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS nodes_stage (
 
 /// Write effects in one transaction. Upserts are coalesced so each key is written once.
 pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, StoreError> {
-    let mut nodes: BTreeMap<(&str, &str), &NodeRow> = BTreeMap::new();
+    // The node's last row, with the newest report any of its rows in the batch carried.
+    let mut nodes: BTreeMap<(&str, &str), (&NodeRow, Option<&Report>)> = BTreeMap::new();
     let mut incidents: BTreeMap<i64, &IncidentRow> = BTreeMap::new();
     let mut tickets: BTreeMap<i64, &TicketRow> = BTreeMap::new();
     let mut links: BTreeMap<(i64, &str), &IncidentAlertRow> = BTreeMap::new();
@@ -248,7 +250,11 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
     for e in effects {
         match e {
             Effect::Node(n) => {
-                nodes.insert((n.site.as_str(), n.node.as_str()), n);
+                let report = n.last_report.as_deref();
+                let e = nodes
+                    .entry((n.site.as_str(), n.node.as_str()))
+                    .or_insert((n, report));
+                *e = (n, report.or(e.1));
             }
             Effect::Incident(i) => {
                 incidents.insert(i.id, i);
@@ -282,7 +288,7 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
         tx.prepare_cached(NODES_STAGE)?.execute([])?;
         {
             let mut app = tx.appender_to_catalog_and_db("nodes_stage", "temp", "main")?;
-            for n in nodes.values() {
+            for (n, report) in nodes.values() {
                 app.append_row(params![
                     n.site,
                     n.node,
@@ -296,7 +302,7 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
                     n.last_seq,
                     n.last_ts,
                     n.last_report_at,
-                    n.last_report.as_deref().and_then(json),
+                    report.and_then(json),
                     n.state_changed_at,
                     n.first_seen,
                     n.updated_at,
@@ -307,12 +313,21 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
         }
         // Prepared once per connection: DuckDB's parser is a good part of a small batch's cost.
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO nodes (site, node, kind, state, agent_version, inventory, labels, parents, via,
+            "INSERT INTO nodes (site, node, kind, state, agent_version, inventory, labels, parents, via,
                  last_seq, last_ts, last_report_at, last_report, state_changed_at, first_seen, updated_at)
              SELECT site, node, kind, state, agent_version, inventory::JSON, labels::JSON, parents::JSON, via,
                  last_seq, epoch_ms(last_ts), epoch_ms(last_report_at), last_report::JSON,
                  epoch_ms(state_changed_at), epoch_ms(first_seen), epoch_ms(updated_at)
-             FROM temp.main.nodes_stage",
+             FROM temp.main.nodes_stage
+             ON CONFLICT (site, node) DO UPDATE SET kind = excluded.kind, state = excluded.state,
+                 agent_version = excluded.agent_version, inventory = excluded.inventory,
+                 labels = excluded.labels, parents = excluded.parents, via = excluded.via,
+                 last_seq = excluded.last_seq, last_ts = excluded.last_ts,
+                 last_report_at = excluded.last_report_at,
+                 -- A row without a report (a status change) keeps the stored one.
+                 last_report = COALESCE(excluded.last_report, nodes.last_report),
+                 state_changed_at = excluded.state_changed_at, first_seen = excluded.first_seen,
+                 updated_at = excluded.updated_at",
         )?
         .execute([])?;
         tx.prepare_cached("DELETE FROM temp.main.nodes_stage")?

@@ -680,13 +680,17 @@ impl Engine {
         node.last_seq = Some(report.seq);
         node.last_ts = Some(report.ts);
         node.last_report_at = Some(now);
-        node.last_report = Some(Arc::clone(report));
         if node.state != "online" {
             node.state = "online".into();
             node.state_changed_at = now;
         }
         node.updated_at = now;
-        effects.push(Effect::Node(Box::new(node.clone())));
+        // The report goes to the store with the row; the engine does not keep it.
+        let row = NodeRow {
+            last_report: Some(Arc::clone(report)),
+            ..node.clone()
+        };
+        effects.push(Effect::Node(Box::new(row)));
         true
     }
 

@@ -58,6 +58,9 @@ pub struct NodeRow {
     pub last_seq: Option<u64>,
     pub last_ts: Option<Millis>,
     pub last_report_at: Option<Millis>,
+    /// The report itself, only in the `Node` effect of the report that carried it: the
+    /// engine does not keep it (at 50,000 nodes a report each is hundreds of MB), and the
+    /// store keeps the stored one when a row comes without it.
     #[serde(
         serialize_with = "ser_opt_arc",
         deserialize_with = "de_opt_arc",

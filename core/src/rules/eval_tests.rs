@@ -129,6 +129,27 @@ fn threshold_with_for_and_hysteresis() {
     assert_eq!(ev.active_series(), 0);
 }
 
+/// Samples a few ms under 10 s apart (collection jitter) fire `for = "20s"` at the third
+/// sample, not the fourth; a sample more than the slack (a tenth of `for`, at most 1 s)
+/// short of `for` does not.
+#[test]
+fn for_allows_collection_jitter() {
+    let table: &[(Millis, f64, Option<AlertState>)] = &[
+        (10_000, 95.0, Some(Pending)),
+        (19_997, 95.0, None),
+        (29_994, 95.0, Some(Firing)),
+        (40_000, 50.0, Some(Resolved)),
+        (60_000, 95.0, Some(Pending)),
+        (78_999, 95.0, None), // held 18.999 s: more than the 1 s slack short of 20 s
+        (79_000, 95.0, Some(Firing)),
+    ];
+    let mut ev = rules(RULES);
+    for (ts, value, want) in table {
+        let out = ev.on_report(&report(*ts, &[("/", *value)], &[]), *ts);
+        assert_eq!(out.first().map(|t| t.state), *want, "at {ts}");
+    }
+}
+
 #[test]
 fn checks_fire_at_once_and_resolve() {
     let mut ev = rules(RULES);

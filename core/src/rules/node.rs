@@ -239,7 +239,7 @@ impl NodeData {
         };
         match s.phase {
             Phase::Pending if active => {
-                if at - s.since < rule.for_ms {
+                if at - s.since < rule.for_ms - for_slack(rule.for_ms) {
                     return None;
                 }
                 s.phase = Phase::Firing;
@@ -281,6 +281,14 @@ impl NodeData {
             obs,
         ))
     }
+}
+
+/// How much earlier than `for` a series judged at report timestamps may fire: a tenth of
+/// `for`, at most a second. Agents stamp a report when they collect it and that moment
+/// jitters by milliseconds, so samples 10 s apart span 59.99 s after six intervals; without
+/// the slack a `for = "60s"` series checked every 10 s would wait for a seventh (70 s).
+pub(super) fn for_slack(for_ms: Millis) -> Millis {
+    (for_ms / 10).min(1_000)
 }
 
 /// The transition record; templates are rendered here, only for transitions that happen.

@@ -1,0 +1,91 @@
+//! A backlog far larger than every queue inside the collector, sent all at once by a broker
+//! with no in-flight limit, drains without a stall or a reconnect, and every message is
+//! acknowledged once stored (nothing comes back after a restart).
+//!
+//! The collector used to stop polling its MQTT connection while its pipeline queue was full.
+//! Acks travel on that connection, so with more unacknowledged messages than its queues held
+//! the writer, the pipeline and the intake waited on each other for ever (the 50,000-node
+//! stall in BENCHMARKS.md); with a bounded in-flight window it missed its keep-alive answer
+//! instead, reconnected, and got the window redelivered.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tocsin_tests::{
+    Broker, CHECK_CRITICAL_RULE, CollectorOptions, Mosquitto, bin, start_collector, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Far more than the old intake, pipeline, write and ack queues held together (about 7,000).
+const BACKLOG: u64 = 25_000;
+
+fn handled(api: &tocsin_tests::Api) -> f64 {
+    api.metric("tocsin_reports_total") + api.metric("tocsin_reports_duplicate_total")
+}
+
+#[test]
+fn a_backlog_beyond_every_queue_drains_and_is_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `max_inflight_messages 0`: no limit, the broker sends the whole backlog at once.
+    let Some(mosquitto) = Mosquitto::start_with(
+        dir.path(),
+        "persistence false\nmax_inflight_messages 0\nmax_queued_bytes 0\n",
+    ) else {
+        return;
+    };
+    let broker = Broker::Mosquitto(mosquitto.port);
+    let options = CollectorOptions {
+        broker_extra: "keep_alive = \"5s\"",
+        ..CollectorOptions::new("collector-backlog", CHECK_CRITICAL_RULE)
+    };
+    let start = || {
+        let c = start_collector(dir.path(), broker, &options, WAIT);
+        c.api.wait_ready(WAIT);
+        c
+    };
+
+    // Register the persistent session, then queue the backlog while the collector is away.
+    let mut collector = start();
+    assert_eq!(collector.proc.terminate(), Some(0), "a clean stop");
+    let out = Command::new(bin("tocsin-sim"))
+        .args([
+            "flood",
+            "--messages",
+            &BACKLOG.to_string(),
+            "--nodes",
+            "2000",
+        ])
+        .arg("--broker")
+        .arg(format!("mqtt://127.0.0.1:{}", mosquitto.port))
+        .output()
+        .expect("tocsin-sim flood runs");
+    assert!(
+        out.status.success(),
+        "flood: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let collector = start();
+    let api = &collector.api;
+    wait_for(
+        "the collector to drain the backlog",
+        Duration::from_secs(300),
+        || (handled(api) >= BACKLOG as f64).then_some(()),
+    );
+    assert_eq!(api.metric("tocsin_reports_total"), BACKLOG as f64);
+    // One connection throughout: no missed keep-alive, no redelivery.
+    assert_eq!(api.metric("tocsin_mqtt_connects_total"), 1.0);
+    assert_eq!(api.metric("tocsin_mqtt_connection_errors_total"), 0.0);
+    assert_eq!(api.metric("tocsin_ingest_acks_stale_total"), 0.0);
+    assert_eq!(api.metric("tocsin_ingest_queue_full_waits_total"), 0.0);
+    assert_eq!(api.metric("tocsin_ingest_messages_total"), BACKLOG as f64);
+
+    // Every message was acknowledged: a restarted collector gets nothing redelivered.
+    let mut collector = collector;
+    // The last batch's acks leave within moments of its commit.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(collector.proc.terminate(), Some(0), "a clean stop");
+    let collector = start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(collector.api.metric("tocsin_ingest_messages_total"), 0.0);
+}
