@@ -110,7 +110,9 @@ impl Running {
         }
     }
 
-    /// Stop intake, drain the pipeline, commit what is queued, close the database.
+    /// Stop: the pipeline takes nothing more, the writer commits what it was given, intake
+    /// sends those acks and disconnects, the database closes. What was still queued is not
+    /// acknowledged: the broker redelivers it to the next run.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(());
         for (name, task) in self.tasks.drain(..) {
@@ -254,6 +256,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         write_tx,
         targets_tx,
         metrics.clone(),
+        shutdown.subscribe(),
     ));
     let pipeline_fatal = fatal_tx;
     let mut pipeline_shutdown = shutdown.subscribe();
@@ -393,7 +396,8 @@ pub async fn run(
 }
 
 /// The engine's task: every inbound message, every control request and every tick through the
-/// pure engine, effects to the writer. Ends when intake closes, after the queued messages are handled.
+/// pure engine, effects to the writer. Ends at shutdown (or when intake closes), leaving what is
+/// still queued unacknowledged for the broker to redeliver.
 async fn pipeline(
     mut engine: Engine,
     mut inbound: mpsc::Receiver<Inbound>,
@@ -401,6 +405,7 @@ async fn pipeline(
     write: mpsc::Sender<WriteMsg<AckToken>>,
     targets: watch::Sender<Arc<NotifyPolicy>>,
     metrics: Arc<Metrics>,
+    mut shutdown: broadcast::Receiver<()>,
 ) {
     let mut control_open = true;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -416,6 +421,10 @@ async fn pipeline(
         });
         let msg = tokio::select! {
             biased;
+            // A stop takes nothing more: what is still queued is not acknowledged, so the
+            // broker redelivers it to the next run; what went to the writer is committed
+            // and acknowledged before the connection closes (`ingest::mqtt::run`).
+            _ = shutdown.recv() => break,
             // Operator requests first: they are rare and someone is waiting for each.
             c = control.recv(), if control_open => {
                 match c {

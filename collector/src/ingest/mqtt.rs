@@ -46,6 +46,9 @@ pub struct AckToken {
 /// Unacknowledged QoS 1 messages one connection can have: packet ids are 16-bit.
 pub const MAX_UNACKED: usize = 65_535;
 
+/// How long a clean stop waits for the writer to hand back the acks of what it stored.
+const STOP_ACK_WAIT: Duration = Duration::from_secs(5);
+
 /// Intake counters, shared with `/metrics` and `/readyz`.
 #[derive(Debug, Default)]
 pub struct IngestStats {
@@ -222,10 +225,30 @@ pub async fn run(
             }
         }
     }
+    // A clean stop: the pipeline finishes what it holds (its queue closes with `tx`), the
+    // writer commits it and hands back the acks, and they leave on this connection before it
+    // closes, so the broker has nothing to redeliver to the next run. Messages arriving
+    // meanwhile are not taken: unacknowledged, they go to the next run.
+    drop(tx);
+    let mut ack_task = ack_task;
+    let acks_sent = tokio::time::timeout(STOP_ACK_WAIT, async {
+        loop {
+            tokio::select! {
+                _ = &mut ack_task => break true,
+                ev = eventloop.poll() => if ev.is_err() { break false },
+            }
+        }
+    })
+    .await;
+    if !matches!(acks_sent, Ok(true)) {
+        tracing::warn!(
+            "stopping before every stored message was acknowledged; the broker redelivers the rest to the next run"
+        );
+    }
     stats.connected.store(false, Ordering::Relaxed);
     let _ = client.try_disconnect();
-    // Give the disconnect a moment to leave.
-    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+    // Give the acks and the disconnect a moment to leave.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Ok(ev) = eventloop.poll().await {
             if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
                 break;
