@@ -175,11 +175,14 @@ async fn a_long_query_is_cancelled_at_the_time_limit_without_holding_up_other_re
         port,
         json!({"sql": "SELECT count(*) FROM range(1000000000000) t(x) WHERE x % 7 = 3"}),
     ));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Late enough that the long one's cancellation (at its time limit, plus DuckDB's
+    // interrupt latency, which grows on a loaded machine) comes well before this one's
+    // wait runs out (its own time limit, from when it was queued).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // One more waits for the slot (the queue holds one) and runs once the long one is
     // cancelled; a third finds the queue full.
     let queued = tokio::spawn(query(port, json!({"sql": "SELECT 1"})));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     // Other reads answer while it runs.
     let read_started = Instant::now();
     let nodes = request(port, "GET", "/api/v1/nodes", &[VIEW], b"").await;
