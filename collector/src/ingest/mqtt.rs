@@ -135,7 +135,7 @@ pub async fn run(
     let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 1024);
     let ack_client = client.clone();
     let ack_stats = stats.clone();
-    let ack_task = tokio::spawn(async move {
+    let mut ack_task = tokio::spawn(async move {
         while let Some(t) = acks.recv().await {
             // A message of a connection that is gone is redelivered on the next one.
             if !ack_stats.connected.load(Ordering::Acquire)
@@ -225,12 +225,11 @@ pub async fn run(
             }
         }
     }
-    // A clean stop: the pipeline finishes what it holds (its queue closes with `tx`), the
-    // writer commits it and hands back the acks, and they leave on this connection before it
-    // closes, so the broker has nothing to redeliver to the next run. Messages arriving
-    // meanwhile are not taken: unacknowledged, they go to the next run.
+    // A clean stop: the pipeline takes nothing more (what it still had queued stays
+    // unacknowledged), the writer commits what it was given and hands back those acks, and
+    // they leave on this connection before it closes, so the next run gets no duplicates.
+    // Messages arriving meanwhile are not taken: unacknowledged, they go to the next run.
     drop(tx);
-    let mut ack_task = ack_task;
     let acks_sent = tokio::time::timeout(STOP_ACK_WAIT, async {
         loop {
             tokio::select! {

@@ -20,6 +20,8 @@ mod analytics_tests;
 mod restart_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

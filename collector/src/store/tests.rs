@@ -14,7 +14,7 @@ use crate::rules::{Category, parse_rules};
 const DAY: i64 = 86_400_000;
 
 /// The snapshot as of `now`, with a 7-day problem window.
-fn scope(now: i64) -> SnapshotScope {
+pub(super) fn scope(now: i64) -> SnapshotScope {
     SnapshotScope {
         now,
         problem_window_ms: 7 * DAY,
@@ -30,7 +30,7 @@ const RULES: &str = r#"
     summary = "{{node}}: {{check}} is {{status}}"
 "#;
 
-fn engine(snapshot: crate::engine::Snapshot) -> Engine {
+pub(super) fn engine(snapshot: crate::engine::Snapshot) -> Engine {
     Engine::new(
         Policy::from_toml_str(Path::new("p"), "[incident]\nverify_for = \"60s\"").expect("policy"),
         parse_rules("t", RULES).expect("rules"),
@@ -38,7 +38,7 @@ fn engine(snapshot: crate::engine::Snapshot) -> Engine {
     )
 }
 
-fn report(seq: u64, ts: i64, status: CheckStatus) -> Input {
+pub(super) fn report(seq: u64, ts: i64, status: CheckStatus) -> Input {
     Input::Report(Box::new(Report {
         v: 1,
         node: "web-01".into(),
@@ -58,7 +58,7 @@ fn report(seq: u64, ts: i64, status: CheckStatus) -> Input {
     }))
 }
 
-fn write(store: &mut Store, effects: &[Effect]) {
+pub(super) fn write(store: &mut Store, effects: &[Effect]) {
     let tx = store.connection().transaction().expect("tx");
     write_effects(&tx, effects).expect("write");
     tx.commit().expect("commit");
@@ -710,99 +710,6 @@ fn new_effects_round_trip_in_a_file() {
     assert_eq!(snap.problems.len(), 1);
     // The weekly window, and the policy's as last stored.
     assert_eq!(snap.maintenance.len(), 2 + 1);
-}
-
-/// Rows of every 0001 table, as a collector before migration 0002 wrote them.
-const SCHEMA_1_ROWS: &str = "
-    INSERT INTO nodes VALUES ('dc1', 'web-01', 'host', 'online', '0.1.0', NULL, '{}', '[]', NULL, 5,
-        epoch_ms(10000), epoch_ms(10000), NULL, epoch_ms(1000), epoch_ms(1000), epoch_ms(10000));
-    INSERT INTO alerts VALUES (1, 'check_critical:dc1/web-01{check=tcp:pg}', 'check_critical', 'dc1', 'web-01',
-        '{\"check\":\"tcp:pg\"}', 'firing', 'critical', 'software', NULL, 'pg down', 'refused', NULL,
-        epoch_ms(10000), epoch_ms(10000), 1);
-    INSERT INTO incidents VALUES (1, 'open', 'pg down', 'critical', 'software', 'P1', 'dc1', 'web-01',
-        'check_critical:dc1/web-01{check=tcp:pg}', 'pg down', 1, epoch_ms(10000), NULL, NULL, epoch_ms(10000));
-    INSERT INTO incident_alerts VALUES (1, 'check_critical:dc1/web-01{check=tcp:pg}', 'root', epoch_ms(10000));
-    INSERT INTO tickets VALUES (1, 'INC-000001', 'incident', 'new', 'P1', 'high', 'high', 'software',
-        'service-desk', 'pg down', 'd', '{}', '{}', 1, 'dc1', 'web-01', NULL, epoch_ms(10000), NULL, NULL,
-        NULL, epoch_ms(10000));
-    INSERT INTO ticket_events VALUES (1, 1, epoch_ms(10000), 'opened', 'monitoring', 'opened', '{}');
-    INSERT INTO problems VALUES (1, 'open', 'sig', 'recurring pg', NULL, epoch_ms(5000), NULL, epoch_ms(5000));
-    INSERT INTO problem_incidents VALUES (1, 1, epoch_ms(10000));
-";
-
-fn upgraded_from_schema_1(conn: &mut duckdb::Connection) {
-    assert_eq!(super::migrations::migrate_to(conn, 1).expect("schema 1"), 1);
-    conn.execute_batch(SCHEMA_1_ROWS).expect("old rows");
-    assert_eq!(
-        super::migrations::migrate(conn).expect("upgrade"),
-        MIGRATIONS.len() - 1
-    );
-}
-
-fn check_upgraded(store: &mut Store) {
-    let reader = store.reader().expect("reader");
-    let alerts = reader
-        .alerts(Some("firing"))
-        .expect("alerts through the recreated view");
-    assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0]["suppressed_by"], serde_json::Value::Null);
-    assert_eq!(alerts[0]["flapping"], false);
-    let inc = reader.incident(1).expect("incident").expect("exists");
-    assert_eq!(inc["nodes_affected"], 1);
-    assert_eq!(inc["symptoms"], 0);
-    assert_eq!(inc["alerts"][0]["role"], "root");
-    let p = reader.problem("1").expect("problem").expect("exists");
-    assert_eq!(p["incident_count"], 0);
-    assert_eq!(p["incidents"][0]["id"], 1);
-    let snap = store
-        .snapshot(scope(20_000))
-        .expect("snapshot of an upgraded database");
-    let i = &snap.incidents[0];
-    assert_eq!((i.impact, i.urgency), (Level::Medium, Level::High));
-    assert_eq!(i.signature, "");
-    assert_eq!(i.nodes_affected, 1);
-    assert_eq!(snap.problems[0].number, "PRB-000001");
-    assert!(
-        snap.recent.is_empty(),
-        "incidents without a signature count towards nothing"
-    );
-    assert_eq!(snap.next_ids.problem, 2);
-    assert_eq!(snap.next_ids.maintenance, 1);
-    // New rows go into the upgraded tables.
-    let mut e = engine(snap);
-    let out = e.handle(30_000, report(6, 30_000, CheckStatus::Ok));
-    write(store, &out.effects);
-    assert_eq!(
-        store
-            .reader()
-            .expect("reader")
-            .incidents(Some("resolved"))
-            .expect("resolved")
-            .len(),
-        1
-    );
-}
-
-#[test]
-fn a_schema_1_database_upgrades_in_place() {
-    let mut conn = duckdb::Connection::open_in_memory().expect("open");
-    upgraded_from_schema_1(&mut conn);
-    let mut store = Store::with_connection(conn, None).expect("store");
-    check_upgraded(&mut store);
-
-    // The same with a file written by the old schema and reopened by this build.
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("old.duckdb");
-    {
-        let mut conn = duckdb::Connection::open(&path).expect("open file");
-        assert_eq!(
-            super::migrations::migrate_to(&mut conn, 1).expect("schema 1"),
-            1
-        );
-        conn.execute_batch(SCHEMA_1_ROWS).expect("old rows");
-    }
-    let mut store = Store::open(&path).expect("open and upgrade");
-    check_upgraded(&mut store);
 }
 
 #[test]
