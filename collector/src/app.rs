@@ -147,15 +147,14 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     notify_mqtt.set_client_id(format!("{}-notify", config.broker.client_id));
     let mqtt_endpoint = config.broker.endpoint().map_err(StartError::Internal)?;
 
-    let path = config.store.path.clone();
+    let store_config = config.store.clone();
     let archive_dir = config.store.archive_dir();
-    let archive = archive_dir.clone();
     let scope = SnapshotScope {
         now: now_millis(),
         problem_window_ms: millis(policy.problem.window),
     };
     let (store, snapshot) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        let store = Store::open_with_archive(&path, Some(&archive))?;
+        let store = Store::open_configured(&store_config)?;
         let snapshot = store.snapshot(scope)?;
         Ok((store, snapshot))
     })
@@ -440,10 +439,10 @@ async fn pipeline(
                 }
                 continue;
             }
-            m = inbound.recv() => match m {
-                Some(m) => m,
-                None => break,
-            },
+            // Ticks before reports: with reports always queued (a large fleet), a biased
+            // select that looked at the queue first never ticked, and a last will's `for`
+            // ran out up to 15 s late at 50,000 nodes (BENCHMARKS.md). A tick comes at most
+            // once a second or when an alert is due, so reports are not starved.
             _ = tick.tick() => {
                 if !tick_once(&mut engine, &write, &metrics).await {
                     break;
@@ -456,6 +455,10 @@ async fn pipeline(
                 }
                 continue;
             }
+            m = inbound.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
         };
         let write_msg = match msg.decoded {
             Decoded::Input(input) => {

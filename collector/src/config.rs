@@ -179,6 +179,18 @@ pub struct StoreConfig {
     /// Most inputs committed in one transaction.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// A node's full report (`nodes.last_report`) is stored at most this often, and
+    /// whenever one of its alerts changes state in the same batch; the report's time and
+    /// sequence are stored every time. Rewriting 50,000 reports of 2 KB every 10 s kept
+    /// DuckDB busy recompressing the column (BENCHMARKS.md).
+    #[serde(default = "default_report_interval", with = "humantime_serde")]
+    pub report_interval: Duration,
+    /// Most memory DuckDB's buffer pool may use (DuckDB's own size syntax: "256MB", "1GiB");
+    /// beyond it DuckDB evicts cached blocks of the file and spills large queries to its
+    /// temporary folder. DuckDB's own default, 80% of the machine's memory, is no bound for
+    /// a daemon that shares its host.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: String,
     /// Alert transitions and finished incidents older than this move to Parquet files in
     /// `archive_dir` (by month); the analytics views keep reading them. Unset: keep all live.
     #[serde(default, with = "humantime_serde")]
@@ -266,8 +278,17 @@ fn default_store_path() -> PathBuf {
 fn default_flush() -> Duration {
     Duration::from_millis(200)
 }
+/// Most inputs one write transaction may hold.
+pub const MAX_BATCH: usize = 16_384;
+
 fn default_batch() -> usize {
     512
+}
+fn default_memory_limit() -> String {
+    "256MB".into()
+}
+fn default_report_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl Default for StoreConfig {
@@ -276,6 +297,8 @@ impl Default for StoreConfig {
             path: default_store_path(),
             flush_interval: default_flush(),
             batch_size: default_batch(),
+            report_interval: default_report_interval(),
+            memory_limit: default_memory_limit(),
             retain: None,
             archive_dir: None,
             retention_interval: default_retention_interval(),
@@ -466,6 +489,13 @@ impl CollectorConfig {
                 "[store] retain must be at least 90d: similar past cases and problem records look back that far in the live tables".into(),
             ));
         }
+        // A batch holds its messages unacknowledged until it commits: beyond a few broker
+        // windows it only delays acks and grows memory.
+        if !(1..=MAX_BATCH).contains(&config.store.batch_size) {
+            return Err(invalid(format!(
+                "[store] batch_size must be between 1 and {MAX_BATCH}"
+            )));
+        }
         if config.store.retention_interval < Duration::from_secs(1) {
             return Err(invalid(
                 "[store] retention_interval must be at least 1s".into(),
@@ -502,6 +532,12 @@ mod tests {
         assert!(!c.broker.embedded);
         assert_eq!(c.http.listen.port(), 8080);
         assert_eq!(c.rules.dir, PathBuf::from("/etc/tocsin/rules"));
+        assert_eq!(c.store.report_interval, Duration::from_secs(60));
+        assert_eq!(c.store.memory_limit, "256MB");
+        let c =
+            parse("[store]\nreport_interval = \"0s\"\nmemory_limit = \"1GiB\"\n").expect("store");
+        assert_eq!(c.store.report_interval, Duration::ZERO);
+        assert_eq!(c.store.memory_limit, "1GiB");
         let c = parse(
             r#"
             [broker]
@@ -536,6 +572,9 @@ mod tests {
             "[http]\noperator_token = \"secret\"\n",
             "[broker]\nurl = \"http://x\"\n",
             "[store]\nflush_interval = \"soon\"\n",
+            "[store]\nreport_interval = \"often\"\n",
+            "[store]\nbatch_size = 0\n",
+            "[store]\nbatch_size = 100000\n",
             "this is not toml",
         ] {
             let err = parse(text).expect_err(text).to_string();

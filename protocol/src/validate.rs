@@ -42,13 +42,40 @@ fn is_valid_label_key(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A payload type with a protocol version field.
+trait Versioned: DeserializeOwned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for Report {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+impl Versioned for Status {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
 /// Parse JSON after the size and version gates, so each failure gets its own reason.
-fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
+///
+/// A good payload is parsed once, straight into `T`; only a payload that fails that (or
+/// carries another version) is parsed again as a JSON value, to tell a wrong version from
+/// a malformed payload. Going through a `serde_json::Value` every time cost a fifth of the
+/// collector's intake CPU at 5,000 reports/s (BENCHMARKS.md).
+fn decode<T: Versioned>(payload: &[u8]) -> Result<T, ProtocolError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(ProtocolError::TooLarge {
             size: payload.len(),
             limit: MAX_PAYLOAD_BYTES,
         });
+    }
+    if let Ok(t) = serde_json::from_slice::<T>(payload)
+        && t.version() == VERSION
+    {
+        return Ok(t);
     }
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| ProtocolError::Malformed(e.to_string()))?;

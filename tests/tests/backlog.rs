@@ -24,6 +24,27 @@ fn handled(api: &tocsin_tests::Api) -> f64 {
     api.metric("tocsin_reports_total") + api.metric("tocsin_reports_duplicate_total")
 }
 
+/// Queue `messages` reports of 2,000 nodes at the broker.
+fn flood(port: u16, messages: u64) {
+    let out = Command::new(bin("tocsin-sim"))
+        .args([
+            "flood",
+            "--messages",
+            &messages.to_string(),
+            "--nodes",
+            "2000",
+        ])
+        .arg("--broker")
+        .arg(format!("mqtt://127.0.0.1:{port}"))
+        .output()
+        .expect("tocsin-sim flood runs");
+    assert!(
+        out.status.success(),
+        "flood: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_backlog_beyond_every_queue_drains_and_is_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -45,25 +66,7 @@ fn a_backlog_beyond_every_queue_drains_and_is_acknowledged() {
         c
     };
 
-    let flood = || {
-        let out = Command::new(bin("tocsin-sim"))
-            .args([
-                "flood",
-                "--messages",
-                &BACKLOG.to_string(),
-                "--nodes",
-                "2000",
-            ])
-            .arg("--broker")
-            .arg(format!("mqtt://127.0.0.1:{}", mosquitto.port))
-            .output()
-            .expect("tocsin-sim flood runs");
-        assert!(
-            out.status.success(),
-            "flood: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let flood = || flood(mosquitto.port, BACKLOG);
 
     // Register the persistent session, then queue the backlog while the collector is away.
     let mut collector = start();
@@ -119,5 +122,46 @@ fn a_backlog_beyond_every_queue_drains_and_is_acknowledged() {
     assert!(api.metric("tocsin_reports_total") > 0.0);
     assert!(api.metric("tocsin_reports_total") < BACKLOG as f64);
     assert_eq!(api.metric("tocsin_reports_duplicate_total"), 0.0);
+    assert_eq!(api.metric("tocsin_ingest_acks_stale_total"), 0.0);
+}
+
+/// More unacknowledged messages than MQTT has packet ids, more than the pipeline's queue
+/// holds: Mosquitto sends a resumed session's whole backlog at once. Intake then waits for
+/// room, and that wait must not stall: with the client's request channel at 1,024 the
+/// writer waited on acks that only intake's polling sends (the `bench/e2e ceiling` stall
+/// at 300,000 queued reports, in BENCHMARKS.md).
+#[test]
+fn a_backlog_beyond_the_pipeline_queue_drains_without_a_stall() {
+    const MORE: u64 = 80_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mosquitto) = Mosquitto::start_with(
+        dir.path(),
+        "persistence false\nmax_inflight_messages 0\nmax_queued_bytes 0\n",
+    ) else {
+        return;
+    };
+    let broker = Broker::Mosquitto(mosquitto.port);
+    let options = CollectorOptions::new("collector-backlog-big", CHECK_CRITICAL_RULE);
+    let start = || {
+        let c = start_collector(dir.path(), broker, &options, WAIT);
+        c.api.wait_ready(WAIT);
+        c
+    };
+    let mut collector = start();
+    assert_eq!(collector.proc.terminate(), Some(0), "a clean stop");
+    flood(mosquitto.port, MORE);
+    let collector = start();
+    let api = &collector.api;
+    wait_for(
+        "the collector to drain the backlog",
+        Duration::from_secs(600),
+        || (handled(api) >= MORE as f64).then_some(()),
+    );
+    assert_eq!(api.metric("tocsin_reports_total"), MORE as f64);
+    assert!(
+        api.metric("tocsin_ingest_queue_full_waits_total") > 0.0,
+        "the broker sent more than the queue holds (else this test shows nothing)"
+    );
+    assert_eq!(api.metric("tocsin_mqtt_connects_total"), 1.0);
     assert_eq!(api.metric("tocsin_ingest_acks_stale_total"), 0.0);
 }

@@ -10,7 +10,7 @@
 //! than the 65,535 packet ids) of unacknowledged QoS 1 messages, and nothing is
 //! acknowledged before it is stored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +45,10 @@ pub struct AckToken {
 
 /// Unacknowledged QoS 1 messages one connection can have: packet ids are 16-bit.
 pub const MAX_UNACKED: usize = 65_535;
+
+/// The client's request channel (acks, subscriptions): room for the acks of a whole
+/// in-flight window, so acks rarely wait in the ack task. It grows only as used.
+pub const REQUEST_QUEUE: usize = MAX_UNACKED;
 
 /// How long a clean stop waits for the writer to hand back the acks of what it stored.
 const STOP_ACK_WAIT: Duration = Duration::from_secs(5);
@@ -122,8 +126,14 @@ pub fn options(cfg: &BrokerConfig) -> Result<MqttOptions, IngestError> {
 ///
 /// `tx` should hold the broker's whole in-flight window (see [`MAX_UNACKED`]): the event
 /// loop keeps being polled while the pipeline works through it, so pings and acks flow.
-/// Should the broker send more than the queue holds, a QoS 1 message waits for room (the
-/// broker holds the rest) and a QoS 0 message is dropped and counted.
+/// Should the broker send more than the queue holds (Mosquitto does, resuming a session
+/// with a backlog: 76,000 unacknowledged messages were seen with `max_inflight_messages
+/// 1000`), a QoS 1 message waits for room and a QoS 0 message is dropped and counted.
+/// That wait cannot deadlock, because nothing downstream waits on intake: acks the
+/// client cannot take yet wait in the ack task (not in the writer), so the pipeline keeps
+/// draining and room comes. With the writer handing acks to a bounded client channel,
+/// which only this loop's polling drains, a broker flood stalled the collector for good
+/// (`bench/e2e ceiling` at 300,000 queued reports, BENCHMARKS.md).
 pub async fn run(
     opts: MqttOptions,
     root: String,
@@ -132,21 +142,60 @@ pub async fn run(
     stats: Arc<IngestStats>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
-    let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 1024);
+    let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, REQUEST_QUEUE);
     let ack_client = client.clone();
     let ack_stats = stats.clone();
+    // Acks the client cannot take yet wait here, never in the writer: only intake's polling
+    // drains the client's channel, and intake may be waiting for the pipeline, which must
+    // not wait for the writer, which must not wait for acks (see `run`'s doc). At most one
+    // small entry per unacknowledged message.
     let mut ack_task = tokio::spawn(async move {
-        while let Some(t) = acks.recv().await {
-            // A message of a connection that is gone is redelivered on the next one.
-            if !ack_stats.connected.load(Ordering::Acquire)
-                || t.connection != ack_stats.connection.load(Ordering::Acquire)
-            {
-                ack_stats.acks_stale.fetch_add(1, Ordering::Relaxed);
+        let mut pending: VecDeque<AckToken> = VecDeque::new();
+        loop {
+            if pending.is_empty() {
+                match acks.recv().await {
+                    Some(t) => pending.push_back(t),
+                    None => break,
+                }
+            }
+            let mut closed = false;
+            loop {
+                match acks.try_recv() {
+                    Ok(t) => pending.push_back(t),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            while let Some(t) = pending.front() {
+                // A message of a connection that is gone is redelivered on the next one.
+                if !ack_stats.connected.load(Ordering::Acquire)
+                    || t.connection != ack_stats.connection.load(Ordering::Acquire)
+                {
+                    ack_stats.acks_stale.fetch_add(1, Ordering::Relaxed);
+                    pending.pop_front();
+                    continue;
+                }
+                if ack_client.try_ack(&t.publish).is_err() {
+                    break; // the client's channel is full: intake's next poll makes room
+                }
+                pending.pop_front();
+            }
+            if pending.is_empty() {
+                if closed {
+                    break;
+                }
                 continue;
             }
-            if let Err(e) = ack_client.ack(&t.publish).await {
-                tracing::debug!(error = %e, "ack not sent: client closed");
-                break;
+            tokio::select! {
+                t = acks.recv(), if !closed => {
+                    if let Some(t) = t {
+                        pending.push_back(t);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
             }
         }
     });

@@ -6,6 +6,7 @@
 
 mod analytics;
 mod migrations;
+mod nodes;
 mod outbox;
 mod read;
 mod read_desk;
@@ -98,6 +99,17 @@ fn harden(conn: &Connection, archive: Option<&Path>) -> Result<(), StoreError> {
     })
 }
 
+/// Bound DuckDB's buffer pool (before the settings are locked).
+fn set_memory_limit(conn: &Connection, limit: &str) -> Result<(), String> {
+    conn.execute_batch(&format!(
+        "SET memory_limit = '{}'",
+        limit.replace('\'', "''")
+    ))
+        .map_err(|e| {
+            format!("[store] memory_limit = {limit:?} is not a size DuckDB takes ({e}); use e.g. \"256MB\" or \"1GiB\"")
+        })
+}
+
 /// The open database.
 #[derive(Debug)]
 pub struct Store {
@@ -110,10 +122,28 @@ impl Store {
         Self::open_with_archive(path, None)
     }
 
+    /// Open and migrate the database of `[store]`: its file, its Parquet archive and its
+    /// memory limit.
+    pub fn open_configured(config: &crate::config::StoreConfig) -> Result<Store, StoreError> {
+        Self::open_inner(
+            &config.path,
+            Some(&config.archive_dir()),
+            Some(&config.memory_limit),
+        )
+    }
+
     /// Open and migrate the database file; with `archive`, the `*_archive` views read the
     /// Parquet history there and retention may write to it (the only folder besides the
     /// database's own files that DuckDB may touch).
     pub fn open_with_archive(path: &Path, archive: Option<&Path>) -> Result<Store, StoreError> {
+        Self::open_inner(path, archive, None)
+    }
+
+    fn open_inner(
+        path: &Path,
+        archive: Option<&Path>,
+        memory_limit: Option<&str>,
+    ) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
@@ -137,6 +167,12 @@ impl Store {
             }
             None => None,
         };
+        if let Some(limit) = memory_limit {
+            set_memory_limit(&conn, limit).map_err(|message| StoreError::Open {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        }
         Self::with_connection(conn, archive.as_deref())
     }
 
@@ -177,6 +213,7 @@ impl Store {
     /// Hand the connection to a writer thread.
     pub fn into_writer(self, config: &crate::config::StoreConfig) -> Writer {
         Writer::new(self.conn, config.batch_size, config.flush_interval)
+            .with_report_interval(config.report_interval)
     }
 
     /// Direct access, for tests and one-off tools.

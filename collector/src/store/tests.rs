@@ -280,6 +280,61 @@ fn file_database_survives_reopen() {
     );
 }
 
+/// `[store] memory_limit` bounds DuckDB's buffer pool, stays locked like the other
+/// settings, and a value DuckDB does not take is refused at open in one line.
+#[test]
+fn the_configured_memory_limit_bounds_duckdb() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let limit = |store: &mut Store| -> String {
+        store
+            .connection()
+            .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+            .expect("setting")
+    };
+    let config = crate::config::StoreConfig {
+        path: dir.path().join("t.duckdb"),
+        memory_limit: "64MB".into(),
+        ..Default::default()
+    };
+    let mut store = Store::open_configured(&config).expect("open");
+    let set = limit(&mut store);
+    assert!(
+        set.starts_with("61.0 MiB") || set.starts_with("64.0 MB"),
+        "{set}"
+    );
+    assert!(
+        store
+            .connection()
+            .execute_batch("SET memory_limit = '8GB'")
+            .is_err(),
+        "the limit is locked"
+    );
+    drop(store);
+    let mut default = Store::open_configured(&crate::config::StoreConfig {
+        path: dir.path().join("t.duckdb"),
+        ..Default::default()
+    })
+    .expect("open with the default");
+    let set = limit(&mut default);
+    assert!(
+        set.starts_with("244.1 MiB") || set.starts_with("256.0 MB"),
+        "{set}"
+    );
+    drop(default);
+
+    let err = Store::open_configured(&crate::config::StoreConfig {
+        memory_limit: "lots".into(),
+        ..config
+    })
+    .expect_err("not a size");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("t.duckdb") && msg.contains("memory_limit = \"lots\""),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+}
+
 #[test]
 fn a_batch_that_cannot_be_stored_is_never_acknowledged() {
     let store = Store::open_in_memory().expect("store");

@@ -3,7 +3,7 @@
 //! It also applies the notification outbox's delivery marks ([`OutboxUpdate`]), so the
 //! delivery task never writes itself, and wakes that task when new notifications committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use duckdb::{Connection, Transaction, params};
 use tocsin_protocol::Report;
 use tokio::sync::mpsc;
 
+use super::nodes::{Marks, StoredNodes, write_nodes};
 use super::outbox::{OutboxUpdate, apply_updates};
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
@@ -80,6 +81,8 @@ pub struct Writer {
     pub retry_delays: Vec<Duration>,
     /// Poked after a commit that stored new notifications (the delivery task waits on it).
     pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
+    /// What is stored of each node's wide columns, so most report rows skip them.
+    stored: StoredNodes,
 }
 
 /// How long the queue must stay empty before a batch is committed.
@@ -92,6 +95,7 @@ fn json<T: serde::Serialize>(v: &T) -> Option<String> {
 impl Writer {
     pub fn new(conn: Connection, batch_size: usize, flush_interval: Duration) -> Self {
         Writer {
+            stored: StoredNodes::new(Duration::ZERO),
             conn,
             batch_size: batch_size.max(1),
             flush_interval,
@@ -102,6 +106,13 @@ impl Writer {
             ],
             outbox_wake: None,
         }
+    }
+
+    /// Store a node's full report at most every `every` (and whenever one of its alerts
+    /// changes state); zero stores every report.
+    pub fn with_report_interval(mut self, every: Duration) -> Self {
+        self.stored = StoredNodes::new(every);
+        self
     }
 
     /// Poke `wake` whenever a commit stored new notifications.
@@ -212,32 +223,38 @@ impl Writer {
         Ok(())
     }
 
-    fn commit(
+    pub(super) fn commit(
         &mut self,
         effects: &[Effect],
         rejected: &[RejectedRow],
         outbox: &[OutboxUpdate],
     ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
-        let rows = write_effects(&tx, effects)?
-            + write_rejected(&tx, rejected)?
-            + apply_updates(&tx, outbox)?;
+        let (rows, marks) = write_batch(&tx, effects, Some(&self.stored))?;
+        let rows = rows + write_rejected(&tx, rejected)? + apply_updates(&tx, outbox)?;
         tx.commit()?;
+        // Only what is committed counts as stored: a failed batch is retried in full.
+        self.stored.record(marks);
         Ok(rows)
     }
 }
 
-/// The per-connection staging table node rows are appended to before one upsert per batch.
-const NODES_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS nodes_stage (
-    site VARCHAR, node VARCHAR, kind VARCHAR, state VARCHAR, agent_version VARCHAR,
-    inventory VARCHAR, labels VARCHAR, parents VARCHAR, via VARCHAR, last_seq UBIGINT,
-    last_ts BIGINT, last_report_at BIGINT, last_report VARCHAR, state_changed_at BIGINT,
-    first_seen BIGINT, updated_at BIGINT)";
-
-/// Write effects in one transaction. Upserts are coalesced so each key is written once.
+/// Write effects in one transaction, every node row in full. Upserts are coalesced so each
+/// key is written once.
 pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, StoreError> {
+    write_batch(tx, effects, None).map(|(rows, _)| rows)
+}
+
+/// Write effects in one transaction; with `stored`, node rows whose wide columns are already
+/// stored are written light (see [`StoredNodes`]), and the batch's new marks are returned.
+fn write_batch(
+    tx: &Transaction<'_>,
+    effects: &[Effect],
+    stored: Option<&StoredNodes>,
+) -> Result<(usize, Marks), StoreError> {
     // The node's last row, with the newest report any of its rows in the batch carried.
     let mut nodes: BTreeMap<(&str, &str), (&NodeRow, Option<&Report>)> = BTreeMap::new();
+    let mut alerted: HashSet<(&str, &str)> = HashSet::new();
     let mut incidents: BTreeMap<i64, &IncidentRow> = BTreeMap::new();
     let mut tickets: BTreeMap<i64, &TicketRow> = BTreeMap::new();
     let mut links: BTreeMap<(i64, &str), &IncidentAlertRow> = BTreeMap::new();
@@ -265,7 +282,10 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
             Effect::IncidentAlert(l) => {
                 links.insert((l.incident_id, l.alert_key.as_str()), l);
             }
-            Effect::Alert(a) => alerts.push(a),
+            Effect::Alert(a) => {
+                alerted.insert((a.transition.site.as_str(), a.transition.node.as_str()));
+                alerts.push(a);
+            }
             Effect::TicketEvent(ev) => events.push(ev),
             Effect::Problem(p) => {
                 problems.insert(p.id, p);
@@ -280,59 +300,8 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
         }
     }
     let mut rows = 0;
-    if !nodes.is_empty() {
-        // One statement for the batch: rows appended to a staging table, then upserted
-        // together. Row by row, DuckDB's INSERT OR REPLACE cost about 10 ms a node (a
-        // statement execution each, every column vector allocated and cleared), which held
-        // the whole collector to ~100 reports/s (BENCHMARKS.md).
-        tx.prepare_cached(NODES_STAGE)?.execute([])?;
-        {
-            let mut app = tx.appender_to_catalog_and_db("nodes_stage", "temp", "main")?;
-            for (n, report) in nodes.values() {
-                app.append_row(params![
-                    n.site,
-                    n.node,
-                    n.kind.as_str(),
-                    n.state,
-                    n.agent_version,
-                    n.inventory.as_deref().and_then(json),
-                    json(&*n.labels),
-                    json(&*n.parents),
-                    n.via,
-                    n.last_seq,
-                    n.last_ts,
-                    n.last_report_at,
-                    report.and_then(json),
-                    n.state_changed_at,
-                    n.first_seen,
-                    n.updated_at,
-                ])?;
-                rows += 1;
-            }
-            app.flush()?;
-        }
-        // Prepared once per connection: DuckDB's parser is a good part of a small batch's cost.
-        tx.prepare_cached(
-            "INSERT INTO nodes (site, node, kind, state, agent_version, inventory, labels, parents, via,
-                 last_seq, last_ts, last_report_at, last_report, state_changed_at, first_seen, updated_at)
-             SELECT site, node, kind, state, agent_version, inventory::JSON, labels::JSON, parents::JSON, via,
-                 last_seq, epoch_ms(last_ts), epoch_ms(last_report_at), last_report::JSON,
-                 epoch_ms(state_changed_at), epoch_ms(first_seen), epoch_ms(updated_at)
-             FROM temp.main.nodes_stage
-             ON CONFLICT (site, node) DO UPDATE SET kind = excluded.kind, state = excluded.state,
-                 agent_version = excluded.agent_version, inventory = excluded.inventory,
-                 labels = excluded.labels, parents = excluded.parents, via = excluded.via,
-                 last_seq = excluded.last_seq, last_ts = excluded.last_ts,
-                 last_report_at = excluded.last_report_at,
-                 -- A row without a report (a status change) keeps the stored one.
-                 last_report = COALESCE(excluded.last_report, nodes.last_report),
-                 state_changed_at = excluded.state_changed_at, first_seen = excluded.first_seen,
-                 updated_at = excluded.updated_at",
-        )?
-        .execute([])?;
-        tx.prepare_cached("DELETE FROM temp.main.nodes_stage")?
-            .execute([])?;
-    }
+    let (node_rows, marks) = write_nodes(tx, &nodes, &alerted, stored)?;
+    rows += node_rows;
     if !alerts.is_empty() {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO alerts (id, alert_key, rule, site, node, labels, state, severity, category, value,
@@ -590,7 +559,7 @@ pub fn write_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<usize, 
             rows += 1;
         }
     }
-    Ok(rows)
+    Ok((rows, marks))
 }
 
 fn write_rejected(tx: &Transaction<'_>, rejected: &[RejectedRow]) -> Result<usize, StoreError> {

@@ -1,0 +1,335 @@
+//! Node rows: staged and upserted per batch, written in full or only their narrow columns.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use duckdb::{Transaction, params};
+use tocsin_protocol::{Inventory, NodeKind, Report};
+
+use super::StoreError;
+use crate::engine::model::NodeRow;
+use crate::time::Millis;
+
+fn json<T: serde::Serialize>(v: &T) -> Option<String> {
+    serde_json::to_string(v).ok()
+}
+
+/// The per-connection staging table node rows are appended to before the batch's upserts.
+const NODES_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS nodes_stage (
+    site VARCHAR, node VARCHAR, kind VARCHAR, state VARCHAR, agent_version VARCHAR,
+    inventory VARCHAR, labels VARCHAR, parents VARCHAR, via VARCHAR, last_seq UBIGINT,
+    last_ts BIGINT, last_report_at BIGINT, last_report VARCHAR, state_changed_at BIGINT,
+    first_seen BIGINT, updated_at BIGINT, full_row BOOLEAN)";
+
+/// The node columns as inserted from the staging table (the same for both upserts).
+const NODES_FROM_STAGE: &str = "INSERT INTO nodes (site, node, kind, state, agent_version, inventory,
+        labels, parents, via, last_seq, last_ts, last_report_at, last_report, state_changed_at,
+        first_seen, updated_at)
+    SELECT site, node, kind, state, agent_version, inventory::JSON, labels::JSON, parents::JSON, via,
+        last_seq, epoch_ms(last_ts), epoch_ms(last_report_at), last_report::JSON,
+        epoch_ms(state_changed_at), epoch_ms(first_seen), epoch_ms(updated_at)
+    FROM temp.main.nodes_stage";
+
+/// What the store holds of a node's wide columns, as this writer last committed them.
+#[derive(Debug, Clone)]
+pub struct NodeMark {
+    kind: NodeKind,
+    agent_version: Option<String>,
+    via: Option<String>,
+    /// Compared by pointer: the engine replaces these only when a status brings new ones,
+    /// and a new `Arc` with an equal value merely costs one full row.
+    inventory: Option<Arc<Inventory>>,
+    labels: Arc<BTreeMap<String, String>>,
+    parents: Arc<Vec<String>>,
+    /// `last_report_at` of the stored report.
+    report_at: Option<Millis>,
+}
+
+impl NodeMark {
+    fn of(n: &NodeRow, report_at: Option<Millis>) -> Self {
+        NodeMark {
+            kind: n.kind,
+            agent_version: n.agent_version.clone(),
+            via: n.via.clone(),
+            inventory: n.inventory.clone(),
+            labels: Arc::clone(&n.labels),
+            parents: Arc::clone(&n.parents),
+            report_at,
+        }
+    }
+
+    fn same_columns(&self, n: &NodeRow) -> bool {
+        self.kind == n.kind
+            && self.agent_version == n.agent_version
+            && self.via == n.via
+            && match (&self.inventory, &n.inventory) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && Arc::ptr_eq(&self.labels, &n.labels)
+            && Arc::ptr_eq(&self.parents, &n.parents)
+    }
+}
+
+/// The writer's record of what it committed per node, which decides whether a node row is
+/// written in full or only its times, sequence and state.
+///
+/// DuckDB rewrites (and recompresses) every column an update touched at each checkpoint, so
+/// storing each node's 2 KB report on every report kept it recompressing the whole column
+/// at 5,000 reports/s. Now a row is full when the node is new to this writer, when its kind,
+/// version, route, inventory, labels or parents changed, when its stored report is older
+/// than the report interval, or when one of its alerts changed state in the same batch (the
+/// report that shows why is kept). Nodes are never deleted from the table, so a node this
+/// writer stored is there for the light rows.
+#[derive(Debug)]
+pub struct StoredNodes {
+    marks: HashMap<(String, String), NodeMark>,
+    report_every: Millis,
+}
+
+impl StoredNodes {
+    pub fn new(report_every: Duration) -> Self {
+        StoredNodes {
+            marks: HashMap::new(),
+            report_every: Millis::try_from(report_every.as_millis()).unwrap_or(Millis::MAX),
+        }
+    }
+
+    /// The row to write for `n` with `report` (or none), and the node's mark once committed.
+    /// `alerted`: one of the node's alerts changed state in this batch.
+    fn plan(&self, n: &NodeRow, report: Option<&Report>, alerted: bool) -> (bool, bool, NodeMark) {
+        let key = (n.site.clone(), n.node.clone());
+        let Some(mark) = self.marks.get(&key) else {
+            let stored_report = report.is_some();
+            return (
+                true,
+                stored_report,
+                NodeMark::of(n, n.last_report_at.filter(|_| stored_report)),
+            );
+        };
+        let report_due = report.is_some()
+            && (alerted
+                || match (mark.report_at, n.last_report_at) {
+                    (Some(stored), Some(now)) => now - stored >= self.report_every,
+                    _ => true,
+                });
+        let full = report_due || !mark.same_columns(n);
+        let report_at = if full && report.is_some() {
+            n.last_report_at
+        } else {
+            mark.report_at
+        };
+        (full, full && report.is_some(), NodeMark::of(n, report_at))
+    }
+
+    /// Take the marks of a committed batch.
+    pub(super) fn record(&mut self, marks: Vec<((String, String), NodeMark)>) {
+        self.marks.extend(marks);
+    }
+}
+
+/// Node marks of a batch, recorded once it committed.
+pub(super) type Marks = Vec<((String, String), NodeMark)>;
+
+/// Upsert a batch's node rows (one per node, with the newest report the batch carried).
+/// `alerted`: nodes with an alert transition in the batch. Without `stored`, every row is full.
+pub(super) fn write_nodes(
+    tx: &Transaction<'_>,
+    nodes: &BTreeMap<(&str, &str), (&NodeRow, Option<&Report>)>,
+    alerted: &HashSet<(&str, &str)>,
+    stored: Option<&StoredNodes>,
+) -> Result<(usize, Marks), StoreError> {
+    let mut rows = 0;
+    let mut marks = Vec::new();
+    if nodes.is_empty() {
+        return Ok((0, marks));
+    }
+    // Rows appended to a staging table, then upserted by two statements for the batch
+    // (full rows, light rows). Row by row, DuckDB's INSERT OR REPLACE cost about 10 ms
+    // a node (a statement execution each, every column vector allocated and cleared),
+    // which held the whole collector to ~100 reports/s (BENCHMARKS.md).
+    tx.prepare_cached(NODES_STAGE)?.execute([])?;
+    let (mut full_rows, mut light_rows) = (0, 0);
+    {
+        let mut app = tx.appender_to_catalog_and_db("nodes_stage", "temp", "main")?;
+        for (&(site, node), (n, report)) in nodes {
+            let (full, with_report) = match stored {
+                Some(stored) => {
+                    let (full, with_report, mark) =
+                        stored.plan(n, *report, alerted.contains(&(site, node)));
+                    marks.push(((site.to_string(), node.to_string()), mark));
+                    (full, with_report)
+                }
+                None => (true, report.is_some()),
+            };
+            if full {
+                full_rows += 1;
+            } else {
+                light_rows += 1;
+            }
+            app.append_row(params![
+                n.site,
+                n.node,
+                n.kind.as_str(),
+                n.state,
+                n.agent_version,
+                n.inventory.as_deref().filter(|_| full).and_then(json),
+                json(&*n.labels),
+                json(&*n.parents),
+                n.via,
+                n.last_seq,
+                n.last_ts,
+                n.last_report_at,
+                report.filter(|_| with_report).and_then(json),
+                n.state_changed_at,
+                n.first_seen,
+                n.updated_at,
+                full,
+            ])?;
+            rows += 1;
+        }
+        app.flush()?;
+    }
+    // Prepared once per connection: DuckDB's parser is a good part of a small batch's cost.
+    if full_rows > 0 {
+        tx.prepare_cached(&format!(
+            "{NODES_FROM_STAGE} WHERE full_row
+             ON CONFLICT (site, node) DO UPDATE SET kind = excluded.kind, state = excluded.state,
+                 agent_version = excluded.agent_version, inventory = excluded.inventory,
+                 labels = excluded.labels, parents = excluded.parents, via = excluded.via,
+                 last_seq = excluded.last_seq, last_ts = excluded.last_ts,
+                 last_report_at = excluded.last_report_at,
+                 -- A row without a report (a status change) keeps the stored one.
+                 last_report = COALESCE(excluded.last_report, nodes.last_report),
+                 state_changed_at = excluded.state_changed_at, first_seen = excluded.first_seen,
+                 updated_at = excluded.updated_at"
+        ))?
+        .execute([])?;
+    }
+    if light_rows > 0 {
+        // Only the narrow columns: the wide ones stay as stored, untouched.
+        tx.prepare_cached(&format!(
+            "{NODES_FROM_STAGE} WHERE NOT full_row
+             ON CONFLICT (site, node) DO UPDATE SET state = excluded.state,
+                 last_seq = excluded.last_seq, last_ts = excluded.last_ts,
+                 last_report_at = excluded.last_report_at,
+                 state_changed_at = excluded.state_changed_at, updated_at = excluded.updated_at"
+        ))?
+        .execute([])?;
+    }
+    tx.prepare_cached("DELETE FROM temp.main.nodes_stage")?
+        .execute([])?;
+    Ok((rows, marks))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tocsin_protocol::{CheckStatus, Inventory, NodeState, Status};
+
+    use super::super::tests::{engine, report};
+    use super::super::{Reader, Store, Writer};
+    use crate::engine::{Engine, Input, Snapshot};
+
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// (last_seq, the stored report's seq, its check status, the stored inventory's hostname)
+    fn stored(reader: &Reader) -> (i64, i64, String, String) {
+        let nodes = reader.nodes().expect("nodes");
+        assert_eq!(nodes.len(), 1);
+        let n = &nodes[0];
+        (
+            n["last_seq"].as_i64().expect("last_seq"),
+            n["last_report"]["seq"].as_i64().expect("report"),
+            n["last_report"]["checks"][0]["status"]
+                .as_str()
+                .expect("status")
+                .to_string(),
+            n["inventory"]["hostname"]
+                .as_str()
+                .expect("inventory")
+                .to_string(),
+        )
+    }
+
+    fn send(w: &mut Writer, e: &mut Engine, at: i64, seq: u64, status: CheckStatus) {
+        let out = e.handle(at, report(seq, at, status));
+        w.commit(&out.effects, &[], &[]).expect("commit");
+    }
+
+    /// A report's time and sequence are stored every time; the report itself when the node is
+    /// new to the writer, when one of its alerts changed state, or once the stored one is
+    /// `report_interval` old. The wide columns a light row skips stay as they were.
+    #[test]
+    fn the_full_report_is_stored_on_news_or_once_an_interval() {
+        let store = Store::open_in_memory().expect("store");
+        let reader = store.reader().expect("reader");
+        let second = store.clone_connection().expect("connection");
+        let third = store.clone_connection().expect("connection");
+        let mut w = store.into_writer(&crate::config::StoreConfig {
+            report_interval: EVERY,
+            ..Default::default()
+        });
+        let mut e = engine(Snapshot::default());
+        let birth = Input::Status {
+            site: "dc1".into(),
+            node: "web-01".into(),
+            status: Box::new(Status {
+                v: 1,
+                state: NodeState::Online,
+                ts: Some(1_000),
+                agent: None,
+                inventory: Some(Inventory {
+                    hostname: Some("web-01".into()),
+                    ..Inventory::default()
+                }),
+                parents: vec![],
+                labels: Default::default(),
+            }),
+        };
+        let out = e.handle(1_000, birth);
+        w.commit(&out.effects, &[], &[]).expect("birth");
+
+        // (time, seq, check status) sent -> (last_seq, stored report's seq, its status)
+        let steps = [
+            (10_000, 1, CheckStatus::Ok, (1, 1, "ok")), // the first report
+            (20_000, 2, CheckStatus::Ok, (2, 1, "ok")), // nothing new: light
+            (30_000, 3, CheckStatus::Critical, (3, 3, "critical")), // the alert fires
+            (40_000, 4, CheckStatus::Critical, (4, 3, "critical")), // still firing: light
+            (89_000, 5, CheckStatus::Critical, (5, 3, "critical")), // 59 s after the stored one
+            (90_000, 6, CheckStatus::Critical, (6, 6, "critical")), // 60 s: due
+            (100_000, 7, CheckStatus::Ok, (7, 7, "ok")), // the alert resolves
+        ];
+        for (at, seq, status, want) in steps {
+            send(&mut w, &mut e, at, seq, status);
+            let (last_seq, report_seq, report_status, host) = stored(&reader);
+            assert_eq!(
+                (last_seq, report_seq, report_status.as_str()),
+                want,
+                "after seq {seq}"
+            );
+            assert_eq!(
+                host, "web-01",
+                "a light row keeps the inventory (seq {seq})"
+            );
+        }
+
+        // Another writer (a restart) does not know what is stored: its first row is full.
+        let mut w2 =
+            Writer::new(second, 512, Duration::from_millis(200)).with_report_interval(EVERY);
+        send(&mut w2, &mut e, 110_000, 8, CheckStatus::Ok);
+        assert_eq!(stored(&reader).1, 8);
+        send(&mut w2, &mut e, 120_000, 9, CheckStatus::Ok);
+        assert_eq!(stored(&reader).0, 9);
+        assert_eq!(stored(&reader).1, 8);
+
+        // `report_interval = 0` stores every report.
+        let mut every = Writer::new(third, 512, Duration::from_millis(200));
+        send(&mut every, &mut e, 130_000, 10, CheckStatus::Ok);
+        send(&mut every, &mut e, 140_000, 11, CheckStatus::Ok);
+        assert_eq!(stored(&reader).1, 11);
+    }
+}
