@@ -57,7 +57,8 @@ pub enum StartError {
 
 /// Bounded queue sizes: full queues push back on the broker instead of growing.
 /// Intake holds whatever the broker's in-flight window sends (nothing is acked before it is
-/// stored, so that window bounds it); see `ingest::mqtt` for why intake must not stop reading.
+/// stored, so that window bounds it; a broker that sends more makes intake wait for room,
+/// which `ingest::mqtt` shows cannot stall).
 const INBOUND_QUEUE: usize = mqtt::MAX_UNACKED;
 const WRITE_QUEUE: usize = 1024;
 const ACK_QUEUE: usize = 4096;

@@ -127,9 +127,10 @@ fn a_backlog_beyond_every_queue_drains_and_is_acknowledged() {
 
 /// More unacknowledged messages than MQTT has packet ids, more than the pipeline's queue
 /// holds: Mosquitto sends a resumed session's whole backlog at once. Intake then waits for
-/// room, and that wait must not stall: with the client's request channel at 1,024 the
-/// writer waited on acks that only intake's polling sends (the `bench/e2e ceiling` stall
-/// at 300,000 queued reports, in BENCHMARKS.md).
+/// room, and that wait must not stall: when the writer handed its acks to the client's
+/// bounded channel, which only intake's polling drains, the writer waited on intake, the
+/// pipeline on the writer and intake on the pipeline (the `bench/e2e ceiling` stall at
+/// 300,000 queued reports, in BENCHMARKS.md).
 #[test]
 fn a_backlog_beyond_the_pipeline_queue_drains_without_a_stall() {
     const MORE: u64 = 80_000;

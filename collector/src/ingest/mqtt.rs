@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{broadcast, mpsc};
 
@@ -229,9 +230,15 @@ pub async fn run(
                     .bytes
                     .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
                 let decoded = decode(&root, &p.topic, &p.payload, now);
-                let ack = (p.qos != QoS::AtMostOnce).then(|| AckToken {
-                    publish: p,
-                    connection: stats.connection.load(Ordering::Acquire),
+                // The ack needs only the packet id and QoS: the token does not keep the
+                // payload alive until the commit (2 KB a message over a whole window).
+                let ack = (p.qos != QoS::AtMostOnce).then(|| {
+                    let mut publish = Publish::from_bytes(String::new(), p.qos, Bytes::new());
+                    publish.pkid = p.pkid;
+                    AckToken {
+                        publish,
+                        connection: stats.connection.load(Ordering::Acquire),
+                    }
                 });
                 let msg = Inbound {
                     received_at: now,
