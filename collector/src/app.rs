@@ -56,10 +56,9 @@ pub enum StartError {
 }
 
 /// Bounded queue sizes: full queues push back on the broker instead of growing.
-/// Intake holds whatever the broker's in-flight window sends (nothing is acked before it is
-/// stored, so that window bounds it; a broker that sends more makes intake wait for room,
-/// which `ingest::mqtt` shows cannot stall).
-const INBOUND_QUEUE: usize = mqtt::MAX_UNACKED;
+/// The inbound queue is `[broker] intake_queue`: whatever the broker's in-flight window
+/// sends (nothing is acked before it is stored, so that window bounds it; a broker that
+/// sends more makes intake wait for room, which `ingest::mqtt` shows cannot stall).
 const WRITE_QUEUE: usize = 1024;
 const ACK_QUEUE: usize = 4096;
 /// Refused payloads stored per node per minute (a stuck publisher must not fill the disk).
@@ -203,7 +202,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
     let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_QUEUE);
     let control = ControlHandle::new(control_tx, config.rules.dir.clone(), metrics.clone());
     let (shutdown, _) = broadcast::channel(4);
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(config.broker.intake_queue);
     let (write_tx, write_rx) = mpsc::channel::<WriteMsg<AckToken>>(WRITE_QUEUE);
     let (ack_tx, ack_rx) = mpsc::channel::<AckToken>(ACK_QUEUE);
 

@@ -59,6 +59,16 @@ pub struct BrokerConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
+    /// Received messages waiting for the pipeline, decoded (about 11 KB per 30-metric
+    /// report). The default holds the largest in-flight window MQTT allows (65,535); a
+    /// broker that sends more makes intake wait for room (counted in
+    /// `tocsin_ingest_queue_full_waits_total`) while the socket pushes back on it.
+    #[serde(default = "default_intake_queue")]
+    pub intake_queue: usize,
+}
+
+fn default_intake_queue() -> usize {
+    crate::ingest::mqtt::MAX_UNACKED
 }
 
 fn default_listen_mqtt() -> SocketAddr {
@@ -84,6 +94,7 @@ impl Default for BrokerConfig {
             username: None,
             password_file: None,
             keep_alive: default_keep_alive(),
+            intake_queue: default_intake_queue(),
         }
     }
 }
@@ -489,6 +500,9 @@ impl CollectorConfig {
                 "[store] retain must be at least 90d: similar past cases and problem records look back that far in the live tables".into(),
             ));
         }
+        if config.broker.intake_queue == 0 {
+            return Err(invalid("[broker] intake_queue must be above 0".into()));
+        }
         // A batch holds its messages unacknowledged until it commits: beyond a few broker
         // windows it only delays acks and grows memory.
         if !(1..=MAX_BATCH).contains(&config.store.batch_size) {
@@ -574,6 +588,7 @@ mod tests {
             "[store]\nflush_interval = \"soon\"\n",
             "[store]\nreport_interval = \"often\"\n",
             "[store]\nbatch_size = 0\n",
+            "[broker]\nintake_queue = 0\n",
             "[store]\nbatch_size = 100000\n",
             "this is not toml",
         ] {

@@ -47,9 +47,9 @@ pub struct AckToken {
 /// Unacknowledged QoS 1 messages one connection can have: packet ids are 16-bit.
 pub const MAX_UNACKED: usize = 65_535;
 
-/// The client's request channel (acks, subscriptions): room for the acks of a whole
-/// in-flight window, so acks rarely wait in the ack task. It grows only as used.
-pub const REQUEST_QUEUE: usize = MAX_UNACKED;
+/// The client's request channel (acks, subscriptions). Acks beyond it wait in the ack
+/// task, never in the writer (see [`run`]).
+pub const REQUEST_QUEUE: usize = 1024;
 
 /// How long a clean stop waits for the writer to hand back the acks of what it stored.
 const STOP_ACK_WAIT: Duration = Duration::from_secs(5);

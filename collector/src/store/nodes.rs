@@ -228,11 +228,11 @@ pub(super) fn write_nodes(
 mod tests {
     use std::time::Duration;
 
-    use tocsin_protocol::{CheckStatus, Inventory, NodeState, Status};
+    use tocsin_protocol::CheckStatus;
 
-    use super::super::tests::{engine, report};
+    use super::super::tests::{birth, engine, report};
     use super::super::{Reader, Store, Writer};
-    use crate::engine::{Engine, Input, Snapshot};
+    use crate::engine::{Engine, Snapshot};
 
     const EVERY: Duration = Duration::from_secs(60);
 
@@ -274,23 +274,7 @@ mod tests {
             ..Default::default()
         });
         let mut e = engine(Snapshot::default());
-        let birth = Input::Status {
-            site: "dc1".into(),
-            node: "web-01".into(),
-            status: Box::new(Status {
-                v: 1,
-                state: NodeState::Online,
-                ts: Some(1_000),
-                agent: None,
-                inventory: Some(Inventory {
-                    hostname: Some("web-01".into()),
-                    ..Inventory::default()
-                }),
-                parents: vec![],
-                labels: Default::default(),
-            }),
-        };
-        let out = e.handle(1_000, birth);
+        let out = e.handle(1_000, birth());
         w.commit(&out.effects, &[], &[]).expect("birth");
 
         // (time, seq, check status) sent -> (last_seq, stored report's seq, its status)

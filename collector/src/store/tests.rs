@@ -112,11 +112,9 @@ fn node_rows_without_a_report_keep_the_stored_one() {
     assert!(snap.nodes.iter().all(|n| n.last_report.is_none()));
 }
 
-#[test]
-fn engine_effects_round_trip_through_duckdb() {
-    let mut store = Store::open_in_memory().expect("store");
-    let mut e = engine(crate::engine::Snapshot::default());
-    let birth = Input::Status {
+/// web-01's birth: agent 0.1.0, inventory with its hostname, label criticality=high.
+pub(super) fn birth() -> Input {
+    Input::Status {
         site: "dc1".into(),
         node: "web-01".into(),
         status: Box::new(Status {
@@ -133,8 +131,14 @@ fn engine_effects_round_trip_through_duckdb() {
             parents: vec![],
             labels: [("criticality".to_string(), "high".to_string())].into(),
         }),
-    };
-    let out = e.handle(1_000, birth);
+    }
+}
+
+#[test]
+fn engine_effects_round_trip_through_duckdb() {
+    let mut store = Store::open_in_memory().expect("store");
+    let mut e = engine(crate::engine::Snapshot::default());
+    let out = e.handle(1_000, birth());
     write(&mut store, &out.effects);
     let out = e.handle(10_000, report(1, 10_000, CheckStatus::Critical));
     write(&mut store, &out.effects);
