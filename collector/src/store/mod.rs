@@ -18,6 +18,8 @@ mod writer;
 #[cfg(test)]
 mod analytics_tests;
 #[cfg(test)]
+mod open_tests;
+#[cfg(test)]
 mod restart_tests;
 #[cfg(test)]
 mod tests;
