@@ -25,6 +25,9 @@ pub struct FloodConfig {
     pub qos: QoS,
     pub inflight: u16,
     pub client_prefix: String,
+    /// The nodes' reports start after this `seq` (a second flood of the same fleet past
+    /// the first one's, so a consumer does not take it for duplicates).
+    pub after_seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -46,6 +49,9 @@ pub enum FloodError {
 /// Publish `messages` reports over `connections` connections; returns once all are confirmed.
 pub async fn flood(cfg: FloodConfig) -> Result<FloodSummary, FloodError> {
     let mut fleet = Fleet::build(&cfg.fleet);
+    for x in &mut fleet.nodes {
+        x.seq = cfg.after_seq;
+    }
     let n = fleet.nodes.len().max(1);
     let k = cfg.connections.clamp(1, n);
     let topics: Vec<String> = fleet

@@ -702,21 +702,25 @@ impl Engine {
         status: Status,
         effects: &mut Vec<Effect>,
     ) {
-        let row = self.nodes.get_or_create(site, node, now);
-        let state = status.state.as_str();
-        if row.state != state {
-            row.state = state.to_string();
-            row.state_changed_at = now;
-        }
-        if status.state == NodeState::Online {
+        let row = if status.state == NodeState::Online {
+            // Labels and parents are shared with the nodes that have equal ones.
+            let row = self
+                .nodes
+                .set_topology(site, node, status.labels, status.parents, now);
             if let Some(agent) = status.agent {
                 row.agent_version = Some(agent.version);
             }
             if status.inventory.is_some() {
                 row.inventory = status.inventory.map(Arc::new);
             }
-            row.labels = Arc::new(status.labels);
-            row.parents = Arc::new(status.parents);
+            row
+        } else {
+            self.nodes.get_or_create(site, node, now)
+        };
+        let state = status.state.as_str();
+        if row.state != state {
+            row.state = state.to_string();
+            row.state_changed_at = now;
         }
         row.updated_at = now;
         effects.push(Effect::Node(Box::new(row.clone())));

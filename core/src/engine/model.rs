@@ -1,9 +1,10 @@
 //! The records the engine keeps and hands to the store: nodes, alerts, incidents, tickets, events.
 
 use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 use tocsin_protocol::{Inventory, NodeKind, Report};
@@ -97,12 +98,74 @@ impl NodeRow {
 
 /// The node table, looked up by `&str` without building keys (it is hit once per report;
 /// FxHash, as in the rule evaluator: node names are validated and come from agents).
+///
+/// Label sets and parent lists are shared between rows with equal ones: a fleet has few
+/// distinct ones (a `BTreeMap` of 2-3 labels is a 544-byte node of its own, a third of a
+/// row's heap at 50,000 nodes). Nodes with equal labels hold one `Arc`.
 #[derive(Debug, Clone, Default)]
 pub struct Nodes {
     by_site: FxHashMap<String, FxHashMap<String, NodeRow>>,
+    labels: Shared<BTreeMap<String, String>>,
+    parents: Shared<Vec<String>>,
+}
+
+/// Values handed out as shared `Arc`s: an equal value asked for again gets the same `Arc`.
+/// Values no row holds any more are dropped when the set has doubled since the last sweep.
+#[derive(Debug, Clone)]
+struct Shared<T> {
+    set: FxHashSet<Arc<T>>,
+    sweep_at: usize,
+}
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Shared {
+            set: FxHashSet::default(),
+            sweep_at: 64,
+        }
+    }
+}
+
+impl<T: Hash + Eq> Shared<T> {
+    /// The shared `Arc` of a value equal to `v` (`v` itself when it is the first).
+    fn share(&mut self, v: Arc<T>) -> Arc<T> {
+        if let Some(found) = self.set.get(&*v) {
+            return Arc::clone(found);
+        }
+        if self.set.len() >= self.sweep_at {
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.sweep_at = (self.set.len() * 2).max(64);
+        }
+        self.set.insert(Arc::clone(&v));
+        v
+    }
+
+    fn value(&mut self, v: T) -> Arc<T> {
+        match self.set.get(&v) {
+            Some(found) => Arc::clone(found),
+            None => self.share(Arc::new(v)),
+        }
+    }
 }
 
 impl Nodes {
+    /// Set a node's labels and parents (from its birth), shared with rows that have equal ones.
+    pub fn set_topology(
+        &mut self,
+        site: &str,
+        node: &str,
+        labels: BTreeMap<String, String>,
+        parents: Vec<String>,
+        now: Millis,
+    ) -> &mut NodeRow {
+        let labels = self.labels.value(labels);
+        let parents = self.parents.value(parents);
+        let row = self.get_or_create(site, node, now);
+        row.labels = labels;
+        row.parents = parents;
+        row
+    }
+
     pub fn get(&self, site: &str, node: &str) -> Option<&NodeRow> {
         self.by_site.get(site)?.get(node)
     }
@@ -112,7 +175,9 @@ impl Nodes {
         self.by_site.values().find_map(|nodes| nodes.get(node))
     }
 
-    pub fn insert(&mut self, row: NodeRow) {
+    pub fn insert(&mut self, mut row: NodeRow) {
+        row.labels = self.labels.share(row.labels);
+        row.parents = self.parents.share(row.parents);
         self.by_site
             .entry(row.site.clone())
             .or_default()
@@ -128,7 +193,12 @@ impl Nodes {
             unreachable!("the site was inserted above");
         };
         if !nodes.contains_key(node) {
-            nodes.insert(node.to_string(), NodeRow::new(site, node, now));
+            let row = NodeRow {
+                labels: self.labels.value(BTreeMap::new()),
+                parents: self.parents.value(Vec::new()),
+                ..NodeRow::new(site, node, now)
+            };
+            nodes.insert(node.to_string(), row);
         }
         match nodes.get_mut(node) {
             Some(row) => row,
@@ -482,4 +552,54 @@ pub enum Effect {
     ProblemIncident(ProblemIncidentRow),
     Maintenance(Box<MaintenanceRow>),
     Notification(Box<NotificationRow>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn equal_labels_and_parents_are_shared_between_rows() {
+        let mut nodes = Nodes::default();
+        let web = labels(&[("criticality", "high"), ("service", "web")]);
+        nodes.set_topology("s", "a", web.clone(), vec!["sw-1".into()], 1);
+        nodes.set_topology("s", "b", web.clone(), vec!["sw-1".into()], 1);
+        nodes.set_topology("s", "c", labels(&[("service", "db")]), vec![], 1);
+        let row = |nodes: &Nodes, n: &str| nodes.get("s", n).cloned().expect("row");
+        let (a, b, c) = (row(&nodes, "a"), row(&nodes, "b"), row(&nodes, "c"));
+        assert!(Arc::ptr_eq(&a.labels, &b.labels));
+        assert!(Arc::ptr_eq(&a.parents, &b.parents));
+        assert!(!Arc::ptr_eq(&a.labels, &c.labels));
+        assert_eq!(*a.labels, web);
+        assert_eq!(*c.labels, labels(&[("service", "db")]));
+        assert!(c.parents.is_empty());
+
+        // A row restored from the store joins the shared values too.
+        let mut restored = NodeRow::new("s", "d", 1);
+        restored.labels = Arc::new(web.clone());
+        nodes.insert(restored);
+        assert!(Arc::ptr_eq(&row(&nodes, "d").labels, &a.labels));
+        // A node first seen without labels shares the empty set.
+        nodes.get_or_create("s", "e", 1);
+        assert!(Arc::ptr_eq(&row(&nodes, "e").parents, &c.parents));
+    }
+
+    #[test]
+    fn label_sets_no_row_holds_are_swept() {
+        let mut nodes = Nodes::default();
+        // One node relabelled many times: the old sets go once the set has grown enough.
+        for i in 0..1_000 {
+            nodes.set_topology("s", "a", labels(&[("build", &i.to_string())]), vec![], 1);
+        }
+        assert!(nodes.labels.set.len() < 200, "{}", nodes.labels.set.len());
+        let a = nodes.get("s", "a").expect("row");
+        assert_eq!(a.labels.get("build").map(String::as_str), Some("999"));
+    }
 }

@@ -158,8 +158,8 @@ impl Evaluator {
     }
 
     fn node_mut(&mut self, site: &str, node: &str) -> &mut NodeData {
-        let (rules, absent) = (self.rules.len(), self.index.absent.len());
-        node_entry(&mut self.nodes, site, node, rules, absent)
+        let absent = self.index.absent.len();
+        node_entry(&mut self.nodes, site, node, absent)
     }
 
     /// Forget a node that has nothing live and is not watched.
@@ -211,7 +211,7 @@ impl Evaluator {
     /// Evaluate one report received at `now` (collector clock) against every threshold,
     /// check and absent rule.
     pub fn on_report(&mut self, report: &Report, now: Millis) -> Vec<AlertTransition> {
-        let (rules_len, absent_len) = (self.rules.len(), self.index.absent.len());
+        let absent_len = self.index.absent.len();
         let Evaluator {
             rules,
             index,
@@ -219,7 +219,7 @@ impl Evaluator {
             ..
         } = self;
         let rules: &[Rule] = rules;
-        let node = node_entry(nodes, &report.site, &report.node, rules_len, absent_len);
+        let node = node_entry(nodes, &report.site, &report.node, absent_len);
         let (site, name) = (report.site.as_str(), report.node.as_str());
         let at = report.ts;
         let mut out = Vec::new();
@@ -416,7 +416,7 @@ impl Evaluator {
         if !known && state == NodeState::Stopped {
             return Vec::new();
         }
-        let (rules_len, absent_len) = (self.rules.len(), self.index.absent.len());
+        let absent_len = self.index.absent.len();
         let Evaluator {
             rules,
             index,
@@ -426,7 +426,7 @@ impl Evaluator {
         let rules: &[Rule] = rules;
         let mut out = Vec::new();
         let empty = BTreeMap::new();
-        let n = node_entry(nodes, site, node, rules_len, absent_len);
+        let n = node_entry(nodes, site, node, absent_len);
         for &r in &index.statuses {
             let Condition::Status(When::Offline) = rules[r].condition else {
                 continue;
@@ -476,8 +476,8 @@ impl Evaluator {
     /// After a restart: the node last reported at `last_report` (collector clock), so a node
     /// that fell silent while the collector was down still goes stale.
     pub fn seed(&mut self, site: &str, node: &str, last_report: Millis) {
-        let (rules, absent) = (self.rules.len(), self.index.absent.len());
-        let n = node_entry(&mut self.nodes, site, node, rules, absent);
+        let absent = self.index.absent.len();
+        let n = node_entry(&mut self.nodes, site, node, absent);
         if n.last_report.is_none() {
             n.last_report = Some(last_report);
         }
@@ -548,12 +548,11 @@ impl Evaluator {
                 self.index.absent_ord.get(&new).copied()
             })
             .collect();
-        let (rules_len, absent_len) = (self.rules.len(), self.index.absent.len());
+        let absent_len = self.index.absent.len();
         let mut out = Vec::new();
         for site_nodes in self.nodes.values_mut() {
             for node in site_nodes.values_mut() {
-                let live = std::mem::take(&mut node.live);
-                node.live_per_rule = vec![0; rules_len];
+                let live = node.take_live();
                 for (key, mut s) in live {
                     let old = &old_rules[s.rule];
                     match by_name.get(old.name.as_str()) {
@@ -590,7 +589,7 @@ impl Evaluator {
                 }
                 node.absent_seen = seen;
                 let index = &self.index;
-                node.prev.retain(|_, p| index.derives(&p.metric));
+                node.prev.retain(|p| index.derives(&p.metric));
             }
             site_nodes.retain(|_, n| !n.is_idle());
         }
@@ -612,19 +611,13 @@ impl Evaluator {
 }
 
 /// The state of `site`/`node`, created when first seen.
-fn node_entry<'a>(
-    nodes: &'a mut Nodes,
-    site: &str,
-    node: &str,
-    rules: usize,
-    absent: usize,
-) -> &'a mut NodeData {
+fn node_entry<'a>(nodes: &'a mut Nodes, site: &str, node: &str, absent: usize) -> &'a mut NodeData {
     // Look up by &str first: the common case (a known node) allocates nothing.
     if !nodes.get(site).is_some_and(|n| n.contains_key(node)) {
         nodes
             .entry(site.to_string())
             .or_default()
-            .insert(node.to_string(), NodeData::new(rules, absent));
+            .insert(node.to_string(), NodeData::new(absent));
     }
     nodes
         .get_mut(site)

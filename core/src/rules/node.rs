@@ -37,6 +37,8 @@ pub(super) struct Series {
 /// The previous sample of one (metric, labels) series of a node.
 #[derive(Debug)]
 pub(super) struct Prev {
+    /// [`series_hash`] of the metric name and labels (the sort key of `NodeData::prev`).
+    hash: u64,
     pub metric: String,
     labels: BTreeMap<String, String>,
     value: f64,
@@ -67,9 +69,12 @@ pub(super) struct NodeData {
     /// Live series by key (sorted: resolving several at once gives a stable order).
     pub live: BTreeMap<String, Series>,
     /// Live series per rule index, so a sample without a live series never builds a key.
-    pub live_per_rule: Vec<u32>,
-    /// Previous samples of the metrics under `rate()`/`resets()`, by hash of (name, labels).
-    pub prev: super::eval::FxMap<u64, Prev>,
+    /// Empty while nothing is live (most nodes): only as long as the highest live rule.
+    live_per_rule: Vec<u32>,
+    /// Previous samples of the metrics under `rate()`/`resets()`, sorted by hash of (name,
+    /// labels). A vector grown by half its length: a node has one or a few such series, and
+    /// a hash map of one would take four slots (308 bytes instead of 72).
+    pub prev: Vec<Prev>,
     /// Collector time of the last report (or of the first status when none came yet);
     /// `None` when the node is not watched for staleness (never seen, or stopped cleanly).
     pub last_report: Option<Millis>,
@@ -112,9 +117,8 @@ fn series_hash(name: &str, labels: &BTreeMap<String, String>) -> u64 {
 }
 
 impl NodeData {
-    pub fn new(rules: usize, absent: usize) -> Self {
+    pub fn new(absent: usize) -> Self {
         NodeData {
-            live_per_rule: vec![0; rules],
             absent_seen: vec![None; absent],
             ..NodeData::default()
         }
@@ -131,19 +135,28 @@ impl NodeData {
 
     pub fn insert(&mut self, key: String, s: Series) {
         let rule = s.rule;
-        if self.live.insert(key, s).is_none()
-            && let Some(n) = self.live_per_rule.get_mut(rule)
-        {
-            *n += 1;
+        if self.live.insert(key, s).is_none() {
+            if self.live_per_rule.len() <= rule {
+                self.live_per_rule.resize(rule + 1, 0);
+            }
+            self.live_per_rule[rule] += 1;
         }
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Series> {
         let s = self.live.remove(key)?;
-        if let Some(n) = self.live_per_rule.get_mut(s.rule) {
+        if self.live.is_empty() {
+            self.live_per_rule = Vec::new();
+        } else if let Some(n) = self.live_per_rule.get_mut(s.rule) {
             *n = n.saturating_sub(1);
         }
         Some(s)
+    }
+
+    /// Take every live series out (the per-rule counts start over).
+    pub fn take_live(&mut self) -> BTreeMap<String, Series> {
+        self.live_per_rule = Vec::new();
+        std::mem::take(&mut self.live)
     }
 
     /// Forget previous samples not updated for [`PREV_TTL_MS`] (checked every ten minutes
@@ -152,7 +165,10 @@ impl NodeData {
         if ts < self.prune_at || self.prev.is_empty() {
             return;
         }
-        self.prev.retain(|_, p| p.ts >= ts - PREV_TTL_MS);
+        self.prev.retain(|p| p.ts >= ts - PREV_TTL_MS);
+        if self.prev.len() < self.prev.capacity() / 2 {
+            self.prev.shrink_to_fit();
+        }
         self.prune_at = ts + PRUNE_EVERY_MS;
     }
 
@@ -160,8 +176,9 @@ impl NodeData {
     /// A sample not newer than the previous one changes nothing and yields nothing.
     pub fn derive(&mut self, m: &Metric, ts: Millis) -> Derived {
         let h = series_hash(&m.name, &m.labels);
-        match self.prev.get_mut(&h) {
-            Some(p) if p.metric == m.name && p.labels == m.labels => {
+        let found = self.prev.binary_search_by_key(&h, |p| p.hash);
+        match found.map(|i| &mut self.prev[i]) {
+            Ok(p) if p.metric == m.name && p.labels == m.labels => {
                 if ts <= p.ts {
                     return Derived::default();
                 }
@@ -179,15 +196,22 @@ impl NodeData {
             }
             _ => {
                 // First sample of the series (or a hash collision: start over).
-                self.prev.insert(
-                    h,
-                    Prev {
-                        metric: m.name.clone(),
-                        labels: m.labels.clone(),
-                        value: m.value,
-                        ts,
-                    },
-                );
+                let p = Prev {
+                    hash: h,
+                    metric: m.name.clone(),
+                    labels: m.labels.clone(),
+                    value: m.value,
+                    ts,
+                };
+                match found {
+                    Ok(i) => self.prev[i] = p,
+                    Err(i) => {
+                        if self.prev.len() == self.prev.capacity() {
+                            self.prev.reserve_exact(self.prev.len() / 2 + 1);
+                        }
+                        self.prev.insert(i, p);
+                    }
+                }
                 Derived {
                     rate: None,
                     resets: Some(0.0),

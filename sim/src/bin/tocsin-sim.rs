@@ -207,6 +207,10 @@ struct FloodArgs {
     /// QoS 1 publishes in flight per connection.
     #[arg(long, default_value_t = 1_000)]
     inflight: u16,
+    /// Start each node's `seq` after this (a later flood of the same fleet is new reports,
+    /// not duplicates).
+    #[arg(long, default_value_t = 0)]
+    after_seq: u64,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +333,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 qos: a.fleet.qos(),
                 inflight: a.inflight,
                 client_prefix: a.fleet.client_prefix.clone(),
+                after_seq: a.after_seq,
             };
             let s = flood(cfg).await?;
             println!("{}", serde_json::to_string(&s)?);
@@ -366,7 +371,7 @@ fn human(s: &Summary) -> String {
         "fleet: {} nodes ({} monitoring hosts, {} switches, {} hosts) in {} sites over {} connections, every {} s\n\
          published: {} reports ({:.0}/s) and {} statuses in {:.0} s; {} acknowledged by the broker, {} refused by a full client queue\n\
          agents dropped without a clean stop: {} (each makes the broker publish a last will)\n\
-         the collector should have received {} messages\n\
+         the collector should have received {} messages (up to {} more: in flight when a connection was lost)\n\
          failures: {} planned, {} injected; tickets seen: {}\n",
         s.nodes,
         s.monitors,
@@ -383,6 +388,7 @@ fn human(s: &Summary) -> String {
         s.dropped,
         s.unclean_disconnects,
         s.expected_at_collector,
+        s.in_doubt,
         s.failures_planned,
         s.failures_injected,
         s.tickets_seen,

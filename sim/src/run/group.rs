@@ -214,6 +214,9 @@ async fn connection(
     let (client, mut el) = AsyncClient::new(g.options(), g.nodes.len() * 4 + 16);
     let mut published = 0u64;
     let mut acked = 0u64;
+    // Between a CONNACK and the connection's loss: a loss then makes the broker publish the
+    // will, which the collector counts like any message.
+    let mut connected = false;
     loop {
         let next = due
             .peek()
@@ -267,6 +270,7 @@ async fn connection(
             }
             ev = el.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    connected = true;
                     g.stats.connects.fetch_add(1, Ordering::Relaxed);
                     for l in 0..g.nodes.len() {
                         if !g.nodes[l].silent() {
@@ -282,6 +286,18 @@ async fn connection(
                 Ok(_) => {}
                 Err(e) => {
                     g.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    // A connection lost without DISCONNECT (a missed keep-alive on a loaded
+                    // machine, say): the broker publishes this agent's will.
+                    if std::mem::take(&mut connected) {
+                        if g.agent.is_some() {
+                            g.stats.unclean.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if g.qos == QoS::AtLeastOnce {
+                            g.stats
+                                .in_doubt
+                                .fetch_add(published.saturating_sub(acked), Ordering::Relaxed);
+                        }
+                    }
                     tracing::debug!(client = %g.client_id, error = %e, "connection error; retrying");
                     // Reconnects on the next poll; a stop is seen then.
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -75,6 +75,10 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Connections dropped without DISCONNECT (each makes the broker publish a last will).
     pub unclean: AtomicU64,
+    /// Publishes in flight (sent, not acknowledged) when a connection was lost: the client
+    /// sends them again, and a first copy the broker took before the loss reaches the
+    /// collector too (as a duplicate).
+    pub in_doubt: AtomicU64,
     pub injected: AtomicU64,
 }
 
@@ -98,6 +102,9 @@ pub struct Summary {
     pub unclean_disconnects: u64,
     pub connects: u64,
     pub connect_errors: u64,
+    /// Publishes in flight when a connection was lost: each may reach the collector twice,
+    /// so it may count up to this many messages more than `expected_at_collector`.
+    pub in_doubt: u64,
     pub reports_per_s: f64,
     /// Messages the collector should have received: acknowledged publishes plus last wills.
     pub expected_at_collector: u64,
@@ -412,6 +419,7 @@ pub async fn run(
         unclean_disconnects: unclean,
         connects: s.connects.load(Ordering::Relaxed),
         connect_errors: s.connect_errors.load(Ordering::Relaxed),
+        in_doubt: s.in_doubt.load(Ordering::Relaxed),
         reports_per_s: reports as f64 / reporting.as_secs_f64().max(1e-9),
         expected_at_collector: acked + unclean,
         failures_planned: planned.len(),
