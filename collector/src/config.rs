@@ -190,10 +190,12 @@ pub struct StoreConfig {
     /// Most inputs committed in one transaction.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// A node's full report (`nodes.last_report`) is stored at most this often, and
+    /// A node's full report is appended to `node_reports` at most this often, and
     /// whenever one of its alerts changes state in the same batch; the report's time and
-    /// sequence are stored every time. Rewriting 50,000 reports of 2 KB every 10 s kept
-    /// DuckDB busy recompressing the column (BENCHMARKS.md).
+    /// sequence (`nodes.last_report_at`, `last_seq`) are stored every time. About once a
+    /// minute the writer deletes every stored report but each node's newest (`v_nodes`
+    /// shows it). Storing 50,000 reports of 2 KB every 10 s kept DuckDB busy compressing
+    /// them (BENCHMARKS.md).
     #[serde(default = "default_report_interval", with = "humantime_serde")]
     pub report_interval: Duration,
     /// Most memory DuckDB's buffer pool may use (DuckDB's own size syntax: "256MB", "1GiB");

@@ -324,6 +324,13 @@ impl Metrics {
             "Duration of the last write transaction.",
             w.last_batch_micros.load(Ordering::Relaxed) as f64 / 1e6,
         );
+        line(
+            &mut o,
+            "tocsin_store_reports_pruned_total",
+            "counter",
+            "Stored node reports deleted because a newer one of the node was stored.",
+            w.reports_pruned.load(Ordering::Relaxed),
+        );
         let n = &self.notify;
         n.delivered.render(
             &mut o,

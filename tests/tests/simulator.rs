@@ -125,7 +125,14 @@ fn injected_failures_become_tickets_and_nothing_is_lost() {
     wait_for("the collector to take every message", WAIT, || {
         (handled() >= expected).then_some(())
     });
-    assert_eq!(handled(), expected);
+    // Exactly that, unless a connection was lost on a loaded machine: the publishes in
+    // flight then may reach the collector twice (it counts the second as a duplicate).
+    let in_doubt = summary["in_doubt"].as_f64().expect("in_doubt");
+    assert!(
+        handled() <= expected + in_doubt,
+        "the collector counted {} messages, the broker took {expected} (+{in_doubt} in doubt): {summary}",
+        handled()
+    );
     assert_eq!(
         api.metric("tocsin_reports_total"),
         summary["reports"].as_f64().expect("reports")

@@ -59,6 +59,8 @@ async fn the_query_endpoint_answers_a_select_for_a_viewer_and_refuses_the_rest()
     // Every table and view the docs name can be read.
     for table in [
         "nodes",
+        "node_reports",
+        "v_nodes",
         "alerts",
         "incidents",
         "tickets",

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "history_views",
         include_str!("migrations/0005_history_views.sql"),
     ),
+    (
+        6,
+        "node_reports",
+        include_str!("migrations/0006_node_reports.sql"),
+    ),
 ];
 
 /// Apply every migration newer than the database; returns how many ran.

@@ -1,4 +1,5 @@
-//! Node rows: staged and upserted per batch, written in full or only their narrow columns.
+//! Node rows: staged and upserted per batch, written in full or only their narrow columns;
+//! full reports appended to `node_reports` and pruned to the newest per node.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -24,12 +25,32 @@ const NODES_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS nodes_stage (
 
 /// The node columns as inserted from the staging table (the same for both upserts).
 const NODES_FROM_STAGE: &str = "INSERT INTO nodes (site, node, kind, state, agent_version, inventory,
-        labels, parents, via, last_seq, last_ts, last_report_at, last_report, state_changed_at,
+        labels, parents, via, last_seq, last_ts, last_report_at, state_changed_at,
         first_seen, updated_at)
     SELECT site, node, kind, state, agent_version, inventory::JSON, labels::JSON, parents::JSON, via,
-        last_seq, epoch_ms(last_ts), epoch_ms(last_report_at), last_report::JSON,
+        last_seq, epoch_ms(last_ts), epoch_ms(last_report_at),
         epoch_ms(state_changed_at), epoch_ms(first_seen), epoch_ms(updated_at)
     FROM temp.main.nodes_stage";
+
+/// The staged rows that carry a report to keep, appended (never updated: see the migration).
+const REPORTS_FROM_STAGE: &str = "INSERT INTO node_reports (site, node, report_at, seq, report)
+    SELECT site, node, epoch_ms(coalesce(last_report_at, updated_at)), last_seq, last_report::JSON
+    FROM temp.main.nodes_stage WHERE last_report IS NOT NULL";
+
+/// Every stored report but the newest of its node.
+const PRUNE_REPORTS: &str = "DELETE FROM node_reports r
+    USING (SELECT site, node, max(report_at) AS newest FROM node_reports GROUP BY site, node) n
+    WHERE r.site = n.site AND r.node = n.node AND r.report_at < n.newest";
+
+/// Delete every stored report but the newest of each node, in a transaction of its own;
+/// returns how many went. The writer calls it about once a minute: a node's report is appended
+/// at most once a `report_interval`, so the table holds a few rows per node.
+pub(super) fn prune_reports(conn: &mut duckdb::Connection) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    let n = tx.prepare_cached(PRUNE_REPORTS)?.execute([])?;
+    tx.commit()?;
+    Ok(n)
+}
 
 /// What the store holds of a node's wide columns, as this writer last committed them.
 #[derive(Debug, Clone)]
@@ -78,11 +99,12 @@ impl NodeMark {
 ///
 /// DuckDB rewrites (and recompresses) every column an update touched at each checkpoint, so
 /// storing each node's 2 KB report on every report kept it recompressing the whole column
-/// at 5,000 reports/s. Now a row is full when the node is new to this writer, when its kind,
-/// version, route, inventory, labels or parents changed, when its stored report is older
-/// than the report interval, or when one of its alerts changed state in the same batch (the
-/// report that shows why is kept). Nodes are never deleted from the table, so a node this
-/// writer stored is there for the light rows.
+/// at 5,000 reports/s. Now a row is full only when the node is new to this writer or its
+/// kind, version, route, inventory, labels or parents changed; otherwise it updates state,
+/// sequence and times. The report goes to `node_reports`, appended, when the node is new to
+/// this writer, when the stored one is `report_interval` old, or when one of its alerts
+/// changed state in the same batch (the report that shows why is kept). Nodes are never
+/// deleted from the table, so a node this writer stored is there for the light rows.
 #[derive(Debug)]
 pub struct StoredNodes {
     marks: HashMap<(String, String), NodeMark>,
@@ -97,8 +119,8 @@ impl StoredNodes {
         }
     }
 
-    /// The row to write for `n` with `report` (or none), and the node's mark once committed.
-    /// `alerted`: one of the node's alerts changed state in this batch.
+    /// Whether `n`'s row is full, whether `report` (if any) is stored, and the node's mark
+    /// once committed. `alerted`: one of the node's alerts changed state in this batch.
     fn plan(&self, n: &NodeRow, report: Option<&Report>, alerted: bool) -> (bool, bool, NodeMark) {
         let key = (n.site.clone(), n.node.clone());
         let Some(mark) = self.marks.get(&key) else {
@@ -115,13 +137,13 @@ impl StoredNodes {
                     (Some(stored), Some(now)) => now - stored >= self.report_every,
                     _ => true,
                 });
-        let full = report_due || !mark.same_columns(n);
-        let report_at = if full && report.is_some() {
+        let full = !mark.same_columns(n);
+        let report_at = if report_due {
             n.last_report_at
         } else {
             mark.report_at
         };
-        (full, full && report.is_some(), NodeMark::of(n, report_at))
+        (full, report_due, NodeMark::of(n, report_at))
     }
 
     /// Take the marks of a committed batch.
@@ -151,7 +173,7 @@ pub(super) fn write_nodes(
     // a node (a statement execution each, every column vector allocated and cleared),
     // which held the whole collector to ~100 reports/s (BENCHMARKS.md).
     tx.prepare_cached(NODES_STAGE)?.execute([])?;
-    let (mut full_rows, mut light_rows) = (0, 0);
+    let (mut full_rows, mut light_rows, mut reports) = (0, 0, 0);
     {
         let mut app = tx.appender_to_catalog_and_db("nodes_stage", "temp", "main")?;
         for (&(site, node), (n, report)) in nodes {
@@ -168,6 +190,9 @@ pub(super) fn write_nodes(
                 full_rows += 1;
             } else {
                 light_rows += 1;
+            }
+            if with_report {
+                reports += 1;
             }
             app.append_row(params![
                 n.site,
@@ -201,8 +226,6 @@ pub(super) fn write_nodes(
                  labels = excluded.labels, parents = excluded.parents, via = excluded.via,
                  last_seq = excluded.last_seq, last_ts = excluded.last_ts,
                  last_report_at = excluded.last_report_at,
-                 -- A row without a report (a status change) keeps the stored one.
-                 last_report = COALESCE(excluded.last_report, nodes.last_report),
                  state_changed_at = excluded.state_changed_at, first_seen = excluded.first_seen,
                  updated_at = excluded.updated_at"
         ))?
@@ -218,6 +241,9 @@ pub(super) fn write_nodes(
                  state_changed_at = excluded.state_changed_at, updated_at = excluded.updated_at"
         ))?
         .execute([])?;
+    }
+    if reports > 0 {
+        tx.prepare_cached(REPORTS_FROM_STAGE)?.execute([])?;
     }
     tx.prepare_cached("DELETE FROM temp.main.nodes_stage")?
         .execute([])?;
@@ -315,5 +341,59 @@ mod tests {
         send(&mut every, &mut e, 130_000, 10, CheckStatus::Ok);
         send(&mut every, &mut e, 140_000, 11, CheckStatus::Ok);
         assert_eq!(stored(&reader).1, 11);
+    }
+
+    /// Reports are appended to `node_reports`, never updated; pruning keeps each node's
+    /// newest, and `v_nodes` (what `GET /api/v1/nodes` reads) shows it.
+    #[test]
+    fn reports_are_appended_and_pruned_to_the_newest_of_each_node() {
+        let mut store = Store::open_in_memory().expect("store");
+        let reader = store.reader().expect("reader");
+        let mut w = Writer::new(
+            store.clone_connection().expect("connection"),
+            512,
+            Duration::from_millis(200),
+        );
+        let mut e = engine(Snapshot::default());
+        let out = e.handle(1_000, birth());
+        w.commit(&out.effects, &[], &[]).expect("birth");
+        for (at, seq) in [(10_000, 1), (20_000, 2), (30_000, 3)] {
+            for node in ["web-01", "web-02"] {
+                let mut input = report(seq, at, CheckStatus::Ok);
+                if let crate::engine::Input::Report(r) = &mut input {
+                    r.node = node.into();
+                    // web-02 sends seq 11, 12, 13: its rows are told apart from web-01's.
+                    r.seq += if node == "web-02" { 10 } else { 0 };
+                }
+                let out = e.handle(at, input);
+                w.commit(&out.effects, &[], &[]).expect("commit");
+            }
+        }
+        let rows = |store: &mut Store| -> Vec<(String, u64)> {
+            let mut stmt = store
+                .connection()
+                .prepare("SELECT node, seq FROM node_reports ORDER BY node, seq")
+                .expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect()
+        };
+        assert_eq!(rows(&mut store).len(), 6, "every report appended");
+        assert_eq!(super::prune_reports(store.connection()).expect("prune"), 4);
+        assert_eq!(
+            rows(&mut store),
+            [("web-01".to_string(), 3), ("web-02".to_string(), 13)]
+        );
+        let nodes = reader.nodes().expect("nodes");
+        let seqs: Vec<_> = nodes
+            .iter()
+            .map(|n| (n["node"].clone(), n["last_report"]["seq"].clone()))
+            .collect();
+        assert_eq!(
+            seqs,
+            [("web-01".into(), 3.into()), ("web-02".into(), 13.into())]
+        );
+        assert_eq!(super::prune_reports(store.connection()).expect("again"), 0);
     }
 }

@@ -96,7 +96,7 @@ impl Reader {
         self.with(|c| {
             query_json(
                 c,
-                &format!("SELECT {TS_NODE_COLS} FROM nodes ORDER BY site, node"),
+                &format!("SELECT {TS_NODE_COLS} FROM v_nodes ORDER BY site, node"),
                 &[],
             )
         })

@@ -97,3 +97,38 @@ fn a_schema_1_database_upgrades_in_place() {
     let mut store = Store::open(&path).expect("open and upgrade");
     check_upgraded(&mut store);
 }
+
+/// Migration 0006 moves each node's stored report from `nodes.last_report` to
+/// `node_reports`; the API's node list shows it as before.
+#[test]
+fn a_schema_5_report_moves_to_node_reports() {
+    let mut conn = duckdb::Connection::open_in_memory().expect("open");
+    assert_eq!(
+        super::migrations::migrate_to(&mut conn, 5).expect("schema 5"),
+        5
+    );
+    conn.execute_batch(
+        "INSERT INTO nodes (site, node, kind, state, labels, parents, last_seq, last_ts,
+             last_report_at, last_report, state_changed_at, first_seen, updated_at)
+         VALUES ('dc1', 'web-01', 'host', 'online', '{}', '[]', 7, epoch_ms(70000),
+             epoch_ms(70000), '{\"seq\":7}', epoch_ms(1000), epoch_ms(1000), epoch_ms(70000)),
+            ('dc1', 'web-02', 'host', 'online', '{}', '[]', NULL, NULL, NULL, NULL,
+             epoch_ms(1000), epoch_ms(1000), epoch_ms(1000));",
+    )
+    .expect("schema 5 rows");
+    assert_eq!(super::migrations::migrate(&mut conn).expect("upgrade"), 1);
+    let moved: (String, u64, i64) = conn
+        .query_row(
+            "SELECT node, seq, epoch_ms(report_at) FROM node_reports",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("one moved report");
+    assert_eq!(moved, ("web-01".to_string(), 7, 70_000));
+    let store = Store::with_connection(conn, None).expect("store");
+    let nodes = store.reader().expect("reader").nodes().expect("nodes");
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["last_report"]["seq"], 7);
+    assert_eq!(nodes[1]["last_report"], serde_json::Value::Null);
+    assert_eq!(nodes[1]["last_seq"], serde_json::Value::Null);
+}

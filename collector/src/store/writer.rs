@@ -12,7 +12,7 @@ use duckdb::{Connection, Transaction, params};
 use tocsin_protocol::Report;
 use tokio::sync::mpsc;
 
-use super::nodes::{Marks, StoredNodes, write_nodes};
+use super::nodes::{Marks, StoredNodes, prune_reports, write_nodes};
 use super::outbox::{OutboxUpdate, apply_updates};
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
@@ -69,6 +69,8 @@ pub struct WriterStats {
     pub rejected: AtomicU64,
     pub errors: AtomicU64,
     pub last_batch_micros: AtomicU64,
+    /// Stored reports deleted because a newer one of the same node was stored.
+    pub reports_pruned: AtomicU64,
 }
 
 /// Owns the write connection; run it on its own thread.
@@ -83,10 +85,18 @@ pub struct Writer {
     pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
     /// What is stored of each node's wide columns, so most report rows skip them.
     stored: StoredNodes,
+    /// How often the reports older than their node's newest are deleted.
+    pub prune_every: Duration,
 }
 
 /// How long the queue must stay empty before a batch is committed.
 const LINGER: Duration = Duration::from_millis(3);
+
+/// A batch that took this long is logged.
+const SLOW_BATCH: Duration = Duration::from_millis(250);
+
+/// How often `node_reports` is pruned to each node's newest report.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 fn json<T: serde::Serialize>(v: &T) -> Option<String> {
     serde_json::to_string(v).ok()
@@ -105,6 +115,7 @@ impl Writer {
                 Duration::from_secs(5),
             ],
             outbox_wake: None,
+            prune_every: PRUNE_EVERY,
         }
     }
 
@@ -134,6 +145,7 @@ impl Writer {
         acks: mpsc::Sender<A>,
         stats: Arc<WriterStats>,
     ) -> Result<(), StoreError> {
+        let mut last_prune = Instant::now();
         loop {
             let Some(first) = rx.blocking_recv() else {
                 break;
@@ -197,9 +209,20 @@ impl Writer {
             stats
                 .rejected
                 .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+            let took = started.elapsed();
             stats
                 .last_batch_micros
-                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .store(took.as_micros() as u64, Ordering::Relaxed);
+            if took >= SLOW_BATCH {
+                // Most often DuckDB checkpointing inside the commit: everything queued behind
+                // this batch (tickets included) waited as long.
+                tracing::info!(
+                    took_ms = took.as_millis() as u64,
+                    effects = effects.len(),
+                    rows,
+                    "slow write batch"
+                );
+            }
             for c in committed {
                 let _ = c.send(());
             }
@@ -215,6 +238,24 @@ impl Writer {
             }
             if closed {
                 break;
+            }
+            if last_prune.elapsed() >= self.prune_every {
+                last_prune = Instant::now();
+                // Best effort: a failure leaves a few more rows until the next attempt.
+                match prune_reports(&mut self.conn) {
+                    Ok(n) => {
+                        stats.reports_pruned.fetch_add(n as u64, Ordering::Relaxed);
+                        tracing::info!(
+                            reports = n,
+                            took_ms = last_prune.elapsed().as_millis() as u64,
+                            "pruned stored reports to the newest per node"
+                        );
+                    }
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "cannot prune node_reports; trying again in a minute");
+                    }
+                }
             }
         }
         if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
