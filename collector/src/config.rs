@@ -194,7 +194,8 @@ pub struct StoreConfig {
     /// whenever one of its alerts changes state in the same batch; the report's time and
     /// sequence (`nodes.last_report_at`, `last_seq`) are stored every time. About once a
     /// minute the writer deletes every stored report but each node's newest (`v_nodes`
-    /// shows it). Storing 50,000 reports of 2 KB every 10 s kept DuckDB busy compressing
+    /// shows it). Nodes' reports come due spread over the interval (a share of it taken from
+    /// the node's name), not all together after a start. Storing 50,000 reports of 2 KB every 10 s kept DuckDB busy compressing
     /// them (BENCHMARKS.md).
     #[serde(default = "default_report_interval", with = "humantime_serde")]
     pub report_interval: Duration,

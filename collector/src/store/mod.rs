@@ -216,6 +216,7 @@ impl Store {
     pub fn into_writer(self, config: &crate::config::StoreConfig) -> Writer {
         Writer::new(self.conn, config.batch_size, config.flush_interval)
             .with_report_interval(config.report_interval)
+            .with_report_spread(true)
     }
 
     /// Direct access, for tests and one-off tools.

@@ -109,6 +109,8 @@ impl NodeMark {
 pub struct StoredNodes {
     marks: HashMap<(String, String), NodeMark>,
     report_every: Millis,
+    /// Spread each node's reports over the interval (see [`StoredNodes::spread`]).
+    spread: bool,
 }
 
 impl StoredNodes {
@@ -116,7 +118,30 @@ impl StoredNodes {
         StoredNodes {
             marks: HashMap::new(),
             report_every: Millis::try_from(report_every.as_millis()).unwrap_or(Millis::MAX),
+            spread: false,
         }
+    }
+
+    /// Spread the nodes' stored reports over the interval. A writer stores the first report
+    /// of every node it has not stored yet, so after a start all nodes' reports would come due
+    /// in the same few seconds of every interval: at 50,000 nodes, 100 MB of reports at once,
+    /// and DuckDB checkpointing every second or two inside the commits meanwhile. Each node's
+    /// first stored report counts as older by a fixed share of the interval (from a hash of
+    /// its name), so the next ones come due evenly over the interval.
+    pub fn spread(mut self, spread: bool) -> Self {
+        self.spread = spread;
+        self
+    }
+
+    /// How much older than it is a node's first stored report counts.
+    fn offset(&self, n: &NodeRow) -> Millis {
+        if !self.spread || self.report_every <= 0 || self.report_every == Millis::MAX {
+            return 0;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&(&n.site, &n.node), &mut h);
+        let every = u64::try_from(self.report_every).unwrap_or(1).max(1);
+        Millis::try_from(std::hash::Hasher::finish(&h) % every).unwrap_or(0)
     }
 
     /// Whether `n`'s row is full, whether `report` (if any) is stored, and the node's mark
@@ -125,11 +150,11 @@ impl StoredNodes {
         let key = (n.site.clone(), n.node.clone());
         let Some(mark) = self.marks.get(&key) else {
             let stored_report = report.is_some();
-            return (
-                true,
-                stored_report,
-                NodeMark::of(n, n.last_report_at.filter(|_| stored_report)),
-            );
+            let at = n
+                .last_report_at
+                .filter(|_| stored_report)
+                .map(|t| t - self.offset(n));
+            return (true, stored_report, NodeMark::of(n, at));
         };
         let report_due = report.is_some()
             && (alerted
@@ -295,10 +320,12 @@ mod tests {
         let reader = store.reader().expect("reader");
         let second = store.clone_connection().expect("connection");
         let third = store.clone_connection().expect("connection");
-        let mut w = store.into_writer(&crate::config::StoreConfig {
-            report_interval: EVERY,
-            ..Default::default()
-        });
+        let mut w = store
+            .into_writer(&crate::config::StoreConfig {
+                report_interval: EVERY,
+                ..Default::default()
+            })
+            .with_report_spread(false);
         let mut e = engine(Snapshot::default());
         let out = e.handle(1_000, birth());
         w.commit(&out.effects, &[], &[]).expect("birth");
@@ -395,5 +422,59 @@ mod tests {
             [("web-01".into(), 3.into()), ("web-02".into(), 13.into())]
         );
         assert_eq!(super::prune_reports(store.connection()).expect("again"), 0);
+    }
+
+    /// Stored reports per 10 s window, for 100 nodes reporting every 10 s from the same start.
+    fn stored_per_window(spread: bool) -> Vec<i64> {
+        let mut store = Store::open_in_memory().expect("store");
+        let mut w = Writer::new(
+            store.clone_connection().expect("connection"),
+            512,
+            Duration::from_millis(200),
+        )
+        .with_report_interval(EVERY)
+        .with_report_spread(spread);
+        let mut e = engine(Snapshot::default());
+        for round in 1..=15u64 {
+            let at = round as i64 * 10_000;
+            let mut effects = Vec::new();
+            for i in 0..100 {
+                let mut input = report(round, at, CheckStatus::Ok);
+                if let crate::engine::Input::Report(r) = &mut input {
+                    r.node = format!("web-{i:03}");
+                }
+                effects.extend(e.handle(at, input).effects);
+            }
+            w.commit(&effects, &[], &[]).expect("commit");
+        }
+        let mut stmt = store
+            .connection()
+            .prepare(
+                "SELECT count(*) FROM node_reports GROUP BY epoch_ms(report_at) // 10000 ORDER BY 1 DESC",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    }
+
+    /// A writer stores every node's first report; without spreading, all 100 nodes' next
+    /// reports then come due in the same window of every interval. Spread, they come due
+    /// evenly over it.
+    #[test]
+    fn stored_reports_are_spread_over_the_interval() {
+        let lumped = stored_per_window(false);
+        // The first round, then all 100 again at 70 s and at 130 s.
+        assert_eq!(lumped, [100, 100, 100], "{lumped:?}");
+        let spread = stored_per_window(true);
+        assert_eq!(spread[0], 100, "the first round: every node is new");
+        assert!(
+            spread[1..].iter().all(|&n| n <= 40) && spread.len() >= 8,
+            "{spread:?}"
+        );
+        // Still one report per node and interval, give or take the first.
+        let after_first: i64 = spread[1..].iter().sum();
+        assert!((150..=260).contains(&after_first), "{spread:?}");
     }
 }

@@ -126,6 +126,14 @@ impl Writer {
         self
     }
 
+    /// Spread the stored reports of the nodes over the report interval (see
+    /// [`StoredNodes::spread`]); `Store::into_writer` does.
+    pub fn with_report_spread(mut self, spread: bool) -> Self {
+        self.stored =
+            std::mem::replace(&mut self.stored, StoredNodes::new(Duration::ZERO)).spread(spread);
+        self
+    }
+
     /// Poke `wake` whenever a commit stored new notifications.
     pub fn with_outbox_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
         self.outbox_wake = Some(wake);
