@@ -195,8 +195,8 @@ pub struct StoreConfig {
     /// sequence (`nodes.last_report_at`, `last_seq`) are stored every time. About once a
     /// minute the writer deletes every stored report but each node's newest (`v_nodes`
     /// shows it). Nodes' reports come due spread over the interval (a share of it taken from
-    /// the node's name), not all together after a start. Storing 50,000 reports of 2 KB every 10 s kept DuckDB busy compressing
-    /// them (BENCHMARKS.md).
+    /// the node's name), not all together after a start. Storing 50,000 reports of 2 KB
+    /// every 10 s kept DuckDB busy compressing them (BENCHMARKS.md).
     #[serde(default = "default_report_interval", with = "humantime_serde")]
     pub report_interval: Duration,
     /// Most memory DuckDB's buffer pool may use (DuckDB's own size syntax: "256MB", "1GiB");

@@ -109,17 +109,24 @@ impl NodeMark {
 pub struct StoredNodes {
     marks: HashMap<(String, String), NodeMark>,
     report_every: Millis,
-    /// Spread each node's reports over the interval (see [`StoredNodes::spread`]).
+    /// Spread each node's reports over the interval (see [`StoredNodes::set_spread`]).
     spread: bool,
 }
 
 impl StoredNodes {
     pub fn new(report_every: Duration) -> Self {
-        StoredNodes {
+        let mut stored = StoredNodes {
             marks: HashMap::new(),
-            report_every: Millis::try_from(report_every.as_millis()).unwrap_or(Millis::MAX),
+            report_every: 0,
             spread: false,
-        }
+        };
+        stored.set_report_every(report_every);
+        stored
+    }
+
+    /// Store a node's full report at most every `every` (zero: every report).
+    pub fn set_report_every(&mut self, every: Duration) {
+        self.report_every = Millis::try_from(every.as_millis()).unwrap_or(Millis::MAX);
     }
 
     /// Spread the nodes' stored reports over the interval. A writer stores the first report
@@ -128,9 +135,8 @@ impl StoredNodes {
     /// and DuckDB checkpointing every second or two inside the commits meanwhile. Each node's
     /// first stored report counts as older by a fixed share of the interval (from a hash of
     /// its name), so the next ones come due evenly over the interval.
-    pub fn spread(mut self, spread: bool) -> Self {
+    pub fn set_spread(&mut self, spread: bool) {
         self.spread = spread;
-        self
     }
 
     /// How much older than it is a node's first stored report counts.

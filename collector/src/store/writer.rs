@@ -122,15 +122,14 @@ impl Writer {
     /// Store a node's full report at most every `every` (and whenever one of its alerts
     /// changes state); zero stores every report.
     pub fn with_report_interval(mut self, every: Duration) -> Self {
-        self.stored = StoredNodes::new(every);
+        self.stored.set_report_every(every);
         self
     }
 
     /// Spread the stored reports of the nodes over the report interval (see
-    /// [`StoredNodes::spread`]); `Store::into_writer` does.
+    /// [`StoredNodes::set_spread`]); `Store::into_writer` does.
     pub fn with_report_spread(mut self, spread: bool) -> Self {
-        self.stored =
-            std::mem::replace(&mut self.stored, StoredNodes::new(Duration::ZERO)).spread(spread);
+        self.stored.set_spread(spread);
         self
     }
 
