@@ -11,6 +11,7 @@ mod outbox;
 mod read;
 mod read_desk;
 pub mod retention;
+mod rows;
 mod sandbox;
 mod sql;
 mod writer;
@@ -21,6 +22,8 @@ mod analytics_tests;
 mod open_tests;
 #[cfg(test)]
 mod restart_tests;
+#[cfg(test)]
+mod rows_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -35,8 +38,9 @@ pub use analytics::{Figures, GroupBy, Summary, SummaryQuery};
 pub use migrations::MIGRATIONS;
 pub use outbox::{Due, OutboxUpdate, Outcome, PendingNotification};
 pub use read::{MaintenanceFilter, Reader, SnapshotScope, TicketFilter};
+pub use rows::write_effects;
 pub use sandbox::{Interrupter, QueryError, QueryHandle, QueryResult, RowFormat};
-pub use writer::{WriteMsg, Writer, WriterStats, write_effects};
+pub use writer::{WriteMsg, Writer, WriterStats};
 
 use crate::time::Millis;
 

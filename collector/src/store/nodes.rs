@@ -9,12 +9,9 @@ use duckdb::{Transaction, params};
 use tocsin_protocol::{Inventory, NodeKind, Report};
 
 use super::StoreError;
+use super::rows::json;
 use crate::engine::model::NodeRow;
 use crate::time::Millis;
-
-fn json<T: serde::Serialize>(v: &T) -> Option<String> {
-    serde_json::to_string(v).ok()
-}
 
 /// The per-connection staging table node rows are appended to before the batch's upserts.
 const NODES_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS nodes_stage (

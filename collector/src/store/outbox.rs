@@ -5,9 +5,12 @@
 //! and sends each; what came of an attempt goes back as an [`OutboxUpdate`] in a
 //! [`super::WriteMsg`], so the writer thread stays the only one writing.
 
+use std::collections::BTreeMap;
+
 use duckdb::{Transaction, params};
 use serde_json::{Map, Value as Json};
 
+use super::rows::{Col, MoveBy, Staged};
 use super::sql::query_json;
 use super::{Reader, StoreError};
 use crate::time::Millis;
@@ -143,34 +146,78 @@ impl Reader {
     }
 }
 
-/// Apply the marks of delivery attempts (inside the writer's transaction).
+/// Delivery marks go through a staging table and one `UPDATE ... FROM` (see `rows.rs`): a
+/// burst of tickets is a burst of deliveries, and row by row each mark cost milliseconds.
+const OUTBOX_MARKS: Staged = Staged {
+    table: "notifications",
+    stage: "notification_marks_stage",
+    columns: &[
+        ("id", Col::Value),
+        ("state", Col::Value),
+        ("attempts", Col::Value),
+        ("last_error", Col::Value),
+        ("next_attempt_at", Col::Time),
+        ("sent_at", Col::Time),
+        ("failed_at", Col::Time),
+    ],
+    into: MoveBy::Sql(
+        "UPDATE notifications SET state = m.state, attempts = m.attempts,
+             last_error = coalesce(m.last_error, notifications.last_error),
+             next_attempt_at = coalesce(epoch_ms(m.next_attempt_at), notifications.next_attempt_at),
+             sent_at = coalesce(epoch_ms(m.sent_at), notifications.sent_at),
+             failed_at = coalesce(epoch_ms(m.failed_at), notifications.failed_at)
+         FROM temp.main.notification_marks_stage m WHERE notifications.id = m.id",
+    ),
+};
+
+/// One notification's marks of a batch, folded in order: state and attempts from the last,
+/// each time and the error from the last that set it (as applying them one by one would).
+#[derive(Debug)]
+struct Mark<'a> {
+    id: i64,
+    state: &'static str,
+    attempts: i64,
+    last_error: Option<&'a str>,
+    next_attempt_at: Option<Millis>,
+    sent_at: Option<Millis>,
+    failed_at: Option<Millis>,
+}
+
+/// Apply the marks of delivery attempts (inside the writer's transaction); returns how
+/// many notifications they changed.
 pub fn apply_updates(tx: &Transaction<'_>, updates: &[OutboxUpdate]) -> Result<usize, StoreError> {
-    if updates.is_empty() {
-        return Ok(0);
-    }
-    let mut stmt = tx.prepare_cached(
-        "UPDATE notifications SET state = ?, attempts = ?, last_error = coalesce(?, last_error),
-             next_attempt_at = coalesce(epoch_ms(?::BIGINT), next_attempt_at),
-             sent_at = coalesce(epoch_ms(?::BIGINT), sent_at),
-             failed_at = coalesce(epoch_ms(?::BIGINT), failed_at)
-         WHERE id = ?",
-    )?;
-    let mut rows = 0;
+    let mut marks: BTreeMap<i64, Mark<'_>> = BTreeMap::new();
     for u in updates {
         let (next, sent, failed) = match u.outcome {
             Outcome::Delivered { at } => (None, Some(at), None),
             Outcome::Retry { next_attempt_at } => (Some(next_attempt_at), None, None),
             Outcome::Failed { at } => (None, None, Some(at)),
         };
-        rows += stmt.execute(params![
-            u.outcome.state(),
-            u.attempts,
-            u.last_error,
-            next,
-            sent,
-            failed,
-            u.id
-        ])?;
+        let m = marks.entry(u.id).or_insert(Mark {
+            id: u.id,
+            state: u.outcome.state(),
+            attempts: u.attempts,
+            last_error: None,
+            next_attempt_at: None,
+            sent_at: None,
+            failed_at: None,
+        });
+        m.state = u.outcome.state();
+        m.attempts = u.attempts;
+        m.last_error = u.last_error.as_deref().or(m.last_error);
+        m.next_attempt_at = next.or(m.next_attempt_at);
+        m.sent_at = sent.or(m.sent_at);
+        m.failed_at = failed.or(m.failed_at);
     }
-    Ok(rows)
+    OUTBOX_MARKS.write(tx, marks.into_values(), |app, m| {
+        app.append_row(params![
+            m.id,
+            m.state,
+            m.attempts,
+            m.last_error,
+            m.next_attempt_at,
+            m.sent_at,
+            m.failed_at
+        ])
+    })
 }
