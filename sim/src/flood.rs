@@ -28,6 +28,10 @@ pub struct FloodConfig {
     /// The nodes' reports start after this `seq` (a second flood of the same fleet past
     /// the first one's, so a consumer does not take it for duplicates).
     pub after_seq: u64,
+    /// Every node starts its uptime again, as after a reboot (with `after_seq`: a second
+    /// flood in which each node reports a restart, so a consumer meets a burst of
+    /// incidents). Otherwise a later flood carries the nodes' uptime on.
+    pub restart_agents: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -51,6 +55,10 @@ pub async fn flood(cfg: FloodConfig) -> Result<FloodSummary, FloodError> {
     let mut fleet = Fleet::build(&cfg.fleet);
     for x in &mut fleet.nodes {
         x.seq = cfg.after_seq;
+        if !cfg.restart_agents {
+            // As if the node had sent those reports: it carries on, not rebooted.
+            x.uptime_s += cfg.after_seq as f64 * f64::from(cfg.fleet.interval_s);
+        }
     }
     let n = fleet.nodes.len().max(1);
     let k = cfg.connections.clamp(1, n);

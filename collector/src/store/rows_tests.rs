@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use tocsin_protocol::{CheckResult, CheckStatus, NodeKind, Report};
 
-use super::rows::*;
 use super::tests::{engine, scope, write};
 use super::{OutboxUpdate, Outcome, Store};
 use crate::engine::{Effect, Input, Snapshot};

@@ -90,11 +90,18 @@ const LINGER: Duration = Duration::from_millis(3);
 /// A batch that took this long is logged.
 const SLOW_BATCH: Duration = Duration::from_millis(250);
 
+/// Prepared statements the writer's connection keeps.
+const STATEMENT_CACHE: usize = 64;
+
 /// How often `node_reports` is pruned to each node's newest report.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 impl Writer {
     pub fn new(conn: Connection, batch_size: usize, flush_interval: Duration) -> Self {
+        // Every table's staged write is three or four statements (`rows.rs`, `nodes.rs`):
+        // about 40 in all, more than the default cache of 16 holds, and a batch with tickets
+        // would otherwise parse again the ones its predecessor evicted.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Writer {
             stored: StoredNodes::new(Duration::ZERO),
             conn,

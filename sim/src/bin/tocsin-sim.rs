@@ -211,6 +211,10 @@ struct FloodArgs {
     /// not duplicates).
     #[arg(long, default_value_t = 0)]
     after_seq: u64,
+    /// Every node's uptime starts again: each reports a reboot (an incident storm when it
+    /// follows an earlier flood). Without it a later flood carries the uptime on.
+    #[arg(long)]
+    restart_agents: bool,
 }
 
 #[derive(Debug, Args)]
@@ -334,6 +338,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 inflight: a.inflight,
                 client_prefix: a.fleet.client_prefix.clone(),
                 after_seq: a.after_seq,
+                restart_agents: a.restart_agents,
             };
             let s = flood(cfg).await?;
             println!("{}", serde_json::to_string(&s)?);
