@@ -122,7 +122,7 @@ impl Staged {
         tx.prepare_cached(&self.create_sql())?.execute([])?;
         let mut n = 0;
         {
-            let mut app = tx.appender_to_catalog_and_db(&self.stage, "temp", "main")?;
+            let mut app = tx.appender_to_catalog_and_db(self.stage, "temp", "main")?;
             for row in rows {
                 append(&mut app, row)?;
                 n += 1;
