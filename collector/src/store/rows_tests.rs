@@ -2,31 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use tocsin_protocol::{CheckResult, CheckStatus, NodeKind, Report};
+use tocsin_protocol::CheckStatus;
 
-use super::tests::{engine, scope, write};
+use super::tests::{engine, node_report, scope, write};
 use super::{OutboxUpdate, Outcome, Store};
-use crate::engine::{Effect, Input, Snapshot};
-
-fn node_report(i: usize, seq: u64, ts: i64, status: CheckStatus) -> Input {
-    Input::Report(Box::new(Report {
-        v: 1,
-        node: format!("web-{i:03}"),
-        site: "dc1".into(),
-        kind: NodeKind::Host,
-        seq,
-        ts,
-        interval_s: 10,
-        via: None,
-        metrics: vec![],
-        checks: vec![CheckResult {
-            name: "tcp:pg".into(),
-            status,
-            output: "refused".into(),
-            latency_ms: None,
-        }],
-    }))
-}
+use crate::engine::{Effect, Snapshot};
 
 fn count(store: &mut Store, sql: &str) -> i64 {
     store
@@ -45,8 +25,11 @@ fn a_burst_of_incidents_is_stored_in_one_batch_exactly_as_emitted() {
     let mut batch = Vec::new();
     for i in 0..N {
         batch.extend(
-            e.handle(10_000, node_report(i, 1, 10_000, CheckStatus::Critical))
-                .effects,
+            e.handle(
+                10_000,
+                node_report(&format!("web-{i:03}"), 1, 10_000, CheckStatus::Critical),
+            )
+            .effects,
         );
     }
     write(&mut store, &batch);
@@ -61,8 +44,11 @@ fn a_burst_of_incidents_is_stored_in_one_batch_exactly_as_emitted() {
     let mut batch2 = Vec::new();
     for i in 0..N {
         batch2.extend(
-            e.handle(20_000, node_report(i, 2, 20_000, CheckStatus::Ok))
-                .effects,
+            e.handle(
+                20_000,
+                node_report(&format!("web-{i:03}"), 2, 20_000, CheckStatus::Ok),
+            )
+            .effects,
         );
     }
     write(&mut store, &batch2);

@@ -39,9 +39,14 @@ pub(super) fn engine(snapshot: crate::engine::Snapshot) -> Engine {
 }
 
 pub(super) fn report(seq: u64, ts: i64, status: CheckStatus) -> Input {
+    node_report("web-01", seq, ts, status)
+}
+
+/// A report of `node` in dc1 with one `tcp:pg` check.
+pub(super) fn node_report(node: &str, seq: u64, ts: i64, status: CheckStatus) -> Input {
     Input::Report(Box::new(Report {
         v: 1,
-        node: "web-01".into(),
+        node: node.into(),
         site: "dc1".into(),
         kind: NodeKind::Host,
         seq,
