@@ -22,6 +22,7 @@ use crate::engine::targets::NotifyPolicy;
 use crate::engine::{Effect, Engine, Input};
 use crate::ingest::Decoded;
 use crate::ingest::mqtt::{self, AckToken, Inbound, RateLimit};
+use crate::ingest::stage::{self, DECODED_QUEUE, Received};
 use crate::metrics::{EngineGauges, Metrics};
 use crate::notify::{Dispatcher, NotifyDeps};
 use crate::rules::AlertState;
@@ -248,9 +249,19 @@ pub async fn start(config: CollectorConfig) -> Result<Running, StartError> {
         )),
     ));
     tasks.push(("notify", tokio::spawn(dispatcher.run(shutdown.subscribe()))));
+    let (decoded_tx, decoded_rx) = mpsc::channel::<Received>(DECODED_QUEUE);
+    tasks.push((
+        "decode",
+        tokio::spawn(stage::run(
+            config.topic_root.clone(),
+            in_rx,
+            decoded_tx,
+            shutdown.subscribe(),
+        )),
+    ));
     let pipeline_task = tokio::spawn(pipeline(
         engine,
-        in_rx,
+        decoded_rx,
         control_rx,
         write_tx,
         targets_tx,
@@ -399,7 +410,7 @@ pub async fn run(
 /// still queued unacknowledged for the broker to redeliver.
 async fn pipeline(
     mut engine: Engine,
-    mut inbound: mpsc::Receiver<Inbound>,
+    mut inbound: mpsc::Receiver<Received>,
     mut control: mpsc::Receiver<Control>,
     write: mpsc::Sender<WriteMsg<AckToken>>,
     targets: watch::Sender<Arc<NotifyPolicy>>,

@@ -331,6 +331,13 @@ impl Metrics {
             "Stored node reports deleted because a newer one of the node was stored.",
             w.reports_pruned.load(Ordering::Relaxed),
         );
+        line(
+            &mut o,
+            "tocsin_store_memory_released_bytes_total",
+            "counter",
+            "Resident memory DuckDB had freed that the writer gave back to the system.",
+            w.memory_released.load(Ordering::Relaxed),
+        );
         let n = &self.notify;
         n.delivered.render(
             &mut o,

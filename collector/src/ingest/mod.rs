@@ -1,6 +1,7 @@
-//! Ingest stage: MQTT (and later HTTP) intake -> validated, typed engine inputs or rejections.
+//! Ingest stage: MQTT (and later HTTP) intake -> decode stage -> validated, typed engine inputs or rejections.
 
 pub mod decode;
 pub mod mqtt;
+pub mod stage;
 
 pub use decode::{Decoded, decode};

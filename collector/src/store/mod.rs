@@ -14,6 +14,7 @@ pub mod retention;
 mod rows;
 mod sandbox;
 mod sql;
+mod trim;
 mod writer;
 
 #[cfg(test)]

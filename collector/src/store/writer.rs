@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::nodes::{StoredNodes, prune_reports};
 use super::outbox::{OutboxUpdate, apply_updates};
 use super::rows::{write_batch, write_rejected};
+use super::trim::release_free_memory;
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
 
@@ -66,6 +67,8 @@ pub struct WriterStats {
     pub last_batch_micros: AtomicU64,
     /// Stored reports deleted because a newer one of the same node was stored.
     pub reports_pruned: AtomicU64,
+    /// Resident bytes given back by trimming glibc's arenas after each prune.
+    pub memory_released: AtomicU64,
 }
 
 /// Owns the write connection; run it on its own thread.
@@ -260,6 +263,18 @@ impl Writer {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, "cannot prune node_reports; trying again in a minute");
                     }
+                }
+                // DuckDB's freed memory (the prune's, the checkpoints') back to the system.
+                if let Some(t) = release_free_memory() {
+                    stats
+                        .memory_released
+                        .fetch_add(t.released(), Ordering::Relaxed);
+                    tracing::debug!(
+                        rss_before_mb = t.rss_before >> 20,
+                        rss_after_mb = t.rss_after >> 20,
+                        took_ms = t.took.as_millis() as u64,
+                        "gave freed memory back to the system"
+                    );
                 }
             }
         }
