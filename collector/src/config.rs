@@ -59,10 +59,10 @@ pub struct BrokerConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// Received messages waiting for the pipeline, as received (payload, topic and ack
-    /// token: about 2.3 KB per 30-metric report). The default holds the largest in-flight window MQTT allows (65,535); a
-    /// broker that sends more makes intake wait for room (counted in
-    /// `tocsin_ingest_queue_full_waits_total`) while the socket pushes back on it.
+    /// Received messages waiting to be decoded, as received (payload, topic and ack token:
+    /// about 2.3 KB per 30-metric report). The default holds the largest in-flight window
+    /// MQTT allows (65,535); a broker that sends more makes intake wait for room (counted
+    /// in `tocsin_ingest_queue_full_waits_total`) while the socket pushes back on it.
     #[serde(default = "default_intake_queue")]
     pub intake_queue: usize,
 }

@@ -25,10 +25,10 @@ use crate::time::{Millis, now_millis};
 
 /// One message on its way to the engine, as received, with the token that acknowledges it.
 ///
-/// Intake only moves bytes: the pipeline decodes. Decoding here held up the event loop
-/// (a debug build on a loaded machine missed a 5 s keep-alive behind a 50 MB backlog, the
-/// broker writing its PINGRESP after the backlog), and a decoded 30-metric report takes
-/// about five times the memory of its payload in the intake queue.
+/// Intake only moves bytes: the decode stage (`stage.rs`) decodes. Decoding here held up
+/// the event loop (a debug build on a loaded machine missed a 5 s keep-alive behind a 50 MB
+/// backlog, the broker writing its PINGRESP after the backlog), and a decoded 30-metric
+/// report takes about five times the memory of its payload in the intake queue.
 #[derive(Debug)]
 pub struct Inbound {
     pub received_at: Millis,
