@@ -229,8 +229,9 @@ pub(super) fn write_nodes(
                 n.state,
                 n.agent_version,
                 n.inventory.as_deref().filter(|_| full).and_then(json),
-                json(&*n.labels),
-                json(&*n.parents),
+                // A light row's wide columns are not written: not serialised either.
+                Some(&*n.labels).filter(|_| full).and_then(json),
+                Some(&*n.parents).filter(|_| full).and_then(json),
                 n.via,
                 n.last_seq,
                 n.last_ts,
