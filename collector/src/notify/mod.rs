@@ -3,10 +3,13 @@
 //! The engine writes every notification as a `pending` row in the transaction of the event
 //! that made it. This task reads the due rows (`next_attempt_at <= now`, oldest first) at
 //! start, every 500 ms and whenever the writer says it committed new ones, and sends each
-//! with bounded concurrency. A row being sent is in the in-flight set until the mark of its
-//! attempt is committed, so it is never sent twice at once. The marks go through the store
-//! writer ([`OutboxUpdate`] in a [`WriteMsg`]): `delivered`, or another attempt after an
-//! exponential backoff, or `failed` after a permanent error or the last attempt.
+//! with bounded concurrency (`[notify] concurrency` sends at once). A row being sent is in
+//! the in-flight set until the mark of its attempt is committed, so it is never sent twice
+//! at once; waiting for that commit does not hold a send's place, so a burst of events (a
+//! switch down: a symptom event per host behind it) is not sent one writer batch at a
+//! time. The marks go through the store writer ([`OutboxUpdate`] in a [`WriteMsg`]):
+//! `delivered`, or another attempt after an exponential backoff, or `failed` after a
+//! permanent error or the last attempt.
 //!
 //! Delivery is at least once: a crash between a send and its mark sends the row again after
 //! the restart, with the same idempotency key, so receivers can drop the repeat.
@@ -35,6 +38,8 @@ use crate::time::{Millis, millis, now_millis};
 
 /// How often the outbox is looked at without a wake-up.
 const POLL: Duration = Duration::from_millis(500);
+/// Rows in flight (sending, or sent and waiting for their mark's commit) per concurrent send.
+const IN_FLIGHT_PER_SEND: usize = 16;
 /// How long sends in flight may finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -201,6 +206,12 @@ impl<A: Send + 'static> Dispatcher<A> {
         } = self;
         let mqtt_handle = mqtt_task.map(|t| tokio::spawn(t.run()));
         let concurrency = deps.config.concurrency.max(1);
+        // `concurrency` sends at once; each row then waits for its mark's commit (about a
+        // writer batch, 100-200 ms under load) without holding a send's place. With the
+        // place held until the commit, 40 symptom events of a switch going down kept the
+        // tickets opened right after them waiting 1.1 s at 50,000 nodes (BENCHMARKS.md).
+        let sends = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let max_in_flight = concurrency.saturating_mul(IN_FLIGHT_PER_SEND);
         let mut tasks: JoinSet<Result<(), WriterGone>> = JoinSet::new();
         let mut in_flight: HashMap<tokio::task::Id, i64> = HashMap::new();
         // Rows whose send panicked: not tried again until a restart.
@@ -211,9 +222,9 @@ impl<A: Send + 'static> Dispatcher<A> {
         let mut writer_gone = false;
         loop {
             // Every wake-up (start, a finished send, the writer's poke, the poll) is a look.
-            if tasks.len() < concurrency {
+            if tasks.len() < max_in_flight {
                 let skip: Vec<i64> = in_flight.values().chain(&held).copied().collect();
-                let free = concurrency - tasks.len();
+                let free = max_in_flight - tasks.len();
                 let reader = deps.reader.clone();
                 let now = now_millis();
                 let due =
@@ -229,6 +240,7 @@ impl<A: Send + 'static> Dispatcher<A> {
                             let id = row.id;
                             let handle = tasks.spawn(attempt(
                                 row,
+                                sends.clone(),
                                 policy.clone(),
                                 senders.clone(),
                                 deps.config.clone(),
@@ -308,13 +320,17 @@ struct WriterGone;
 /// Send one row and have the mark of the attempt committed.
 async fn attempt<A>(
     row: PendingNotification,
+    sends: Arc<tokio::sync::Semaphore>,
     policy: Arc<NotifyPolicy>,
     senders: Arc<Senders>,
     config: NotifyConfig,
     write: mpsc::Sender<WriteMsg<A>>,
     stats: Arc<NotifyStats>,
 ) -> Result<(), WriterGone> {
+    // The semaphore is never closed; rows wait for a place about in the order they were read.
+    let place = sends.acquire_owned().await.ok();
     let result = send(&row, &policy, &senders).await;
+    drop(place);
     let update = decide(&config, &row, &result, now_millis());
     let channel = row.channel.as_deref().unwrap_or("none");
     let target = format!("{channel}:{}", row.target);

@@ -312,6 +312,8 @@ pub(super) struct Setup {
     config: NotifyConfig,
     pub(super) smtp: Option<SmtpConfig>,
     pub(super) mqtt: Option<rumqttc::MqttOptions>,
+    /// Marks reach the writer only once this says `true` (a writer slow to commit).
+    hold_marks: Option<watch::Receiver<bool>>,
 }
 
 impl Setup {
@@ -321,6 +323,7 @@ impl Setup {
             config,
             smtp: None,
             mqtt: None,
+            hold_marks: None,
         }
     }
 }
@@ -347,6 +350,21 @@ impl Harness {
                 Arc::new(crate::store::WriterStats::default()),
             )
         });
+        let marks = match setup.hold_marks {
+            None => write.clone(),
+            Some(mut open) => {
+                let (held, mut held_rx) = mpsc::channel::<WriteMsg<()>>(64);
+                let write = write.clone();
+                tokio::spawn(async move {
+                    while let Some(m) = held_rx.recv().await {
+                        if open.wait_for(|o| *o).await.is_err() || write.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                held
+            }
+        };
         let stats = Arc::new(NotifyStats::default());
         let (targets, targets_rx) = watch::channel(Arc::new(setup.policy));
         let (shutdown, shutdown_rx) = broadcast::channel(1);
@@ -357,7 +375,7 @@ impl Harness {
             topic_root: "tocsin".into(),
             mqtt: setup.mqtt,
             reader: outbox_reader,
-            write: write.clone(),
+            write: marks,
             wake,
             stats: stats.clone(),
         })
@@ -649,6 +667,46 @@ async fn a_slow_receiver_gets_each_row_once_and_a_reload_moves_the_target() {
     h.wait_state(7, "delivered").await;
     assert_eq!(seen(&log).len(), 6);
     assert_eq!(seen(&log2).len(), 1);
+    h.stop().await;
+}
+
+/// A row waiting for its mark's commit does not hold a send's place: with one send at a
+/// time and no mark committed, every row still goes out, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_sent_while_earlier_marks_wait_for_the_writer() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (addr, log) = receiver(&[], Duration::ZERO).await;
+    let rows: Vec<_> = (1..=5)
+        .map(|i| row(i, "webhook", "hook", json!({"n": i})))
+        .collect();
+    let (open, hold) = watch::channel(false);
+    let mut config = config(8);
+    config.concurrency = 1;
+    let setup = Setup {
+        hold_marks: Some(hold),
+        ..Setup::new(webhook_policy(addr), config)
+    };
+    let h = Harness::start(&dir.path().join("t.duckdb"), setup, &rows);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen(&log).len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 5 sent while the marks waited",
+            seen(&log).len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.row(1)["state"], "pending", "no mark committed yet");
+    open.send_replace(true);
+    for i in 1..=5 {
+        h.wait_state(i, "delivered").await;
+    }
+    // Polls while the marks waited sent nothing twice.
+    let mut keys: Vec<_> = seen(&log).into_iter().filter_map(|s| s.key).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 5);
+    assert_eq!(seen(&log).len(), 5);
     h.stop().await;
 }
 

@@ -189,6 +189,9 @@ impl Store {
     }
 
     fn with_connection(mut conn: Connection, archive: Option<&Path>) -> Result<Store, StoreError> {
+        // Checkpoints drop the row groups whose rows are all deleted, and merge no partly
+        // deleted ones: merging rewrote every kept report after each prune (`nodes.rs`).
+        conn.execute_batch("SET max_vacuum_tasks = 0")?;
         migrations::migrate(&mut conn)?;
         harden(&conn, archive)?;
         if let Some(dir) = archive {

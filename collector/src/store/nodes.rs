@@ -39,12 +39,40 @@ const PRUNE_REPORTS: &str = "DELETE FROM node_reports r
     USING (SELECT site, node, max(report_at) AS newest FROM node_reports GROUP BY site, node) n
     WHERE r.site = n.site AND r.node = n.node AND r.report_at < n.newest";
 
+/// How far behind the end of the table (in rows: two of DuckDB's row groups of 122,880) a
+/// kept report may sit before the prune copies it to the end.
+const MOVE_BEHIND_ROWS: i64 = 2 * 122_880;
+
 /// Delete every stored report but the newest of each node, in a transaction of its own;
 /// returns how many went. The writer calls it about once a minute: a node's report is appended
 /// at most once a `report_interval`, so the table holds a few rows per node.
+///
+/// The store sets DuckDB's `max_vacuum_tasks` to 0, so a checkpoint drops the row groups whose
+/// rows are all deleted and rewrites no other: merging the partly deleted ones rewrote, after
+/// every prune, the 50,000 newest reports at 50,000 nodes (100 MB of JSON, over a second
+/// inside a commit that tickets waited behind; BENCHMARKS.md). A kept report far behind the
+/// end of the table (a node that went quiet) would pin its row group for good, so it is
+/// copied to the end and the old copy deleted; it moves again only once as many rows were
+/// appended after it, so a fleet that went quiet all at once is not copied every minute.
 pub(super) fn prune_reports(conn: &mut duckdb::Connection) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
     let n = tx.prepare_cached(PRUNE_REPORTS)?.execute([])?;
+    let last_row: Option<i64> = tx
+        .prepare_cached("SELECT max(rowid) FROM node_reports")?
+        .query_row([], |r| r.get(0))?;
+    let behind = last_row.map_or(0, |last| last - MOVE_BEHIND_ROWS);
+    if behind > 0 {
+        let moved = tx
+            .prepare_cached(
+                "INSERT INTO node_reports SELECT site, node, report_at, seq, report
+                 FROM node_reports WHERE rowid < ?",
+            )?
+            .execute(params![behind])?;
+        if moved > 0 {
+            tx.prepare_cached("DELETE FROM node_reports WHERE rowid < ?")?
+                .execute(params![behind])?;
+        }
+    }
     tx.commit()?;
     Ok(n)
 }
@@ -426,6 +454,40 @@ mod tests {
             [("web-01".into(), 3.into()), ("web-02".into(), 13.into())]
         );
         assert_eq!(super::prune_reports(store.connection()).expect("again"), 0);
+    }
+
+    /// A quiet node's newest report, far behind the end of the table, is copied to the end
+    /// (its row group can then go whole), and stays the node's one report.
+    #[test]
+    fn a_quiet_nodes_report_moves_to_the_end_of_the_table() {
+        let mut store = Store::open_in_memory().expect("store");
+        let conn = store.connection();
+        conn.execute_batch(
+            "INSERT INTO node_reports VALUES ('dc1', 'quiet', TIMESTAMP '2026-12-01 00:00:00', 1, '{\"seq\":1}');
+             INSERT INTO node_reports SELECT 'dc1', 'busy-' || (i % 2),
+                 TIMESTAMP '2026-12-01 00:01:00' + to_seconds(i), i, '{}' FROM range(250000) t(i);",
+        )
+        .expect("rows");
+        let quiet = |conn: &duckdb::Connection| -> (i64, i64, String) {
+            conn.query_row(
+                "SELECT count(*), max(rowid), any_value(report)::VARCHAR FROM node_reports WHERE node = 'quiet'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("quiet")
+        };
+        assert_eq!(quiet(conn).1, 0, "the first row");
+        assert_eq!(super::prune_reports(conn).expect("prune"), 249_998);
+        let (count, rowid, report) = quiet(conn);
+        assert_eq!((count, report.as_str()), (1, r#"{"seq":1}"#));
+        assert!(rowid >= 250_000, "moved to the end: rowid {rowid}");
+        let total: i64 = conn
+            .query_row("SELECT count(*) FROM node_reports", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(total, 3, "quiet, busy-0 and busy-1");
+        // Nothing was appended since: it is not copied again.
+        assert_eq!(super::prune_reports(conn).expect("again"), 0);
+        assert_eq!(quiet(conn).1, rowid);
     }
 
     /// Stored reports per 10 s window, for 100 nodes reporting every 10 s from the same start.
