@@ -35,7 +35,7 @@ fn main() -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("probe.duckdb");
-    let conn = Connection::open(&path)?;
+    let mut conn = Connection::open(&path)?;
     conn.execute_batch(
         "CREATE TABLE nodes (site VARCHAR, node VARCHAR, state VARCHAR, last_seq UBIGINT,
             last_ts TIMESTAMP, updated_at TIMESTAMP, inventory JSON, PRIMARY KEY (site, node));
@@ -58,7 +58,6 @@ fn main() -> Result<()> {
     let wal = path.with_extension("duckdb.wal");
     let checkpointing = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut checkpoints: Vec<Duration> = Vec::new();
     let checker = if mode != "inline" {
         let c = conn.try_clone()?;
         // An open transaction that inserted holds DuckDB's vacuum lock shared, so the
@@ -115,7 +114,6 @@ fn main() -> Result<()> {
     let per_tick = nodes / 20;
     let reports_per_tick = (nodes / 600).max(1);
     let mut next_bulk = Instant::now();
-    let mut conn = conn;
     while start.elapsed() < Duration::from_secs(seconds) {
         let now = Instant::now();
         if now >= next_desk {
@@ -169,11 +167,12 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     }
     stop.store(true, Ordering::Relaxed);
-    if let Some(h) = checker {
-        checkpoints = h
+    let checkpoints = match checker {
+        Some(h) => h
             .join()
-            .map_err(|_| anyhow::anyhow!("checkpointer panicked"))??;
-    }
+            .map_err(|_| anyhow::anyhow!("checkpointer panicked"))??,
+        None => Vec::new(),
+    };
     let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
     let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
         if v.is_empty() {
