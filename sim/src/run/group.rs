@@ -111,6 +111,18 @@ impl Group {
         }
     }
 
+    /// The agent's connection ends without DISCONNECT (a crash, or cut off behind its switch):
+    /// the broker publishes the will, and the publishes not yet acknowledged may or may not
+    /// have reached it (those written to the socket did, and the collector counts them).
+    fn lost_connection(&self, published: u64, acked: u64) {
+        self.stats.unclean.fetch_add(1, Ordering::Relaxed);
+        if self.qos == QoS::AtLeastOnce {
+            self.stats
+                .in_doubt
+                .fetch_add(published.saturating_sub(acked), Ordering::Relaxed);
+        }
+    }
+
     async fn record(&self, local: usize, id: u64, kind: FaultKind) {
         let n = &self.nodes[local];
         let rule = kind.rule();
@@ -240,7 +252,7 @@ async fn connection(
                             g.record(l, id, kind).await;
                             if g.agent == Some(l) {
                                 // Drop the connection without DISCONNECT: the broker publishes the will.
-                                g.stats.unclean.fetch_add(1, Ordering::Relaxed);
+                                g.lost_connection(published, acked);
                                 return Ended::Dropped;
                             }
                             g.publish_status(&client, l, NodeState::Offline);
@@ -251,7 +263,7 @@ async fn connection(
                         let Some(l) = g.local(node) else { continue };
                         g.nodes[l].inject(FaultKind::SwitchDown, id);
                         if g.agent == Some(l) {
-                            g.stats.unclean.fetch_add(1, Ordering::Relaxed);
+                            g.lost_connection(published, acked);
                             return Ended::Frozen(Box::new((client, el)));
                         }
                         g.publish_status(&client, l, NodeState::Offline);
