@@ -299,7 +299,7 @@ fn default_batch() -> usize {
     512
 }
 fn default_memory_limit() -> String {
-    "256MB".into()
+    "128MB".into()
 }
 fn default_report_interval() -> Duration {
     Duration::from_secs(60)
@@ -550,7 +550,7 @@ mod tests {
         assert_eq!(c.http.listen.port(), 8080);
         assert_eq!(c.rules.dir, PathBuf::from("/etc/tocsin/rules"));
         assert_eq!(c.store.report_interval, Duration::from_secs(60));
-        assert_eq!(c.store.memory_limit, "256MB");
+        assert_eq!(c.store.memory_limit, "128MB");
         let c =
             parse("[store]\nreport_interval = \"0s\"\nmemory_limit = \"1GiB\"\n").expect("store");
         assert_eq!(c.store.report_interval, Duration::ZERO);

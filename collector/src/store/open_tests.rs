@@ -70,7 +70,7 @@ fn the_configured_memory_limit_bounds_duckdb() {
     .expect("open with the default");
     let set = limit(&mut default);
     assert!(
-        set.starts_with("244.1 MiB") || set.starts_with("256.0 MB"),
+        set.starts_with("122.0 MiB") || set.starts_with("128.0 MB"),
         "{set}"
     );
     drop(default);
