@@ -111,11 +111,14 @@ impl Group {
         }
     }
 
-    /// The agent's connection ends without DISCONNECT (a crash, or cut off behind its switch):
-    /// the broker publishes the will, and the publishes not yet acknowledged may or may not
-    /// have reached it (those written to the socket did, and the collector counts them).
+    /// The connection ended without DISCONNECT (an agent's crash, cut off behind its switch,
+    /// or a missed keep-alive): an agent's will is published, and the publishes not yet
+    /// acknowledged may or may not have reached the broker (those written to the socket did,
+    /// and the collector counts them).
     fn lost_connection(&self, published: u64, acked: u64) {
-        self.stats.unclean.fetch_add(1, Ordering::Relaxed);
+        if self.agent.is_some() {
+            self.stats.unclean.fetch_add(1, Ordering::Relaxed);
+        }
         if self.qos == QoS::AtLeastOnce {
             self.stats
                 .in_doubt
@@ -301,14 +304,7 @@ async fn connection(
                     // A connection lost without DISCONNECT (a missed keep-alive on a loaded
                     // machine, say): the broker publishes this agent's will.
                     if std::mem::take(&mut connected) {
-                        if g.agent.is_some() {
-                            g.stats.unclean.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if g.qos == QoS::AtLeastOnce {
-                            g.stats
-                                .in_doubt
-                                .fetch_add(published.saturating_sub(acked), Ordering::Relaxed);
-                        }
+                        g.lost_connection(published, acked);
                     }
                     tracing::debug!(client = %g.client_id, error = %e, "connection error; retrying");
                     // Reconnects on the next poll; a stop is seen then.
