@@ -375,7 +375,7 @@ fn human(s: &Summary) -> String {
     let mut out = format!(
         "fleet: {} nodes ({} monitoring hosts, {} switches, {} hosts) in {} sites over {} connections, every {} s\n\
          published: {} reports ({:.0}/s) and {} statuses in {:.0} s; {} acknowledged by the broker, {} refused by a full client queue\n\
-         agents dropped without a clean stop: {} (each makes the broker publish a last will)\n\
+         agents dropped without a clean stop: {}; last wills the broker published: {}\n\
          the collector should have received {} messages (up to {} more: in flight when a connection was lost)\n\
          failures: {} planned, {} injected; tickets seen: {}\n",
         s.nodes,
@@ -392,6 +392,7 @@ fn human(s: &Summary) -> String {
         s.acked,
         s.dropped,
         s.unclean_disconnects,
+        s.wills_published,
         s.expected_at_collector,
         s.in_doubt,
         s.failures_planned,

@@ -103,6 +103,7 @@ impl Group {
         let payload = self.status_payload(local, state);
         match client.try_publish(topic, QoS::AtLeastOnce, true, payload) {
             Ok(()) => {
+                tracing::debug!(client = %self.client_id, node = %n.name, ?state, "status published");
                 self.stats.statuses.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
@@ -116,6 +117,7 @@ impl Group {
     /// acknowledged may or may not have reached the broker (those written to the socket did,
     /// and the collector counts them).
     fn lost_connection(&self, published: u64, acked: u64) {
+        tracing::debug!(client = %self.client_id, published, acked, "connection lost");
         if self.agent.is_some() {
             self.stats.unclean.fetch_add(1, Ordering::Relaxed);
         }
@@ -363,7 +365,7 @@ async fn stop(
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
         let qos0 = g.qos == QoS::AtMostOnce;
         while !qos0 && acked < published {
             match el.poll().await {
@@ -372,15 +374,27 @@ async fn stop(
                     g.stats.acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(_) => {}
-                Err(_) => return,
+                Err(e) => return Err(e.to_string()),
             }
         }
         let _ = client.try_disconnect();
-        while let Ok(ev) = el.poll().await {
-            if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
-                break;
+        loop {
+            match el.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
             }
         }
     })
     .await;
+    // Without DISCONNECT the broker publishes the agent's will (the watcher counts it).
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(client = %g.client_id, error = %e, acked, published, "stopped without DISCONNECT")
+        }
+        Err(_) => {
+            tracing::warn!(client = %g.client_id, acked, published, "no DISCONNECT within 20 s")
+        }
+    }
 }

@@ -75,6 +75,13 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Connections dropped without DISCONNECT (each makes the broker publish a last will).
     pub unclean: AtomicU64,
+    /// Last wills the broker published, as the watcher saw them. Usually `unclean`, but
+    /// Mosquitto 2.0 may publish a crashed agent's will a second time when the agent
+    /// reconnects, or none when a new connection takes over a session before the old one's
+    /// loss was noticed.
+    pub wills: AtomicU64,
+    /// Times the watcher lost its connection (wills published meanwhile were not seen).
+    pub watch_reconnects: AtomicU64,
     /// Publishes in flight (sent, not acknowledged) when a connection was lost: the client
     /// sends them again, and a first copy the broker took before the loss reaches the
     /// collector too (as a duplicate).
@@ -98,15 +105,20 @@ pub struct Summary {
     /// Publishes the broker acknowledged.
     pub acked: u64,
     pub dropped: u64,
-    /// Last wills the broker should have published (crashes, hosts cut off).
+    /// Connections dropped without DISCONNECT (crashes, hosts cut off).
     pub unclean_disconnects: u64,
+    /// Last wills the broker published (seen by a subscriber to every status).
+    pub wills_published: u64,
+    /// Times that subscriber lost its connection; wills published meanwhile were missed.
+    pub watch_reconnects: u64,
     pub connects: u64,
     pub connect_errors: u64,
     /// Publishes in flight when a connection was lost: each may reach the collector twice,
     /// so it may count up to this many messages more than `expected_at_collector`.
     pub in_doubt: u64,
     pub reports_per_s: f64,
-    /// Messages the collector should have received: acknowledged publishes plus last wills.
+    /// Messages the collector should have received: acknowledged publishes plus the last
+    /// wills the broker published.
     pub expected_at_collector: u64,
     pub failures_planned: usize,
     pub failures_injected: u64,
@@ -227,33 +239,35 @@ pub async fn run(
     let (watch_stop_tx, watch_stop_rx) = tokio::sync::watch::channel(false);
     let (inj_tx, mut inj_rx) = mpsc::channel::<Injected>(4096);
 
-    // The ticket watcher subscribes before any node reports.
+    // The watcher subscribes before any node reports: ticket events, and every status for
+    // the last wills the broker publishes.
     let seen: Arc<Mutex<Vec<TicketSeen>>> = Arc::new(Mutex::new(Vec::new()));
-    let watcher = match &cfg.events_topic {
-        Some(topic) => {
-            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-            let task = tokio::spawn(watch::run(
-                cfg.broker.clone(),
-                format!("{}/v1/events/{topic}/ticket.opened", cfg.root),
-                format!("{}-tickets", cfg.client_prefix),
-                ready_tx,
-                watch_stop_rx,
-                seen.clone(),
-            ));
-            if tokio::time::timeout(Duration::from_secs(30), ready_rx)
-                .await
-                .is_err()
-            {
-                let _ = watch_stop_tx.send(true);
-                return Err(RunError::Watch(format!(
-                    "mqtt://{}:{}",
-                    cfg.broker.host, cfg.broker.port
-                )));
-            }
-            Some(task)
-        }
-        None => None,
-    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch::run(
+        cfg.broker.clone(),
+        watch::Filters {
+            statuses: format!("{}/v1/+/+/status", cfg.root),
+            tickets: cfg
+                .events_topic
+                .as_ref()
+                .map(|topic| format!("{}/v1/events/{topic}/ticket.opened", cfg.root)),
+        },
+        format!("{}-watch", cfg.client_prefix),
+        ready_tx,
+        watch_stop_rx,
+        seen.clone(),
+        stats.clone(),
+    ));
+    if tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .is_err()
+    {
+        let _ = watch_stop_tx.send(true);
+        return Err(RunError::Watch(format!(
+            "mqtt://{}:{}",
+            cfg.broker.host, cfg.broker.port
+        )));
+    }
 
     let t0 = Instant::now();
     let rate = f64::from(cfg.connect_rate.max(1));
@@ -390,19 +404,30 @@ pub async fn run(
         measure(&injections, &seen).unmatched.is_empty()
     };
     let linger_end = Instant::now() + cfg.linger;
-    while watcher.is_some() && Instant::now() < linger_end && !all_matched(&seen) {
+    while cfg.events_topic.is_some() && Instant::now() < linger_end && !all_matched(&seen) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = watch_stop_tx.send(true);
-    if let Some(w) = watcher {
-        let _ = w.await;
+    // The last wills of connections dropped at the end come within milliseconds; wait until
+    // as many as connections were lost have come and no more for half a second, 5 s at most.
+    let settle_end = Instant::now() + Duration::from_secs(5);
+    let mut wills = stats.wills.load(Ordering::Relaxed);
+    while Instant::now() < settle_end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = stats.wills.load(Ordering::Relaxed);
+        if now == wills && now >= stats.unclean.load(Ordering::Relaxed) {
+            break;
+        }
+        wills = now;
     }
+    let _ = watch_stop_tx.send(true);
+    let _ = watcher.await;
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     let latency = measure(&injections, &seen);
     let s = &stats;
     let reports = s.reports.load(Ordering::Relaxed);
     let acked = s.acked.load(Ordering::Relaxed);
     let unclean = s.unclean.load(Ordering::Relaxed);
+    let wills = s.wills.load(Ordering::Relaxed);
     Ok(Summary {
         nodes: n,
         monitors,
@@ -417,11 +442,13 @@ pub async fn run(
         acked,
         dropped: s.dropped.load(Ordering::Relaxed),
         unclean_disconnects: unclean,
+        wills_published: wills,
+        watch_reconnects: s.watch_reconnects.load(Ordering::Relaxed),
         connects: s.connects.load(Ordering::Relaxed),
         connect_errors: s.connect_errors.load(Ordering::Relaxed),
         in_doubt: s.in_doubt.load(Ordering::Relaxed),
         reports_per_s: reports as f64 / reporting.as_secs_f64().max(1e-9),
-        expected_at_collector: acked + unclean,
+        expected_at_collector: acked + wills,
         failures_planned: planned.len(),
         failures_injected: s.injected.load(Ordering::Relaxed),
         tickets_seen: seen.len(),
