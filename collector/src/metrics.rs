@@ -95,6 +95,18 @@ pub struct RetentionStats {
     pub files_written: AtomicU64,
 }
 
+/// Reports the bytes the process's global allocator holds (the binary sets it: the library
+/// does not know which allocator it runs on).
+pub type HeapProbe = fn() -> Option<u64>;
+
+static HEAP_PROBE: std::sync::OnceLock<HeapProbe> = std::sync::OnceLock::new();
+
+/// Name the global allocator's probe once, at start; `/metrics` then shows
+/// `tocsin_process_heap_bytes`. A second call is ignored.
+pub fn set_heap_probe(probe: HeapProbe) {
+    let _ = HEAP_PROBE.set(probe);
+}
+
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(
         out,
@@ -338,6 +350,31 @@ impl Metrics {
             "Resident memory DuckDB had freed that the writer gave back to the system.",
             w.memory_released.load(Ordering::Relaxed),
         );
+        line(
+            &mut o,
+            "tocsin_store_duckdb_memory_bytes",
+            "gauge",
+            "Memory DuckDB accounts for (duckdb_memory(): table blocks, indexes, transactions), refreshed every 10 s; its buffer pool is bounded by [store] memory_limit.",
+            w.duckdb_memory.load(Ordering::Relaxed),
+        );
+        if let Some(rss) = crate::store::resident_bytes() {
+            line(
+                &mut o,
+                "tocsin_process_resident_bytes",
+                "gauge",
+                "Resident memory of the collector process (VmRSS).",
+                rss,
+            );
+        }
+        if let Some(heap) = HEAP_PROBE.get().and_then(|probe| probe()) {
+            line(
+                &mut o,
+                "tocsin_process_heap_bytes",
+                "gauge",
+                "Memory the Rust side's allocator holds (engine, queues, the writer's record); DuckDB allocates apart from it.",
+                heap,
+            );
+        }
         let n = &self.notify;
         n.delivered.render(
             &mut o,
@@ -416,6 +453,17 @@ mod tests {
         assert!(text.contains("tocsin_notifications_failed_total{channel=\"mqtt\"} 0"));
         assert!(text.contains("tocsin_notifications_delivered_total{channel=\"webhook\"} 1"));
         assert!(text.contains("tocsin_notifications_pending 3"));
+        m.writer.duckdb_memory.store(5 << 20, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("tocsin_store_duckdb_memory_bytes 5242880"));
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tocsin_process_resident_bytes "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("resident bytes shown");
+        assert!(rss > 1 << 20, "{rss}");
+        set_heap_probe(|| Some(7));
+        assert!(m.render().contains("tocsin_process_heap_bytes 7"));
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let mut parts = l.rsplitn(2, ' ');
             let value = parts.next().expect("value");

@@ -41,6 +41,7 @@ pub use outbox::{Due, OutboxUpdate, Outcome, PendingNotification};
 pub use read::{MaintenanceFilter, Reader, SnapshotScope, TicketFilter};
 pub use rows::write_effects;
 pub use sandbox::{Interrupter, QueryError, QueryHandle, QueryResult, RowFormat};
+pub(crate) use trim::resident_bytes;
 pub use writer::{WriteMsg, Writer, WriterStats};
 
 use crate::time::Millis;

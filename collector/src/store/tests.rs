@@ -220,6 +220,22 @@ fn engine_effects_round_trip_through_duckdb() {
 }
 
 #[test]
+fn duckdb_memory_counts_what_the_tables_hold() {
+    let conn = duckdb::Connection::open_in_memory().expect("duckdb");
+    let empty = super::writer::duckdb_memory_bytes(&conn).expect("duckdb_memory()");
+    conn.execute_batch(
+        "CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(200000)",
+    )
+    .expect("a table of 200,000 rows");
+    let full = super::writer::duckdb_memory_bytes(&conn).expect("duckdb_memory()");
+    // About 10 MB of keys and hashes, in memory.
+    assert!(
+        full >= empty + (4 << 20),
+        "{empty} bytes empty, {full} with the table"
+    );
+}
+
+#[test]
 fn rejected_payloads_are_kept_with_reason() {
     let store = Store::open_in_memory().expect("store");
     let reader = store.reader().expect("reader");

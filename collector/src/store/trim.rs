@@ -58,7 +58,7 @@ fn malloc_trim() -> bool {
 }
 
 /// This process's resident set in bytes (`VmRSS` of `/proc/self/status`).
-fn resident_bytes() -> Option<u64> {
+pub(crate) fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line

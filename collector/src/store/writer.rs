@@ -69,6 +69,9 @@ pub struct WriterStats {
     pub reports_pruned: AtomicU64,
     /// Resident bytes given back by trimming glibc's arenas after each prune.
     pub memory_released: AtomicU64,
+    /// What DuckDB accounts for (`duckdb_memory()`: its buffer pool's blocks and other
+    /// tracked allocations), refreshed every [`MEMORY_EVERY`].
+    pub duckdb_memory: AtomicU64,
 }
 
 /// Owns the write connection; run it on its own thread.
@@ -98,6 +101,9 @@ const STATEMENT_CACHE: usize = 64;
 
 /// How often `node_reports` is pruned to each node's newest report.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the writer reads DuckDB's memory accounting for `/metrics`.
+pub const MEMORY_EVERY: Duration = Duration::from_secs(10);
 
 impl Writer {
     pub fn new(conn: Connection, batch_size: usize, flush_interval: Duration) -> Self {
@@ -154,6 +160,8 @@ impl Writer {
         stats: Arc<WriterStats>,
     ) -> Result<(), StoreError> {
         let mut last_prune = Instant::now();
+        self.read_memory(&stats);
+        let mut last_memory = Instant::now();
         loop {
             let Some(first) = rx.blocking_recv() else {
                 break;
@@ -247,6 +255,10 @@ impl Writer {
             if closed {
                 break;
             }
+            if last_memory.elapsed() >= MEMORY_EVERY {
+                last_memory = Instant::now();
+                self.read_memory(&stats);
+            }
             if last_prune.elapsed() >= self.prune_every {
                 last_prune = Instant::now();
                 // Best effort: a failure leaves a few more rows until the next attempt.
@@ -284,6 +296,14 @@ impl Writer {
         Ok(())
     }
 
+    /// Refresh `stats.duckdb_memory` from DuckDB's own accounting (a few hundred µs).
+    fn read_memory(&self, stats: &WriterStats) {
+        match duckdb_memory_bytes(&self.conn) {
+            Ok(bytes) => stats.duckdb_memory.store(bytes, Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "cannot read duckdb_memory()"),
+        }
+    }
+
     pub(super) fn commit(
         &mut self,
         effects: &[Effect],
@@ -298,4 +318,15 @@ impl Writer {
         self.stored.record(marks);
         Ok(rows)
     }
+}
+
+/// The bytes DuckDB accounts for: the sum of `duckdb_memory()` over its tags (table blocks,
+/// indexes, transactions, staging); bounded by `[store] memory_limit` as far as it is
+/// DuckDB's buffer pool.
+pub fn duckdb_memory_bytes(conn: &Connection) -> Result<u64, duckdb::Error> {
+    conn.query_row(
+        "SELECT coalesce(sum(memory_usage_bytes), 0)::UBIGINT FROM duckdb_memory()",
+        [],
+        |r| r.get(0),
+    )
 }
