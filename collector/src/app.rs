@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, Auth};
 use crate::config::{CollectorConfig, ConfigError};
-use crate::control::{Applied, CONTROL_QUEUE, Control, ControlHandle};
+use crate::control::{Applied, CONTROL_QUEUE, Control, ControlHandle, LiveNode};
 use crate::engine::targets::NotifyPolicy;
 use crate::engine::{Effect, Engine, Input};
 use crate::ingest::Decoded;
@@ -443,7 +443,7 @@ async fn pipeline(
                         publish_gauges(&engine, &metrics);
                         if !stored {
                             tracing::error!("store writer is gone; stopping the pipeline");
-                            break;
+                            return;
                         }
                     }
                     None => control_open = false,
@@ -456,13 +456,13 @@ async fn pipeline(
             // once a second or when an alert is due, so reports are not starved.
             _ = tick.tick() => {
                 if !tick_once(&mut engine, &write, &metrics).await {
-                    break;
+                    return;
                 }
                 continue;
             }
             _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                 if !tick_once(&mut engine, &write, &metrics).await {
-                    break;
+                    return;
                 }
                 continue;
             }
@@ -519,8 +519,15 @@ async fn pipeline(
         publish_gauges(&engine, &metrics);
         if write.send(write_msg).await.is_err() {
             tracing::error!("store writer is gone; stopping the pipeline");
-            break;
+            return;
         }
+    }
+    // The writer skips a report's node row that brings nothing new (`store::nodes`), so the
+    // stored sequences and times may be behind: every row once more, and the next start
+    // resumes from the engine's own.
+    let rows = engine.node_rows();
+    if !rows.is_empty() && write.send(WriteMsg::effects(rows)).await.is_err() {
+        tracing::warn!("store writer is gone; the nodes' newest sequences are not stored");
     }
 }
 
@@ -591,6 +598,10 @@ async fn apply_control(
                 return true;
             }
         },
+        Control::LiveNodes { answer } => {
+            let _ = answer.send(engine.nodes().map(LiveNode::of).collect());
+            return true;
+        }
     };
     log_effects(&effects);
     write
@@ -640,5 +651,70 @@ fn log_effects(effects: &[Effect]) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Policy, Snapshot};
+    use tocsin_protocol::{NodeKind, Report};
+
+    /// The writer skips a report's node row that brings nothing new, so at shutdown the
+    /// pipeline hands it every node's row once more: the next start resumes from exact
+    /// sequences.
+    #[tokio::test]
+    async fn at_shutdown_the_pipeline_writes_every_nodes_row() {
+        let mut engine = Engine::new(Policy::default(), Vec::new(), Snapshot::default());
+        for (seq, node) in [(4, "web-01"), (5, "web-01"), (9, "db-01")] {
+            let report = Report {
+                v: 1,
+                node: node.into(),
+                site: "dc1".into(),
+                kind: NodeKind::Host,
+                seq,
+                ts: 1_000 * seq as i64,
+                interval_s: 10,
+                via: None,
+                metrics: vec![],
+                checks: vec![],
+            };
+            engine.handle(1_000 * seq as i64, Input::Report(Box::new(report)));
+        }
+        let (_in_tx, in_rx) = mpsc::channel::<Received>(1);
+        let (_control_tx, control_rx) = mpsc::channel::<Control>(1);
+        let (write_tx, mut write_rx) = mpsc::channel::<WriteMsg<AckToken>>(8);
+        let (targets, _) = watch::channel(Arc::new(NotifyPolicy::default()));
+        let (shutdown, stop) = broadcast::channel(1);
+        shutdown.send(()).expect("a receiver");
+        pipeline(
+            engine,
+            in_rx,
+            control_rx,
+            write_tx,
+            targets,
+            Arc::new(Metrics::default()),
+            stop,
+        )
+        .await;
+        let msg = write_rx.recv().await.expect("the nodes' rows");
+        let mut seqs: Vec<(String, Option<u64>)> = msg
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Node(n) => Some((n.node.clone(), n.last_seq)),
+                _ => None,
+            })
+            .collect();
+        seqs.sort();
+        assert_eq!(
+            seqs,
+            [
+                ("db-01".to_string(), Some(9)),
+                ("web-01".to_string(), Some(5))
+            ]
+        );
+        assert!(msg.ack.is_none());
+        assert!(write_rx.recv().await.is_none(), "nothing after them");
     }
 }

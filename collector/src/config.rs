@@ -191,8 +191,9 @@ pub struct StoreConfig {
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// A node's full report is appended to `node_reports` at most this often, and
-    /// whenever one of its alerts changes state in the same batch; the report's time and
-    /// sequence (`nodes.last_report_at`, `last_seq`) are stored every time. About once a
+    /// whenever one of its alerts changes state in the same batch; the node's row (state,
+    /// `last_seq`, `last_ts`, `last_report_at`) with it, with a state change or status, and at
+    /// shutdown (`GET /api/v1/nodes` shows the engine's current ones). About once a
     /// minute the writer deletes every stored report but each node's newest (`v_nodes`
     /// shows it). Nodes' reports come due spread over the interval (a share of it taken from
     /// the node's name), not all together after a start. Storing 50,000 reports of 2 KB

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::model::NodeRow;
 use crate::engine::{Command, CommandError, Policy, Reply};
 use crate::metrics::Metrics;
 use crate::rules::Rule;
+use crate::time::Millis;
 
 /// Control requests waiting for the pipeline; more wait on the sender (backpressure).
 pub const CONTROL_QUEUE: usize = 64;
@@ -107,6 +109,40 @@ pub enum Control {
         command: Command,
         answer: oneshot::Sender<Result<Applied<Reply>, CommandError>>,
     },
+    /// Every node's state, sequence and times as the engine has them now (the stored ones
+    /// may be up to `[store] report_interval` behind).
+    LiveNodes {
+        answer: oneshot::Sender<Vec<LiveNode>>,
+    },
+}
+
+/// A node's state, sequence and times as the engine has them (`GET /api/v1/nodes` shows
+/// these over the stored row's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveNode {
+    pub site: String,
+    pub node: String,
+    pub state: String,
+    pub state_changed_at: Millis,
+    pub last_seq: Option<u64>,
+    pub last_ts: Option<Millis>,
+    pub last_report_at: Option<Millis>,
+    pub updated_at: Millis,
+}
+
+impl LiveNode {
+    pub fn of(n: &NodeRow) -> Self {
+        LiveNode {
+            site: n.site.clone(),
+            node: n.node.clone(),
+            state: n.state.clone(),
+            state_changed_at: n.state_changed_at,
+            last_seq: n.last_seq,
+            last_ts: n.last_ts,
+            last_report_at: n.last_report_at,
+            updated_at: n.updated_at,
+        }
+    }
 }
 
 /// A request the engine applied: its result, and a receiver told when its effects committed.
@@ -208,6 +244,13 @@ impl ControlHandle {
         })?;
         self.committed(applied.committed).await?;
         Ok(applied.value)
+    }
+
+    /// Every node's state, sequence and times as the engine has them now.
+    pub async fn live_nodes(&self) -> Result<Vec<LiveNode>, ControlError> {
+        let (answer, rx) = oneshot::channel();
+        self.send(Control::LiveNodes { answer }).await?;
+        self.answer(rx).await
     }
 
     async fn send(&self, msg: Control) -> Result<(), ControlError> {

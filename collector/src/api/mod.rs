@@ -33,11 +33,11 @@ use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use crate::control::{ControlError, ControlHandle};
+use crate::control::{ControlError, ControlHandle, LiveNode};
 use crate::engine::{Command, CommandError, Reply};
 use crate::metrics::Metrics;
 use crate::store::{MaintenanceFilter, Reader, StoreError};
-use crate::time::now_millis;
+use crate::time::{Millis, now_millis, rfc3339};
 
 pub use analytics::QueryGate;
 pub use auth::{Access, Auth};
@@ -364,7 +364,7 @@ where
         [] => static_asset("index.html"),
         ["web", name] => static_asset(name),
         ["api", "v1", "analytics", "summary"] => analytics::summary(&state, &q).await,
-        ["api", "v1", "nodes"] => read(&state, |r| r.nodes().map(Some), None).await,
+        ["api", "v1", "nodes"] => nodes(&state).await,
         ["api", "v1", "alerts"] => {
             let st = match one_of("state", q.get("state"), ALERT_STATES) {
                 Ok(s) => s,
@@ -588,6 +588,70 @@ fn unexpected(reply: &Reply) -> Resp {
 }
 
 /// Answer with the stored row (what a GET shows); the engine's own row if the read fails.
+/// The stored nodes with the engine's state, sequence and times over the stored ones: the
+/// store writes a node's row with its stored report (every `[store] report_interval`), a
+/// state change or a status, not with every report. Read after the store, the engine is as
+/// far or further. If the engine does not answer within 2 s (shutting down, or its queue
+/// full), the stored rows as they are.
+async fn nodes(state: &ApiState) -> Resp {
+    let reader = state.reader.clone();
+    let stored = match tokio::task::spawn_blocking(move || reader.nodes()).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "store read failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store read failed: {e}"),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store read task failed: {e}"),
+            );
+        }
+    };
+    let live = match tokio::time::timeout(Duration::from_secs(2), state.control.live_nodes()).await
+    {
+        Ok(Ok(live)) => live,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "nodes: the engine did not answer; stored rows only");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::debug!("nodes: the engine did not answer within 2 s; stored rows only");
+            Vec::new()
+        }
+    };
+    json_resp(StatusCode::OK, &Json::Array(with_live(stored, &live)))
+}
+
+/// Each stored node row with its live state, sequence and times (as the store formats them).
+fn with_live(rows: Vec<serde_json::Map<String, Json>>, live: &[LiveNode]) -> Vec<Json> {
+    let by_key: HashMap<(&str, &str), &LiveNode> = live
+        .iter()
+        .map(|l| ((l.site.as_str(), l.node.as_str()), l))
+        .collect();
+    let time = |t: Option<Millis>| t.map_or(Json::Null, |t| Json::String(rfc3339(t)));
+    rows.into_iter()
+        .map(|mut row| {
+            let key = (
+                row.get("site").and_then(Json::as_str).unwrap_or_default(),
+                row.get("node").and_then(Json::as_str).unwrap_or_default(),
+            );
+            if let Some(l) = by_key.get(&key).copied() {
+                row.insert("state".into(), Json::String(l.state.clone()));
+                row.insert("state_changed_at".into(), time(Some(l.state_changed_at)));
+                row.insert("last_seq".into(), l.last_seq.map_or(Json::Null, Json::from));
+                row.insert("last_ts".into(), time(l.last_ts));
+                row.insert("last_report_at".into(), time(l.last_report_at));
+                row.insert("updated_at".into(), time(Some(l.updated_at)));
+            }
+            Json::Object(row)
+        })
+        .collect()
+}
+
 async fn read_back<T, F>(state: &ApiState, status: StatusCode, f: F, fallback: &T) -> Resp
 where
     F: FnOnce(&Reader) -> Result<Option<Json>, StoreError> + Send + 'static,

@@ -370,3 +370,43 @@ async fn maintenance_windows_through_the_engine() {
     assert!(running.metrics.render().contains("tocsin_commands_total 3"));
     running.stop().await;
 }
+
+/// `GET /api/v1/nodes`: the engine's state, sequence and times over the stored row's (the
+/// store writes a row only with a stored report or a state change); other nodes and other
+/// columns as stored.
+#[test]
+fn live_node_values_show_over_the_stored_ones() {
+    let row = |node: &str, seq: u64| -> serde_json::Map<String, Json> {
+        match json!({
+            "site": "dc1", "node": node, "kind": "host", "state": "online", "last_seq": seq,
+            "last_ts": "1970-01-01T00:00:01.000Z", "last_report_at": "1970-01-01T00:00:01.000Z",
+            "state_changed_at": "1970-01-01T00:00:00.500Z", "updated_at": "1970-01-01T00:00:01.000Z",
+        }) {
+            Json::Object(m) => m,
+            _ => unreachable!("an object"),
+        }
+    };
+    let live = [super::LiveNode {
+        site: "dc1".into(),
+        node: "web-01".into(),
+        state: "offline".into(),
+        state_changed_at: 9_000,
+        last_seq: Some(7),
+        last_ts: Some(8_000),
+        last_report_at: Some(8_100),
+        updated_at: 9_000,
+    }];
+    let out = super::with_live(vec![row("web-01", 1), row("db-01", 3)], &live);
+    assert_eq!(out[0]["state"], "offline");
+    assert_eq!(out[0]["last_seq"], 7);
+    assert_eq!(out[0]["last_ts"], "1970-01-01T00:00:08.000Z");
+    assert_eq!(out[0]["last_report_at"], "1970-01-01T00:00:08.100Z");
+    assert_eq!(out[0]["state_changed_at"], "1970-01-01T00:00:09.000Z");
+    assert_eq!(out[0]["updated_at"], "1970-01-01T00:00:09.000Z");
+    assert_eq!(out[0]["kind"], "host", "other columns as stored");
+    assert_eq!(
+        out[1],
+        Json::Object(row("db-01", 3)),
+        "no live row: as stored"
+    );
+}

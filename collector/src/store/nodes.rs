@@ -90,6 +90,8 @@ pub struct NodeMark {
     parents: Arc<Vec<String>>,
     /// `last_report_at` of the stored report.
     report_at: Option<Millis>,
+    /// `state_changed_at` of the stored row: a state change is written at once.
+    state_changed_at: Millis,
 }
 
 impl NodeMark {
@@ -102,6 +104,7 @@ impl NodeMark {
             labels: Arc::clone(&n.labels),
             parents: Arc::clone(&n.parents),
             report_at,
+            state_changed_at: n.state_changed_at,
         }
     }
 
@@ -120,7 +123,7 @@ impl NodeMark {
 }
 
 /// The writer's record of what it committed per node, which decides whether a node row is
-/// written in full or only its times, sequence and state.
+/// written in full, only its times, sequence and state, or not at all.
 ///
 /// DuckDB rewrites (and recompresses) every column an update touched at each checkpoint, so
 /// storing each node's 2 KB report on every report kept it recompressing the whole column
@@ -130,6 +133,13 @@ impl NodeMark {
 /// this writer, when the stored one is `report_interval` old, or when one of its alerts
 /// changed state in the same batch (the report that shows why is kept). Nodes are never
 /// deleted from the table, so a node this writer stored is there for the light rows.
+///
+/// A report that brings nothing of the above (no report due, same state, same columns) is
+/// not written at all: the row's times and sequence are stored with the node's next stored
+/// report, state change or status, so they are at most `report_interval` behind the engine.
+/// Upserting every node's row on every report was 5,000 DuckDB updates a second at 50,000
+/// nodes, six times what the due reports need (BENCHMARKS.md). At shutdown the collector
+/// writes every node's row once more, so a restart resumes from exact sequences.
 #[derive(Debug)]
 pub struct StoredNodes {
     marks: HashMap<(String, String), NodeMark>,
@@ -175,9 +185,11 @@ impl StoredNodes {
         Millis::try_from(std::hash::Hasher::finish(&h) % every).unwrap_or(0)
     }
 
-    /// Whether `n`'s row is full, whether `report` (if any) is stored, and the node's mark
-    /// once committed. `alerted`: one of the node's alerts changed state in this batch.
-    fn plan(&self, n: &NodeRow, report: Option<&Report>, alerted: bool) -> (bool, bool, NodeMark) {
+    /// How `n`'s row is written and the node's mark once committed; `None`: not at all
+    /// (a report that brings nothing new). `alerted`: one of the node's alerts changed state
+    /// in this batch. A row without a report (a status, or the shutdown's rows) is always
+    /// written.
+    fn plan(&self, n: &NodeRow, report: Option<&Report>, alerted: bool) -> Option<Planned> {
         let key = (n.site.clone(), n.node.clone());
         let Some(mark) = self.marks.get(&key) else {
             let stored_report = report.is_some();
@@ -185,7 +197,11 @@ impl StoredNodes {
                 .last_report_at
                 .filter(|_| stored_report)
                 .map(|t| t - self.offset(n));
-            return (true, stored_report, NodeMark::of(n, at));
+            return Some(Planned {
+                full: true,
+                with_report: stored_report,
+                mark: NodeMark::of(n, at),
+            });
         };
         let report_due = report.is_some()
             && (alerted
@@ -194,12 +210,19 @@ impl StoredNodes {
                     _ => true,
                 });
         let full = !mark.same_columns(n);
+        if report.is_some() && !report_due && !full && mark.state_changed_at == n.state_changed_at {
+            return None;
+        }
         let report_at = if report_due {
             n.last_report_at
         } else {
             mark.report_at
         };
-        (full, report_due, NodeMark::of(n, report_at))
+        Some(Planned {
+            full,
+            with_report: report_due,
+            mark: NodeMark::of(n, report_at),
+        })
     }
 
     /// Take the marks of a committed batch.
@@ -211,6 +234,16 @@ impl StoredNodes {
 /// Node marks of a batch, recorded once it committed.
 pub(super) type Marks = Vec<((String, String), NodeMark)>;
 
+/// How one node row of a batch is written.
+#[derive(Debug)]
+struct Planned {
+    /// Every column, or only state, sequence and times.
+    full: bool,
+    /// The report is appended to `node_reports`.
+    with_report: bool,
+    mark: NodeMark,
+}
+
 /// Upsert a batch's node rows (one per node, with the newest report the batch carried).
 /// `alerted`: nodes with an alert transition in the batch. Without `stored`, every row is full.
 pub(super) fn write_nodes(
@@ -219,9 +252,21 @@ pub(super) fn write_nodes(
     alerted: &HashSet<(&str, &str)>,
     stored: Option<&StoredNodes>,
 ) -> Result<(usize, Marks), StoreError> {
-    let mut rows = 0;
     let mut marks = Vec::new();
-    if nodes.is_empty() {
+    // What is written of each node: (row, its report if stored, full row).
+    let mut planned = Vec::with_capacity(nodes.len());
+    for (&(site, node), (n, report)) in nodes {
+        match stored {
+            Some(stored) => {
+                if let Some(p) = stored.plan(n, *report, alerted.contains(&(site, node))) {
+                    marks.push(((site.to_string(), node.to_string()), p.mark));
+                    planned.push((*n, report.filter(|_| p.with_report), p.full));
+                }
+            }
+            None => planned.push((*n, *report, true)),
+        }
+    }
+    if planned.is_empty() {
         return Ok((0, marks));
     }
     // Rows appended to a staging table, then upserted by two statements for the batch
@@ -232,22 +277,13 @@ pub(super) fn write_nodes(
     let (mut full_rows, mut light_rows, mut reports) = (0, 0, 0);
     {
         let mut app = tx.appender_to_catalog_and_db("nodes_stage", "temp", "main")?;
-        for (&(site, node), (n, report)) in nodes {
-            let (full, with_report) = match stored {
-                Some(stored) => {
-                    let (full, with_report, mark) =
-                        stored.plan(n, *report, alerted.contains(&(site, node)));
-                    marks.push(((site.to_string(), node.to_string()), mark));
-                    (full, with_report)
-                }
-                None => (true, report.is_some()),
-            };
+        for &(n, report, full) in &planned {
             if full {
                 full_rows += 1;
             } else {
                 light_rows += 1;
             }
-            if with_report {
+            if report.is_some() {
                 reports += 1;
             }
             app.append_row(params![
@@ -264,13 +300,12 @@ pub(super) fn write_nodes(
                 n.last_seq,
                 n.last_ts,
                 n.last_report_at,
-                report.filter(|_| with_report).and_then(json),
+                report.and_then(json),
                 n.state_changed_at,
                 n.first_seen,
                 n.updated_at,
                 full,
             ])?;
-            rows += 1;
         }
         app.flush()?;
     }
@@ -304,7 +339,7 @@ pub(super) fn write_nodes(
     }
     tx.prepare_cached("DELETE FROM temp.main.nodes_stage")?
         .execute([])?;
-    Ok((rows, marks))
+    Ok((planned.len(), marks))
 }
 
 #[cfg(test)]
@@ -343,9 +378,11 @@ mod tests {
         w.commit(&out.effects, &[], &[]).expect("commit");
     }
 
-    /// A report's time and sequence are stored every time; the report itself when the node is
-    /// new to the writer, when one of its alerts changed state, or once the stored one is
-    /// `report_interval` old. The wide columns a light row skips stay as they were.
+    /// The report is stored when the node is new to the writer, when one of its alerts changed
+    /// state, or once the stored one is `report_interval` old; the row's sequence and times
+    /// with it, and with every state change or status. A report that brings nothing new is
+    /// not written at all, and the shutdown's rows catch the sequence up. The wide columns a
+    /// light row skips stay as they were.
     #[test]
     fn the_full_report_is_stored_on_news_or_once_an_interval() {
         let store = Store::open_in_memory().expect("store");
@@ -361,45 +398,85 @@ mod tests {
         let mut e = engine(Snapshot::default());
         let out = e.handle(1_000, birth());
         w.commit(&out.effects, &[], &[]).expect("birth");
+        let state = |reader: &Reader| reader.nodes().expect("nodes")[0]["state"].clone();
 
-        // (time, seq, check status) sent -> (last_seq, stored report's seq, its status)
+        // (time, seq, check status; None: the agent's last will) -> (last_seq, stored
+        // report's seq, its status), the node's state
         let steps = [
-            (10_000, 1, CheckStatus::Ok, (1, 1, "ok")), // the first report
-            (20_000, 2, CheckStatus::Ok, (2, 1, "ok")), // nothing new: light
-            (30_000, 3, CheckStatus::Critical, (3, 3, "critical")), // the alert fires
-            (40_000, 4, CheckStatus::Critical, (4, 3, "critical")), // still firing: light
-            (89_000, 5, CheckStatus::Critical, (5, 3, "critical")), // 59 s after the stored one
-            (90_000, 6, CheckStatus::Critical, (6, 6, "critical")), // 60 s: due
-            (100_000, 7, CheckStatus::Ok, (7, 7, "ok")), // the alert resolves
+            (10_000, 1, Some(CheckStatus::Ok), (1, 1, "ok"), "online"), // the first report
+            (20_000, 2, Some(CheckStatus::Ok), (1, 1, "ok"), "online"), // nothing new
+            (
+                30_000,
+                3,
+                Some(CheckStatus::Critical),
+                (3, 3, "critical"),
+                "online",
+            ), // fires
+            (
+                40_000,
+                4,
+                Some(CheckStatus::Critical),
+                (3, 3, "critical"),
+                "online",
+            ), // still
+            (
+                89_000,
+                5,
+                Some(CheckStatus::Critical),
+                (3, 3, "critical"),
+                "online",
+            ), // 59 s
+            (
+                90_000,
+                6,
+                Some(CheckStatus::Critical),
+                (6, 6, "critical"),
+                "online",
+            ), // 60 s: due
+            (100_000, 7, Some(CheckStatus::Ok), (7, 7, "ok"), "online"), // the alert resolves
+            (101_000, 7, None, (7, 7, "ok"), "offline"),                // a status: written
+            (110_000, 8, Some(CheckStatus::Ok), (8, 7, "ok"), "online"), // back: light row
+            (120_000, 9, Some(CheckStatus::Ok), (8, 7, "ok"), "online"), // nothing new
         ];
-        for (at, seq, status, want) in steps {
-            send(&mut w, &mut e, at, seq, status);
+        for (at, seq, status, want, want_state) in steps {
+            let input = match status {
+                Some(status) => report(seq, at, status),
+                None => super::super::tests::status(tocsin_protocol::NodeState::Offline),
+            };
+            let out = e.handle(at, input);
+            w.commit(&out.effects, &[], &[]).expect("commit");
             let (last_seq, report_seq, report_status, host) = stored(&reader);
             assert_eq!(
                 (last_seq, report_seq, report_status.as_str()),
                 want,
-                "after seq {seq}"
+                "after seq {seq} at {at}"
             );
+            assert_eq!(state(&reader), want_state, "at {at}");
             assert_eq!(
                 host, "web-01",
                 "a light row keeps the inventory (seq {seq})"
             );
         }
+        // The shutdown's rows: the engine's sequence, the stored report as it was.
+        w.commit(&e.node_rows(), &[], &[]).expect("shutdown rows");
+        assert_eq!(stored(&reader).0, 9);
+        assert_eq!(stored(&reader).1, 7);
 
         // Another writer (a restart) does not know what is stored: its first row is full.
         let mut w2 =
             Writer::new(second, 512, Duration::from_millis(200)).with_report_interval(EVERY);
-        send(&mut w2, &mut e, 110_000, 8, CheckStatus::Ok);
-        assert_eq!(stored(&reader).1, 8);
-        send(&mut w2, &mut e, 120_000, 9, CheckStatus::Ok);
-        assert_eq!(stored(&reader).0, 9);
-        assert_eq!(stored(&reader).1, 8);
+        send(&mut w2, &mut e, 130_000, 10, CheckStatus::Ok);
+        assert_eq!(stored(&reader).1, 10);
+        send(&mut w2, &mut e, 140_000, 11, CheckStatus::Ok);
+        assert_eq!(stored(&reader).0, 10, "nothing new: not written");
+        assert_eq!(stored(&reader).1, 10);
 
         // `report_interval = 0` stores every report.
         let mut every = Writer::new(third, 512, Duration::from_millis(200));
-        send(&mut every, &mut e, 130_000, 10, CheckStatus::Ok);
-        send(&mut every, &mut e, 140_000, 11, CheckStatus::Ok);
-        assert_eq!(stored(&reader).1, 11);
+        send(&mut every, &mut e, 150_000, 12, CheckStatus::Ok);
+        send(&mut every, &mut e, 160_000, 13, CheckStatus::Ok);
+        assert_eq!(stored(&reader).0, 13);
+        assert_eq!(stored(&reader).1, 13);
     }
 
     /// Reports are appended to `node_reports`, never updated; pruning keeps each node's

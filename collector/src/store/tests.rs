@@ -69,7 +69,7 @@ pub(super) fn write(store: &mut Store, effects: &[Effect]) {
     tx.commit().expect("commit");
 }
 
-fn status(state: NodeState) -> Input {
+pub(super) fn status(state: NodeState) -> Input {
     Input::Status {
         site: "dc1".into(),
         node: "web-01".into(),

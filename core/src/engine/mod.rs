@@ -600,6 +600,21 @@ impl Engine {
         );
     }
 
+    /// Every node's row as a `Node` effect, without its report. The collector writes them at
+    /// shutdown: its writer skips a report's row that brings nothing new, so the stored
+    /// sequences and times may be behind the engine's until then.
+    pub fn node_rows(&self) -> Vec<Effect> {
+        self.nodes
+            .iter()
+            .map(|n| Effect::Node(Box::new(n.clone())))
+            .collect()
+    }
+
+    /// Every node as the engine has it now, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeRow> {
+        self.nodes.iter()
+    }
+
     /// Problems not yet resolved.
     pub fn open_problems(&self) -> usize {
         self.problems.len()

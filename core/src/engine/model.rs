@@ -170,6 +170,11 @@ impl Nodes {
         self.by_site.get(site)?.get(node)
     }
 
+    /// Every node, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &NodeRow> {
+        self.by_site.values().flat_map(|nodes| nodes.values())
+    }
+
     /// A node by name at any site (the first found, sites in no particular order).
     pub fn find(&self, node: &str) -> Option<&NodeRow> {
         self.by_site.values().find_map(|nodes| nodes.get(node))

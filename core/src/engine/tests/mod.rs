@@ -401,6 +401,46 @@ fn redelivered_reports_change_nothing() {
     assert!(!restarted.duplicate);
     assert_eq!(e.counters().duplicates, 1);
 }
+/// The shutdown's rows: every node as the engine knows it, newest sequence, no report.
+#[test]
+fn node_rows_hold_every_node_as_last_seen() {
+    let mut e = engine();
+    assert!(e.node_rows().is_empty());
+    e.handle(1_000, input(1_000, &Step::Birth("web-01", "high")));
+    for (at, node, seq) in [
+        (10_000, "web-01", 4),
+        (11_000, "db-01", 9),
+        (20_000, "web-01", 5),
+    ] {
+        e.handle(
+            at,
+            input(at, &Step::Report(node, seq, &[("tcp:pg", Fine)], None)),
+        );
+    }
+    let mut rows: Vec<(String, Option<u64>, Option<Millis>, bool, bool)> = e
+        .node_rows()
+        .into_iter()
+        .map(|eff| match eff {
+            Effect::Node(n) => (
+                n.node.clone(),
+                n.last_seq,
+                n.last_ts,
+                n.last_report.is_none(),
+                n.inventory.is_some(),
+            ),
+            other => panic!("only node rows: {other:?}"),
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("db-01".to_string(), Some(9), Some(11_000), true, false),
+            ("web-01".to_string(), Some(5), Some(20_000), true, true),
+        ]
+    );
+}
+
 #[test]
 fn last_will_raises_node_offline_after_for_and_routes_to_network() {
     let (_, effects) = run(&[
