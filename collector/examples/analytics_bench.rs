@@ -3,8 +3,9 @@
 //! endpoint's work and a typical query of every analytics view (BENCHMARKS.md).
 //!
 //! `cargo run --release -p tocsin-collector --example analytics_bench -- [--incidents N]
-//! [--db PATH] [--runs R]`. With `--db` naming an existing generated file, generation is
-//! skipped.
+//! [--db PATH] [--runs R] [--memory-limit SIZE]`. With `--db` naming an existing generated
+//! file, generation is skipped; `--memory-limit` opens the store as the collector does, with
+//! that `[store] memory_limit`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ struct Args {
     incidents: i64,
     db: Option<PathBuf>,
     runs: usize,
+    /// `[store] memory_limit`; None: DuckDB's own default (80% of the machine).
+    memory_limit: Option<String>,
 }
 
 fn args() -> Result<Args> {
@@ -27,6 +30,7 @@ fn args() -> Result<Args> {
         incidents: 1_000_000,
         db: None,
         runs: 7,
+        memory_limit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -35,7 +39,10 @@ fn args() -> Result<Args> {
             "--incidents" => a.incidents = value.parse()?,
             "--db" => a.db = Some(PathBuf::from(value)),
             "--runs" => a.runs = value.parse()?,
-            other => bail!("unknown flag {other}: use --incidents N, --db PATH, --runs R"),
+            "--memory-limit" => a.memory_limit = Some(value),
+            other => bail!(
+                "unknown flag {other}: use --incidents N, --db PATH, --runs R, --memory-limit SIZE"
+            ),
         }
     }
     Ok(a)
@@ -164,7 +171,16 @@ fn main() -> Result<()> {
             .unwrap_or_else(|| dir.path().join("bench.duckdb"));
     let fresh = !db.exists();
     let archive = db.with_file_name("bench-archive");
-    let mut store = Store::open_with_archive(&db, Some(&archive))?;
+    let mut store = match &a.memory_limit {
+        // As the collector opens it, with its `[store] memory_limit`.
+        Some(limit) => Store::open_configured(&tocsin_collector::config::StoreConfig {
+            path: db.clone(),
+            archive_dir: Some(archive.clone()),
+            memory_limit: limit.clone(),
+            ..Default::default()
+        })?,
+        None => Store::open_with_archive(&db, Some(&archive))?,
+    };
     if fresh {
         let t = Instant::now();
         generate(&mut store, a.incidents)?;

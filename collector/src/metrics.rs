@@ -95,18 +95,6 @@ pub struct RetentionStats {
     pub files_written: AtomicU64,
 }
 
-/// Reports the bytes the process's global allocator holds (the binary sets it: the library
-/// does not know which allocator it runs on).
-pub type HeapProbe = fn() -> Option<u64>;
-
-static HEAP_PROBE: std::sync::OnceLock<HeapProbe> = std::sync::OnceLock::new();
-
-/// Name the global allocator's probe once, at start; `/metrics` then shows
-/// `tocsin_process_heap_bytes`. A second call is ignored.
-pub fn set_heap_probe(probe: HeapProbe) {
-    let _ = HEAP_PROBE.set(probe);
-}
-
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(
         out,
@@ -366,15 +354,6 @@ impl Metrics {
                 rss,
             );
         }
-        if let Some(heap) = HEAP_PROBE.get().and_then(|probe| probe()) {
-            line(
-                &mut o,
-                "tocsin_process_heap_bytes",
-                "gauge",
-                "Memory the Rust side's allocator holds (engine, queues, the writer's record); DuckDB allocates apart from it.",
-                heap,
-            );
-        }
         let n = &self.notify;
         n.delivered.render(
             &mut o,
@@ -462,8 +441,6 @@ mod tests {
             .and_then(|v| v.parse::<u64>().ok())
             .expect("resident bytes shown");
         assert!(rss > 1 << 20, "{rss}");
-        set_heap_probe(|| Some(7));
-        assert!(m.render().contains("tocsin_process_heap_bytes 7"));
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let mut parts = l.rsplitn(2, ' ');
             let value = parts.next().expect("value");

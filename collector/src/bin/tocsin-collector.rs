@@ -12,13 +12,6 @@ use tocsin_collector::CollectorConfig;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Bytes mimalloc holds committed (`/metrics`: `tocsin_process_heap_bytes`).
-fn heap_committed() -> Option<u64> {
-    let stats = mimalloc::MiMalloc::stats_json().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(stats.to_bytes()).ok()?;
-    v["process"]["commit_current"].as_u64()
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "tocsin-collector",
@@ -203,7 +196,6 @@ fn load(config: &std::path::Path) -> Result<CollectorConfig, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tocsin_collector::metrics::set_heap_probe(heap_committed);
     if let Command::Docs(docs) = &cli.command {
         return docs.run(Cli::command());
     }
