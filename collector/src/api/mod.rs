@@ -78,33 +78,45 @@ fn query_of(uri: &hyper::Uri) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Run a blocking store read off the runtime; a failure is already the answer (500, logged).
+pub(super) async fn read_store<T, F>(state: &ApiState, f: F) -> Result<T, Resp>
+where
+    F: FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let reader = state.reader.clone();
+    match tokio::task::spawn_blocking(move || f(&reader)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "store read failed");
+            Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store read failed: {e}"),
+            ))
+        }
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store read task failed: {e}"),
+        )),
+    }
+}
+
 /// Run a blocking store read off the runtime and turn its result into a response.
 async fn read<T, F>(state: &ApiState, f: F, not_found: Option<String>) -> Resp
 where
     F: FnOnce(&Reader) -> Result<Option<T>, StoreError> + Send + 'static,
     T: serde::Serialize + Send + 'static,
 {
-    let reader = state.reader.clone();
-    match tokio::task::spawn_blocking(move || f(&reader)).await {
-        Ok(Ok(Some(v))) => json_resp(
+    match read_store(state, f).await {
+        Ok(Some(v)) => json_resp(
             StatusCode::OK,
             &serde_json::to_value(v).unwrap_or(Json::Null),
         ),
-        Ok(Ok(None)) => error(
+        Ok(None) => error(
             StatusCode::NOT_FOUND,
             not_found.unwrap_or_else(|| "not found".into()),
         ),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "store read failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store read failed: {e}"),
-            )
-        }
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("store read task failed: {e}"),
-        ),
+        Err(resp) => resp,
     }
 }
 
@@ -525,28 +537,16 @@ async fn write(state: &ApiState, segments: &[&str], body: &[u8], actor: String) 
                 Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
             };
             let key = key.to_string();
-            let reader = state.reader.clone();
             let k = key.clone();
-            let id = match tokio::task::spawn_blocking(move || reader.problem_id(&k)).await {
-                Ok(Ok(Some(id))) => id,
-                Ok(Ok(None)) => {
+            let id = match read_store(&state, move |r| r.problem_id(&k)).await {
+                Ok(Some(id)) => id,
+                Ok(None) => {
                     return error(
                         StatusCode::NOT_FOUND,
                         format!("problem {key} does not exist"),
                     );
                 }
-                Ok(Err(e)) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("store read failed: {e}"),
-                    );
-                }
-                Err(e) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("store read task failed: {e}"),
-                    );
-                }
+                Err(resp) => return resp,
             };
             let cmd = Command::UpdateProblem {
                 id,
@@ -594,22 +594,9 @@ fn unexpected(reply: &Reply) -> Resp {
 /// far or further. If the engine does not answer within 2 s (shutting down, or its queue
 /// full), the stored rows as they are.
 async fn nodes(state: &ApiState) -> Resp {
-    let reader = state.reader.clone();
-    let stored = match tokio::task::spawn_blocking(move || reader.nodes()).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "store read failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store read failed: {e}"),
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store read task failed: {e}"),
-            );
-        }
+    let stored = match read_store(state, |r| r.nodes()).await {
+        Ok(rows) => rows,
+        Err(resp) => return resp,
     };
     let live = match tokio::time::timeout(Duration::from_secs(2), state.control.live_nodes()).await
     {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 use super::ticket_requests;
 use super::{
     ApiState, PRIORITIES, Resp, TICKET_STATES, control_error, error, one_of, read, read_back,
-    unexpected,
+    read_store, unexpected,
 };
 use crate::engine::{Command, Reply, TicketState};
 use crate::store::TicketFilter;
@@ -165,39 +165,26 @@ pub(super) async fn act(
         Ok(a) => a,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let reader = state.reader.clone();
     let k = key.to_string();
     // A closed ticket comes with its log: a reopen hands the whole record over.
-    let stored = tokio::task::spawn_blocking(move || {
+    let stored = read_store(state, move |reader| {
         let row = reader.ticket_row(&k)?;
         let log = match &row {
             Some(r) if r.state == TicketState::Closed => reader.ticket_log(r.id)?,
             _ => Vec::new(),
         };
-        Ok::<_, crate::store::StoreError>(row.map(|r| (r, log)))
+        Ok(row.map(|r| (r, log)))
     })
     .await;
     let (row, history) = match stored {
-        Ok(Ok(Some(found))) => found,
-        Ok(Ok(None)) => {
+        Ok(Some(found)) => found,
+        Ok(None) => {
             return error(
                 StatusCode::NOT_FOUND,
                 format!("ticket {key} does not exist"),
             );
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "store read failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store read failed: {e}"),
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store read task failed: {e}"),
-            );
-        }
+        Err(resp) => return resp,
     };
     let id = row.id;
     // The engine lets go of closed tickets: hand it the stored one (only reopen is allowed).

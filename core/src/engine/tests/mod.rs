@@ -417,7 +417,9 @@ fn node_rows_hold_every_node_as_last_seen() {
             input(at, &Step::Report(node, seq, &[("tcp:pg", Fine)], None)),
         );
     }
-    let mut rows: Vec<(String, Option<u64>, Option<Millis>, bool, bool)> = e
+    /// (node, last_seq, last_ts, without a report, with an inventory)
+    type Row = (String, Option<u64>, Option<Millis>, bool, bool);
+    let mut rows: Vec<Row> = e
         .node_rows()
         .into_iter()
         .map(|eff| match eff {
