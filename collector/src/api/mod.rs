@@ -538,7 +538,7 @@ async fn write(state: &ApiState, segments: &[&str], body: &[u8], actor: String) 
             };
             let key = key.to_string();
             let k = key.clone();
-            let id = match read_store(&state, move |r| r.problem_id(&k)).await {
+            let id = match read_store(state, move |r| r.problem_id(&k)).await {
                 Ok(Some(id)) => id,
                 Ok(None) => {
                     return error(
