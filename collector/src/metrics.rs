@@ -345,6 +345,24 @@ impl Metrics {
             "Memory DuckDB accounts for (duckdb_memory(): table blocks, indexes, transactions), refreshed every 10 s; its buffer pool is bounded by [store] memory_limit.",
             w.duckdb_memory.load(Ordering::Relaxed),
         );
+        let (in_use, free) = (
+            w.malloc_in_use.load(Ordering::Relaxed),
+            w.malloc_free.load(Ordering::Relaxed),
+        );
+        if in_use > 0 {
+            let _ = writeln!(
+                o,
+                "# HELP tocsin_process_malloc_bytes glibc malloc's bytes (DuckDB allocates there, the Rust side from mimalloc): in use, and free in its arenas (resident where touched, until trimmed); refreshed every 10 s.\n# TYPE tocsin_process_malloc_bytes gauge\n\
+                 tocsin_process_malloc_bytes{{state=\"in_use\"}} {in_use}\ntocsin_process_malloc_bytes{{state=\"free\"}} {free}"
+            );
+            line(
+                &mut o,
+                "tocsin_process_malloc_arenas",
+                "gauge",
+                "glibc malloc's arenas (heaps): one per thread that allocated, capped at start unless MALLOC_ARENA_MAX is set.",
+                w.malloc_arenas.load(Ordering::Relaxed),
+            );
+        }
         if let Some(rss) = crate::store::resident_bytes() {
             line(
                 &mut o,
@@ -435,6 +453,17 @@ mod tests {
         m.writer.duckdb_memory.store(5 << 20, Ordering::Relaxed);
         let text = m.render();
         assert!(text.contains("tocsin_store_duckdb_memory_bytes 5242880"));
+        assert!(
+            !text.contains("tocsin_process_malloc_bytes"),
+            "shown once read"
+        );
+        m.writer.malloc_in_use.store(7 << 20, Ordering::Relaxed);
+        m.writer.malloc_free.store(3 << 20, Ordering::Relaxed);
+        m.writer.malloc_arenas.store(2, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("tocsin_process_malloc_arenas 2\n"));
+        assert!(text.contains("tocsin_process_malloc_bytes{state=\"in_use\"} 7340032"));
+        assert!(text.contains("tocsin_process_malloc_bytes{state=\"free\"} 3145728"));
         let rss = text
             .lines()
             .find_map(|l| l.strip_prefix("tocsin_process_resident_bytes "))

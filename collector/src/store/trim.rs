@@ -1,4 +1,5 @@
-//! Gives the memory DuckDB freed back to the system: glibc keeps it in its arenas otherwise.
+//! Gives the memory DuckDB freed back to the system: glibc keeps it in its arenas otherwise;
+//! caps and counts those arenas.
 //!
 //! DuckDB allocates through the C library's `malloc` (the Rust side uses mimalloc, which
 //! returns what it frees by itself). glibc hands freed memory back only from the top of a
@@ -27,7 +28,8 @@ impl Trimmed {
 /// Release the free pages of glibc's arenas; `None` off glibc, where there is nothing to do.
 ///
 /// glibc locks each arena while it walks it, so a thread allocating meanwhile waits; the
-/// writer calls this between batches, once a minute, where a walk of a few ms costs nothing.
+/// writer calls this between batches, every [`super::writer::TRIM_EVERY`], where a walk of a
+/// few ms costs nothing.
 pub fn release_free_memory() -> Option<Trimmed> {
     let started = Instant::now();
     let rss_before = resident_bytes().unwrap_or(0);
@@ -57,6 +59,100 @@ fn malloc_trim() -> bool {
     false
 }
 
+/// What glibc's `malloc` holds: bytes in live allocations and bytes free in its arenas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MallocBytes {
+    /// Handed out and not freed (DuckDB's, mostly: the Rust side allocates from mimalloc).
+    pub in_use: u64,
+    /// Free chunks glibc keeps in its heaps (resident where touched, until trimmed).
+    pub free: u64,
+    /// Arenas (heaps) glibc keeps: one per thread that allocated, up to
+    /// [`MALLOC_ARENAS`] in the collector; 0 where `malloc_info` cannot tell.
+    pub arenas: u32,
+}
+
+/// glibc's accounting over all its arenas (`mallinfo2`); `None` off glibc.
+///
+/// It locks each arena while it sums its bins, like a trim; the writer calls it between
+/// batches every [`super::writer::MEMORY_EVERY`].
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn malloc_bytes() -> Option<MallocBytes> {
+    // SAFETY: `mallinfo2` takes no pointers and returns a plain struct by value; it only
+    // reads glibc's own bookkeeping, under the arenas' locks.
+    let info = unsafe { libc::mallinfo2() };
+    Some(MallocBytes {
+        // Chunks in use in the heaps plus the ones served by their own `mmap`.
+        in_use: (info.uordblks + info.hblkhd) as u64,
+        free: info.fordblks as u64,
+        arenas: malloc_arenas().unwrap_or(0),
+    })
+}
+
+/// How many arenas glibc keeps: `malloc_info` writes one `<heap nr="..">` element each.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn malloc_arenas() -> Option<u32> {
+    let mut buf: *mut libc::c_char = std::ptr::null_mut();
+    let mut len: libc::size_t = 0;
+    // SAFETY: `open_memstream` keeps the two pointers, which outlive the stream (closed
+    // below); after `fclose` `buf` holds `len` bytes allocated by glibc's `malloc`, freed
+    // here with its `free`. `malloc_info` only writes to the stream it is given.
+    unsafe {
+        let stream = libc::open_memstream(&mut buf, &mut len);
+        if stream.is_null() {
+            return None;
+        }
+        let written = libc::malloc_info(0, stream);
+        libc::fclose(stream);
+        if buf.is_null() {
+            return None;
+        }
+        let text = std::slice::from_raw_parts(buf.cast::<u8>(), len);
+        let heaps = text.windows(9).filter(|w| w == b"<heap nr=").count();
+        libc::free(buf.cast());
+        (written == 0).then(|| u32::try_from(heaps).unwrap_or(u32::MAX))
+    }
+}
+
+/// How many arenas the collector lets glibc's `malloc` keep, unless the environment says.
+///
+/// glibc gives each thread that allocates an arena of its own, up to 8 per core: DuckDB's
+/// queries run on tokio's blocking threads, which come and go, so its memory was spread over
+/// up to 16 heaps on 2 cores, each keeping free chunks between live ones.
+pub const MALLOC_ARENAS: u32 = 2;
+
+/// The arena cap to set at start: [`MALLOC_ARENAS`], or `None` where the user set one
+/// (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`), which glibc
+/// has then applied already.
+pub fn arena_cap(env: impl Fn(&str) -> Option<String>) -> Option<u32> {
+    let set_by_user = env("MALLOC_ARENA_MAX").is_some()
+        || env("GLIBC_TUNABLES").is_some_and(|t| t.contains("glibc.malloc.arena_max"));
+    (!set_by_user).then_some(MALLOC_ARENAS)
+}
+
+/// Cap glibc's arenas at `max` (`mallopt(M_ARENA_MAX)`), before threads start: threads that
+/// allocate later share the existing ones. `false` off glibc or where glibc refused.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn cap_malloc_arenas(max: u32) -> bool {
+    let Ok(max) = libc::c_int::try_from(max) else {
+        return false;
+    };
+    // SAFETY: `mallopt` takes two integers and changes glibc's own tunables under its lock.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, max) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn cap_malloc_arenas(_max: u32) -> bool {
+    false
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn malloc_bytes() -> Option<MallocBytes> {
+    None
+}
+
 /// This process's resident set in bytes (`VmRSS` of `/proc/self/status`).
 pub(crate) fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -75,12 +171,17 @@ pub(crate) fn resident_bytes() -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// Both tests move hundreds of MB through glibc, whose counters are the process's: one
+    /// at a time (the other tests of this binary move far less).
+    static BIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Memory freed below a live allocation stays resident until trimmed. The library test
     /// has no global allocator of its own, so its `Vec`s come from glibc's `malloc`, as
     /// DuckDB's blocks do in the collector: 256 MB in 2 KB pieces (under glibc's mmap
     /// threshold), all freed but the last, which pins the heap's top.
     #[test]
     fn trimming_gives_back_what_was_freed_below_a_live_allocation() {
+        let _one = BIG.lock().unwrap_or_else(|e| e.into_inner());
         let mut pieces: Vec<Vec<u8>> = (0..128_000).map(|i| vec![i as u8; 2048]).collect();
         let pin = pieces.pop().expect("128,000 pieces");
         drop(std::hint::black_box(pieces));
@@ -92,5 +193,58 @@ mod tests {
             "expected most of 256 MB back: {trimmed:?}"
         );
         assert_eq!(std::hint::black_box(pin)[0], (127_999 % 256) as u8);
+    }
+
+    /// glibc's accounting sees an allocation while it lives and its chunk as free after it
+    /// is freed below a live one (until trimmed).
+    #[test]
+    fn malloc_bytes_tells_in_use_from_free() {
+        let _one = BIG.lock().unwrap_or_else(|e| e.into_inner());
+        let before = malloc_bytes().expect("glibc");
+        let mut pieces: Vec<Vec<u8>> = (0..128_000).map(|i| vec![i as u8; 2048]).collect();
+        let live = malloc_bytes().expect("glibc");
+        // 256 MB more in use; half as the margin for the other tests of this binary.
+        assert!(
+            live.in_use >= before.in_use + (128 << 20),
+            "before {before:?}, with 256 MB live {live:?}"
+        );
+        let pin = pieces.pop().expect("128,000 pieces");
+        drop(std::hint::black_box(pieces));
+        let freed = malloc_bytes().expect("glibc");
+        assert!(
+            freed.free >= live.free + (128 << 20),
+            "with 256 MB live {live:?}, freed below a live piece {freed:?}"
+        );
+        assert!(
+            freed.in_use + (128 << 20) <= live.in_use,
+            "with 256 MB live {live:?}, freed {freed:?}"
+        );
+        assert_eq!(std::hint::black_box(pin)[0], (127_999 % 256) as u8);
+    }
+
+    /// The cap is ours unless the user set one for glibc.
+    #[test]
+    fn the_arena_cap_yields_to_the_users_own() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(arena_cap(env(&[])), Some(MALLOC_ARENAS));
+        assert_eq!(arena_cap(env(&[("MALLOC_ARENA_MAX", "8")])), None);
+        assert_eq!(
+            arena_cap(env(&[(
+                "GLIBC_TUNABLES",
+                "glibc.malloc.trim_threshold=1:glibc.malloc.arena_max=4"
+            )])),
+            None
+        );
+        assert_eq!(
+            arena_cap(env(&[("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")])),
+            Some(MALLOC_ARENAS)
+        );
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::nodes::{StoredNodes, prune_reports};
 use super::outbox::{OutboxUpdate, apply_updates};
 use super::rows::{write_batch, write_rejected};
-use super::trim::release_free_memory;
+use super::trim::{malloc_bytes, release_free_memory};
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
 
@@ -67,8 +67,14 @@ pub struct WriterStats {
     pub last_batch_micros: AtomicU64,
     /// Stored reports deleted because a newer one of the same node was stored.
     pub reports_pruned: AtomicU64,
-    /// Resident bytes given back by trimming glibc's arenas after each prune.
+    /// Resident bytes given back by trimming glibc's arenas, every [`TRIM_EVERY`].
     pub memory_released: AtomicU64,
+    /// glibc's `malloc` (DuckDB's allocations): bytes in use and bytes free in its arenas,
+    /// refreshed every [`MEMORY_EVERY`] (0 off glibc).
+    pub malloc_in_use: AtomicU64,
+    pub malloc_free: AtomicU64,
+    /// glibc's arenas (heaps), refreshed with the above.
+    pub malloc_arenas: AtomicU64,
     /// What DuckDB accounts for (`duckdb_memory()`: its buffer pool's blocks and other
     /// tracked allocations), refreshed every [`MEMORY_EVERY`].
     pub duckdb_memory: AtomicU64,
@@ -104,6 +110,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How often the writer reads DuckDB's memory accounting for `/metrics`.
 pub const MEMORY_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the writer gives glibc's free memory back to the system. Checkpoints free
+/// memory all the time, not only prunes: at 50,000 nodes glibc gathered about 20 MB of free
+/// pages a minute (BENCHMARKS.md), and a trim takes a few ms.
+pub const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 impl Writer {
     pub fn new(conn: Connection, batch_size: usize, flush_interval: Duration) -> Self {
@@ -160,6 +171,7 @@ impl Writer {
         stats: Arc<WriterStats>,
     ) -> Result<(), StoreError> {
         let mut last_prune = Instant::now();
+        let mut last_trim = Instant::now();
         self.read_memory(&stats);
         let mut last_memory = Instant::now();
         loop {
@@ -276,7 +288,10 @@ impl Writer {
                         tracing::warn!(error = %e, "cannot prune node_reports; trying again in a minute");
                     }
                 }
-                // DuckDB's freed memory (the prune's, the checkpoints') back to the system.
+            }
+            if last_trim.elapsed() >= TRIM_EVERY {
+                last_trim = Instant::now();
+                // DuckDB's freed memory (the prunes', the checkpoints') back to the system.
                 if let Some(t) = release_free_memory() {
                     stats
                         .memory_released
@@ -296,11 +311,19 @@ impl Writer {
         Ok(())
     }
 
-    /// Refresh `stats.duckdb_memory` from DuckDB's own accounting (a few hundred µs).
+    /// Refresh `stats.duckdb_memory` from DuckDB's own accounting (a few hundred µs), and
+    /// glibc's in-use and free bytes.
     fn read_memory(&self, stats: &WriterStats) {
         match duckdb_memory_bytes(&self.conn) {
             Ok(bytes) => stats.duckdb_memory.store(bytes, Ordering::Relaxed),
             Err(e) => tracing::debug!(error = %e, "cannot read duckdb_memory()"),
+        }
+        if let Some(m) = malloc_bytes() {
+            stats.malloc_in_use.store(m.in_use, Ordering::Relaxed);
+            stats.malloc_free.store(m.free, Ordering::Relaxed);
+            stats
+                .malloc_arenas
+                .store(u64::from(m.arenas), Ordering::Relaxed);
         }
     }
 
