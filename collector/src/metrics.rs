@@ -352,14 +352,14 @@ impl Metrics {
         if in_use > 0 {
             let _ = writeln!(
                 o,
-                "# HELP tocsin_process_malloc_bytes glibc malloc's bytes (DuckDB allocates there, the Rust side from mimalloc): in use, and free in its arenas (resident where touched, until trimmed); refreshed every 10 s.\n# TYPE tocsin_process_malloc_bytes gauge\n\
+                "# HELP tocsin_process_malloc_bytes glibc malloc's bytes (DuckDB allocates there, the Rust side from mimalloc): in use, and free in its arenas (trimmed pages stay counted as free); refreshed every 10 s.\n# TYPE tocsin_process_malloc_bytes gauge\n\
                  tocsin_process_malloc_bytes{{state=\"in_use\"}} {in_use}\ntocsin_process_malloc_bytes{{state=\"free\"}} {free}"
             );
             line(
                 &mut o,
                 "tocsin_process_malloc_arenas",
                 "gauge",
-                "glibc malloc's arenas (heaps): one per thread that allocated, capped at start unless MALLOC_ARENA_MAX is set.",
+                "glibc malloc's arenas (heaps), capped at start unless MALLOC_ARENA_MAX or GLIBC_TUNABLES sets a cap.",
                 w.malloc_arenas.load(Ordering::Relaxed),
             );
         }

@@ -64,7 +64,8 @@ fn malloc_trim() -> bool {
 pub struct MallocBytes {
     /// Handed out and not freed (DuckDB's, mostly: the Rust side allocates from mimalloc).
     pub in_use: u64,
-    /// Free chunks glibc keeps in its heaps (resident where touched, until trimmed).
+    /// Free chunks glibc keeps in its heaps; a trim gives their whole pages back to the
+    /// system but they stay counted here (resident only where touched since).
     pub free: u64,
     /// Arenas (heaps) glibc keeps: one per thread that allocated, up to
     /// [`MALLOC_ARENAS`] in the collector; 0 where `malloc_info` cannot tell.
@@ -104,41 +105,50 @@ fn malloc_arenas() -> Option<u32> {
             return None;
         }
         let written = libc::malloc_info(0, stream);
-        libc::fclose(stream);
+        let closed = libc::fclose(stream);
         if buf.is_null() {
             return None;
         }
         let text = std::slice::from_raw_parts(buf.cast::<u8>(), len);
         let heaps = text.windows(9).filter(|w| w == b"<heap nr=").count();
         libc::free(buf.cast());
-        (written == 0).then(|| u32::try_from(heaps).unwrap_or(u32::MAX))
+        (written == 0 && closed == 0).then(|| u32::try_from(heaps).unwrap_or(u32::MAX))
     }
 }
 
 /// How many arenas the collector lets glibc's `malloc` keep, unless the environment says.
 ///
-/// glibc gives each thread that allocates an arena of its own, up to 8 per core: DuckDB's
-/// queries run on tokio's blocking threads, which come and go, so its memory was spread over
-/// up to 16 heaps on 2 cores, each keeping free chunks between live ones.
+/// glibc gives a thread that allocates while the others' arenas are taken an arena of its
+/// own, up to 8 per core: DuckDB's queries run on tokio's blocking threads beside its own
+/// workers and the writer, so its memory was spread over many heaps, each keeping free
+/// chunks between live ones.
 pub const MALLOC_ARENAS: u32 = 2;
 
 /// The arena cap to set at start: [`MALLOC_ARENAS`], or `None` where the user set one
-/// (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`), which glibc
-/// has then applied already.
+/// that glibc takes (`MALLOC_ARENA_MAX` of at least 1, or `glibc.malloc.arena_max` in
+/// `GLIBC_TUNABLES`), which it has then applied already.
 pub fn arena_cap(env: impl Fn(&str) -> Option<String>) -> Option<u32> {
-    let set_by_user = env("MALLOC_ARENA_MAX").is_some()
+    let set_by_user = env("MALLOC_ARENA_MAX")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n >= 1)
         || env("GLIBC_TUNABLES").is_some_and(|t| t.contains("glibc.malloc.arena_max"));
     (!set_by_user).then_some(MALLOC_ARENAS)
 }
 
-/// Cap glibc's arenas at `max` (`mallopt(M_ARENA_MAX)`), before threads start: threads that
-/// allocate later share the existing ones. `false` off glibc or where glibc refused.
+/// Cap glibc's arenas at `max` (`mallopt(M_ARENA_MAX)`); threads that allocate later share
+/// the existing ones. Call it first thing in `main`: glibc fixes its limit the first time a
+/// thread needs a new arena after a cap is set (or once it has 8), and later calls change
+/// nothing though they report success. `false` off glibc, for 0 (no cap), or where glibc
+/// refused.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn cap_malloc_arenas(max: u32) -> bool {
     let Ok(max) = libc::c_int::try_from(max) else {
         return false;
     };
+    if max == 0 {
+        return false;
+    }
     // SAFETY: `mallopt` takes two integers and changes glibc's own tunables under its lock.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, max) == 1 }
 }
@@ -235,6 +245,19 @@ mod tests {
         };
         assert_eq!(arena_cap(env(&[])), Some(MALLOC_ARENAS));
         assert_eq!(arena_cap(env(&[("MALLOC_ARENA_MAX", "8")])), None);
+        // glibc ignores these, so ours stands.
+        assert_eq!(
+            arena_cap(env(&[("MALLOC_ARENA_MAX", "0")])),
+            Some(MALLOC_ARENAS)
+        );
+        assert_eq!(
+            arena_cap(env(&[("MALLOC_ARENA_MAX", "")])),
+            Some(MALLOC_ARENAS)
+        );
+        assert_eq!(
+            arena_cap(env(&[("MALLOC_ARENA_MAX", "many")])),
+            Some(MALLOC_ARENAS)
+        );
         assert_eq!(
             arena_cap(env(&[(
                 "GLIBC_TUNABLES",

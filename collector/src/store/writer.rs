@@ -267,7 +267,8 @@ impl Writer {
             if closed {
                 break;
             }
-            if last_memory.elapsed() >= MEMORY_EVERY {
+            let reading = last_memory.elapsed() >= MEMORY_EVERY;
+            if reading {
                 last_memory = Instant::now();
                 self.read_memory(&stats);
             }
@@ -289,7 +290,9 @@ impl Writer {
                     }
                 }
             }
-            if last_trim.elapsed() >= TRIM_EVERY {
+            // Not right after the memory reading: both walk glibc's arenas under their locks,
+            // and DuckDB's threads wait for them.
+            if !reading && last_trim.elapsed() >= TRIM_EVERY {
                 last_trim = Instant::now();
                 // DuckDB's freed memory (the prunes', the checkpoints') back to the system.
                 if let Some(t) = release_free_memory() {
