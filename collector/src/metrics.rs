@@ -359,7 +359,7 @@ impl Metrics {
                 &mut o,
                 "tocsin_process_malloc_arenas",
                 "gauge",
-                "glibc malloc's arenas (heaps), capped at start unless MALLOC_ARENA_MAX or GLIBC_TUNABLES sets a cap.",
+                "glibc malloc's arenas (heaps): up to 8 per core unless MALLOC_ARENA_MAX or GLIBC_TUNABLES caps them.",
                 w.malloc_arenas.load(Ordering::Relaxed),
             );
         }

@@ -195,10 +195,6 @@ fn load(config: &std::path::Path) -> Result<CollectorConfig, ExitCode> {
 }
 
 fn main() -> ExitCode {
-    // Before any thread starts: DuckDB's memory in a few glibc arenas, not one per thread.
-    if let Some(max) = tocsin_collector::store::arena_cap(|k| std::env::var(k).ok()) {
-        tocsin_collector::store::cap_malloc_arenas(max);
-    }
     let cli = Cli::parse();
     if let Command::Docs(docs) = &cli.command {
         return docs.run(Cli::command());

@@ -42,7 +42,7 @@ pub use read::{MaintenanceFilter, Reader, SnapshotScope, TicketFilter};
 pub use rows::write_effects;
 pub use sandbox::{Interrupter, QueryError, QueryHandle, QueryResult, RowFormat};
 pub(crate) use trim::resident_bytes;
-pub use trim::{MALLOC_ARENAS, MallocBytes, arena_cap, cap_malloc_arenas, malloc_bytes};
+pub use trim::{MallocBytes, malloc_bytes};
 pub use writer::{WriteMsg, Writer, WriterStats};
 
 use crate::time::Millis;

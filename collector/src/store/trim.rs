@@ -1,5 +1,5 @@
 //! Gives the memory DuckDB freed back to the system: glibc keeps it in its arenas otherwise;
-//! caps and counts those arenas.
+//! reads glibc's accounting of them.
 //!
 //! DuckDB allocates through the C library's `malloc` (the Rust side uses mimalloc, which
 //! returns what it frees by itself). glibc hands freed memory back only from the top of a
@@ -28,8 +28,7 @@ impl Trimmed {
 /// Release the free pages of glibc's arenas; `None` off glibc, where there is nothing to do.
 ///
 /// glibc locks each arena while it walks it, so a thread allocating meanwhile waits; the
-/// writer calls this between batches, every [`super::writer::TRIM_EVERY`], where a walk of a
-/// few ms costs nothing.
+/// writer calls this between batches, once a minute, where a walk of a few ms costs nothing.
 pub fn release_free_memory() -> Option<Trimmed> {
     let started = Instant::now();
     let rss_before = resident_bytes().unwrap_or(0);
@@ -67,8 +66,9 @@ pub struct MallocBytes {
     /// Free chunks glibc keeps in its heaps; a trim gives their whole pages back to the
     /// system but they stay counted here (resident only where touched since).
     pub free: u64,
-    /// Arenas (heaps) glibc keeps: one per thread that allocated, up to
-    /// [`MALLOC_ARENAS`] in the collector; 0 where `malloc_info` cannot tell.
+    /// Arenas (heaps) glibc keeps: a thread that allocates while the others' are taken
+    /// gets one of its own, up to 8 per core (`MALLOC_ARENA_MAX` caps them); 0 where
+    /// `malloc_info` cannot tell.
     pub arenas: u32,
 }
 
@@ -114,53 +114,6 @@ fn malloc_arenas() -> Option<u32> {
         libc::free(buf.cast());
         (written == 0 && closed == 0).then(|| u32::try_from(heaps).unwrap_or(u32::MAX))
     }
-}
-
-/// How many arenas the collector lets glibc's `malloc` keep, unless the environment says.
-///
-/// glibc gives a thread that allocates while the others' arenas are taken an arena of its
-/// own, up to 8 per core: DuckDB's queries run on tokio's blocking threads beside its own
-/// workers and the writer, so its memory was spread over many heaps, each keeping free
-/// chunks between live ones.
-pub const MALLOC_ARENAS: u32 = 2;
-
-/// The arena cap to set at start: [`MALLOC_ARENAS`], or `None` where the user set one
-/// that glibc takes (`MALLOC_ARENA_MAX` of at least 1, or `glibc.malloc.arena_max` in
-/// `GLIBC_TUNABLES`), which it has then applied already.
-pub fn arena_cap(env: impl Fn(&str) -> Option<String>) -> Option<u32> {
-    let set_by_user = env("MALLOC_ARENA_MAX")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n >= 1)
-        || env("GLIBC_TUNABLES").is_some_and(|t| t.contains("glibc.malloc.arena_max"));
-    (!set_by_user).then_some(MALLOC_ARENAS)
-}
-
-/// Cap glibc's arenas at `max` (`mallopt(M_ARENA_MAX)`); threads that allocate later share
-/// the existing ones. Call it first thing in `main`: glibc fixes its limit the first time a
-/// thread needs a new arena after a cap is set (or once it has 8), and later calls change
-/// nothing though they report success. `false` off glibc, for 0 (no cap), or where glibc
-/// refused.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-pub fn cap_malloc_arenas(max: u32) -> bool {
-    let Ok(max) = libc::c_int::try_from(max) else {
-        return false;
-    };
-    if max == 0 {
-        return false;
-    }
-    // SAFETY: `mallopt` takes two integers and changes glibc's own tunables under its lock.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, max) == 1 }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn cap_malloc_arenas(_max: u32) -> bool {
-    false
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn malloc_bytes() -> Option<MallocBytes> {
-    None
 }
 
 /// This process's resident set in bytes (`VmRSS` of `/proc/self/status`).
@@ -211,6 +164,10 @@ mod tests {
     fn malloc_bytes_tells_in_use_from_free() {
         let _one = BIG.lock().unwrap_or_else(|e| e.into_inner());
         let before = malloc_bytes().expect("glibc");
+        assert!(
+            before.arenas >= 1,
+            "malloc_info shows the main arena: {before:?}"
+        );
         let mut pieces: Vec<Vec<u8>> = (0..128_000).map(|i| vec![i as u8; 2048]).collect();
         let live = malloc_bytes().expect("glibc");
         // 256 MB more in use; half as the margin for the other tests of this binary.
@@ -230,44 +187,5 @@ mod tests {
             "with 256 MB live {live:?}, freed {freed:?}"
         );
         assert_eq!(std::hint::black_box(pin)[0], (127_999 % 256) as u8);
-    }
-
-    /// The cap is ours unless the user set one for glibc.
-    #[test]
-    fn the_arena_cap_yields_to_the_users_own() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        assert_eq!(arena_cap(env(&[])), Some(MALLOC_ARENAS));
-        assert_eq!(arena_cap(env(&[("MALLOC_ARENA_MAX", "8")])), None);
-        // glibc ignores these, so ours stands.
-        assert_eq!(
-            arena_cap(env(&[("MALLOC_ARENA_MAX", "0")])),
-            Some(MALLOC_ARENAS)
-        );
-        assert_eq!(
-            arena_cap(env(&[("MALLOC_ARENA_MAX", "")])),
-            Some(MALLOC_ARENAS)
-        );
-        assert_eq!(
-            arena_cap(env(&[("MALLOC_ARENA_MAX", "many")])),
-            Some(MALLOC_ARENAS)
-        );
-        assert_eq!(
-            arena_cap(env(&[(
-                "GLIBC_TUNABLES",
-                "glibc.malloc.trim_threshold=1:glibc.malloc.arena_max=4"
-            )])),
-            None
-        );
-        assert_eq!(
-            arena_cap(env(&[("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")])),
-            Some(MALLOC_ARENAS)
-        );
     }
 }

@@ -67,7 +67,7 @@ pub struct WriterStats {
     pub last_batch_micros: AtomicU64,
     /// Stored reports deleted because a newer one of the same node was stored.
     pub reports_pruned: AtomicU64,
-    /// Resident bytes given back by trimming glibc's arenas, every [`TRIM_EVERY`].
+    /// Resident bytes given back by trimming glibc's arenas after each prune.
     pub memory_released: AtomicU64,
     /// glibc's `malloc` (DuckDB's allocations): bytes in use and bytes free in its arenas,
     /// refreshed every [`MEMORY_EVERY`] (0 off glibc).
@@ -110,11 +110,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How often the writer reads DuckDB's memory accounting for `/metrics`.
 pub const MEMORY_EVERY: Duration = Duration::from_secs(10);
-
-/// How often the writer gives glibc's free memory back to the system. Checkpoints free
-/// memory all the time, not only prunes: at 50,000 nodes glibc gathered about 20 MB of free
-/// pages a minute (BENCHMARKS.md), and a trim takes a few ms.
-pub const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 impl Writer {
     pub fn new(conn: Connection, batch_size: usize, flush_interval: Duration) -> Self {
@@ -171,7 +166,6 @@ impl Writer {
         stats: Arc<WriterStats>,
     ) -> Result<(), StoreError> {
         let mut last_prune = Instant::now();
-        let mut last_trim = Instant::now();
         self.read_memory(&stats);
         let mut last_memory = Instant::now();
         loop {
@@ -267,8 +261,7 @@ impl Writer {
             if closed {
                 break;
             }
-            let reading = last_memory.elapsed() >= MEMORY_EVERY;
-            if reading {
+            if last_memory.elapsed() >= MEMORY_EVERY {
                 last_memory = Instant::now();
                 self.read_memory(&stats);
             }
@@ -289,12 +282,7 @@ impl Writer {
                         tracing::warn!(error = %e, "cannot prune node_reports; trying again in a minute");
                     }
                 }
-            }
-            // Not right after the memory reading: both walk glibc's arenas under their locks,
-            // and DuckDB's threads wait for them.
-            if !reading && last_trim.elapsed() >= TRIM_EVERY {
-                last_trim = Instant::now();
-                // DuckDB's freed memory (the prunes', the checkpoints') back to the system.
+                // DuckDB's freed memory (the prune's, the checkpoints') back to the system.
                 if let Some(t) = release_free_memory() {
                     stats
                         .memory_released
