@@ -352,7 +352,7 @@ impl Metrics {
         if in_use > 0 {
             let _ = writeln!(
                 o,
-                "# HELP tocsin_process_malloc_bytes glibc malloc's bytes (DuckDB allocates there, the Rust side from mimalloc): in use, and free in its arenas (trimmed pages stay counted as free); refreshed every 10 s.\n# TYPE tocsin_process_malloc_bytes gauge\n\
+                "# HELP tocsin_process_malloc_bytes glibc malloc's bytes (DuckDB allocates there, the Rust side from mimalloc): in use, and free in its arenas (trimmed pages stay counted as free); refreshed once a minute.\n# TYPE tocsin_process_malloc_bytes gauge\n\
                  tocsin_process_malloc_bytes{{state=\"in_use\"}} {in_use}\ntocsin_process_malloc_bytes{{state=\"free\"}} {free}"
             );
             line(

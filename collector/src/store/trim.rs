@@ -75,7 +75,7 @@ pub struct MallocBytes {
 /// glibc's accounting over all its arenas (`mallinfo2`); `None` off glibc.
 ///
 /// It locks each arena while it sums its bins, like a trim; the writer calls it between
-/// batches every [`super::writer::MEMORY_EVERY`].
+/// batches once a minute, after its trim.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn malloc_bytes() -> Option<MallocBytes> {

@@ -70,7 +70,7 @@ pub struct WriterStats {
     /// Resident bytes given back by trimming glibc's arenas after each prune.
     pub memory_released: AtomicU64,
     /// glibc's `malloc` (DuckDB's allocations): bytes in use and bytes free in its arenas,
-    /// refreshed every [`MEMORY_EVERY`] (0 off glibc).
+    /// refreshed after each prune's trim, once a minute (0 off glibc).
     pub malloc_in_use: AtomicU64,
     pub malloc_free: AtomicU64,
     /// glibc's arenas (heaps), refreshed with the above.
@@ -167,6 +167,7 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let mut last_prune = Instant::now();
         self.read_memory(&stats);
+        Self::read_malloc(&stats);
         let mut last_memory = Instant::now();
         loop {
             let Some(first) = rx.blocking_recv() else {
@@ -294,6 +295,7 @@ impl Writer {
                         "gave freed memory back to the system"
                     );
                 }
+                Self::read_malloc(&stats);
             }
         }
         if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
@@ -302,13 +304,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Refresh `stats.duckdb_memory` from DuckDB's own accounting (a few hundred µs), and
-    /// glibc's in-use and free bytes.
+    /// Refresh `stats.duckdb_memory` from DuckDB's own accounting (a few hundred µs).
     fn read_memory(&self, stats: &WriterStats) {
         match duckdb_memory_bytes(&self.conn) {
             Ok(bytes) => stats.duckdb_memory.store(bytes, Ordering::Relaxed),
             Err(e) => tracing::debug!(error = %e, "cannot read duckdb_memory()"),
         }
+    }
+
+    /// Refresh glibc's in-use and free bytes and its arena count. Both readings walk every
+    /// free chunk of every arena under its lock, stalling DuckDB's allocations meanwhile,
+    /// so the writer takes them once a minute, with the trim, not every [`MEMORY_EVERY`].
+    fn read_malloc(stats: &WriterStats) {
         if let Some(m) = malloc_bytes() {
             stats.malloc_in_use.store(m.in_use, Ordering::Relaxed);
             stats.malloc_free.store(m.free, Ordering::Relaxed);
