@@ -345,6 +345,36 @@ impl Metrics {
             "Memory DuckDB accounts for (duckdb_memory(): table blocks, indexes, transactions), refreshed every 10 s; its buffer pool is bounded by [store] memory_limit.",
             w.duckdb_memory.load(Ordering::Relaxed),
         );
+        {
+            let tags = w
+                .duckdb_memory_tags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !tags.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "# HELP tocsin_store_duckdb_memory_tag_bytes The same by DuckDB's memory tag (base_table: table blocks cached or being written, art_index: primary keys, metadata...), refreshed every 10 s.\n# TYPE tocsin_store_duckdb_memory_tag_bytes gauge"
+                );
+                for t in tags.iter() {
+                    let _ = writeln!(
+                        o,
+                        "tocsin_store_duckdb_memory_tag_bytes{{tag=\"{}\"}} {}",
+                        t.tag, t.memory
+                    );
+                }
+                let _ = writeln!(
+                    o,
+                    "# HELP tocsin_store_duckdb_temporary_bytes What DuckDB spilled to its temporary files beyond [store] memory_limit, by memory tag, refreshed every 10 s.\n# TYPE tocsin_store_duckdb_temporary_bytes gauge"
+                );
+                for t in tags.iter() {
+                    let _ = writeln!(
+                        o,
+                        "tocsin_store_duckdb_temporary_bytes{{tag=\"{}\"}} {}",
+                        t.tag, t.temporary
+                    );
+                }
+            }
+        }
         let (in_use, free) = (
             w.malloc_in_use.load(Ordering::Relaxed),
             w.malloc_free.load(Ordering::Relaxed),
@@ -453,6 +483,25 @@ mod tests {
         m.writer.duckdb_memory.store(5 << 20, Ordering::Relaxed);
         let text = m.render();
         assert!(text.contains("tocsin_store_duckdb_memory_bytes 5242880"));
+        assert!(!text.contains("tocsin_store_duckdb_memory_tag_bytes"));
+        *m.writer.duckdb_memory_tags.lock().expect("tags") = vec![
+            crate::store::DuckdbMemory {
+                tag: "base_table".into(),
+                memory: 4 << 20,
+                temporary: 0,
+            },
+            crate::store::DuckdbMemory {
+                tag: "art_index".into(),
+                memory: 1 << 20,
+                temporary: 512,
+            },
+        ];
+        let text = m.render();
+        assert!(
+            text.contains("tocsin_store_duckdb_memory_tag_bytes{tag=\"base_table\"} 4194304\n")
+        );
+        assert!(text.contains("tocsin_store_duckdb_memory_tag_bytes{tag=\"art_index\"} 1048576\n"));
+        assert!(text.contains("tocsin_store_duckdb_temporary_bytes{tag=\"art_index\"} 512\n"));
         assert!(
             !text.contains("tocsin_process_malloc_bytes"),
             "shown once read"

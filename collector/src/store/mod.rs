@@ -43,7 +43,7 @@ pub use rows::write_effects;
 pub use sandbox::{Interrupter, QueryError, QueryHandle, QueryResult, RowFormat};
 pub(crate) use trim::resident_bytes;
 pub use trim::{MallocBytes, malloc_bytes};
-pub use writer::{WriteMsg, Writer, WriterStats};
+pub use writer::{DuckdbMemory, WriteMsg, Writer, WriterStats};
 
 use crate::time::Millis;
 

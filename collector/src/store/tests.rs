@@ -233,6 +233,22 @@ fn duckdb_memory_counts_what_the_tables_hold() {
         full >= empty + (4 << 20),
         "{empty} bytes empty, {full} with the table"
     );
+    let tags = super::writer::duckdb_memory_by_tag(&conn).expect("duckdb_memory() by tag");
+    assert_eq!(tags.iter().map(|t| t.memory).sum::<u64>(), full);
+    assert!(
+        tags.iter().all(|t| t.memory > 0 || t.temporary > 0),
+        "only the tags holding something: {tags:?}"
+    );
+    assert!(
+        tags.windows(2).all(|w| w[0].memory >= w[1].memory),
+        "largest first: {tags:?}"
+    );
+    // An in-memory database's table lives under its own tag, in lower case.
+    assert!(
+        tags.iter()
+            .any(|t| t.tag == "in_memory_table" && t.memory >= 4 << 20),
+        "{tags:?}"
+    );
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! It also applies the notification outbox's delivery marks ([`OutboxUpdate`]), so the
 //! delivery task never writes itself, and wakes that task when new notifications committed.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use duckdb::Connection;
@@ -78,6 +78,20 @@ pub struct WriterStats {
     /// What DuckDB accounts for (`duckdb_memory()`: its buffer pool's blocks and other
     /// tracked allocations), refreshed every [`MEMORY_EVERY`].
     pub duckdb_memory: AtomicU64,
+    /// The same by DuckDB's tag (table blocks, indexes, metadata...), with what each spilled
+    /// to DuckDB's temporary files; only the tags holding something.
+    pub duckdb_memory_tags: Mutex<Vec<DuckdbMemory>>,
+}
+
+/// What DuckDB accounts for under one of its memory tags (`duckdb_memory()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuckdbMemory {
+    /// DuckDB's tag, lower case (`base_table`, `art_index`, `metadata`...).
+    pub tag: String,
+    /// Bytes in memory.
+    pub memory: u64,
+    /// Bytes spilled to DuckDB's temporary files.
+    pub temporary: u64,
 }
 
 /// Owns the write connection; run it on its own thread.
@@ -306,8 +320,16 @@ impl Writer {
 
     /// Refresh `stats.duckdb_memory` from DuckDB's own accounting (a few hundred µs).
     fn read_memory(&self, stats: &WriterStats) {
-        match duckdb_memory_bytes(&self.conn) {
-            Ok(bytes) => stats.duckdb_memory.store(bytes, Ordering::Relaxed),
+        match duckdb_memory_by_tag(&self.conn) {
+            Ok(tags) => {
+                let bytes = tags.iter().map(|t| t.memory).sum();
+                stats.duckdb_memory.store(bytes, Ordering::Relaxed);
+                // A poisoned lock only means a reader panicked mid-render: the data is whole.
+                *stats
+                    .duckdb_memory_tags
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = tags;
+            }
             Err(e) => tracing::debug!(error = %e, "cannot read duckdb_memory()"),
         }
     }
@@ -344,10 +366,25 @@ impl Writer {
 /// The bytes DuckDB accounts for: the sum of `duckdb_memory()` over its tags (table blocks,
 /// indexes, transactions, staging); bounded by `[store] memory_limit` as far as it is
 /// DuckDB's buffer pool.
+#[cfg(test)]
 pub fn duckdb_memory_bytes(conn: &Connection) -> Result<u64, duckdb::Error> {
-    conn.query_row(
-        "SELECT coalesce(sum(memory_usage_bytes), 0)::UBIGINT FROM duckdb_memory()",
-        [],
-        |r| r.get(0),
-    )
+    Ok(duckdb_memory_by_tag(conn)?.iter().map(|t| t.memory).sum())
+}
+
+/// `duckdb_memory()` by tag, the tags that hold memory or temporary bytes only, largest first.
+pub fn duckdb_memory_by_tag(conn: &Connection) -> Result<Vec<DuckdbMemory>, duckdb::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT lower(tag), memory_usage_bytes::UBIGINT, temporary_storage_bytes::UBIGINT
+         FROM duckdb_memory()
+         WHERE memory_usage_bytes > 0 OR temporary_storage_bytes > 0
+         ORDER BY memory_usage_bytes DESC, tag",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DuckdbMemory {
+            tag: r.get(0)?,
+            memory: r.get(1)?,
+            temporary: r.get(2)?,
+        })
+    })?;
+    rows.collect()
 }
