@@ -95,6 +95,19 @@ pub struct RetentionStats {
     pub files_written: AtomicU64,
 }
 
+/// A gauge with one series per `tag` label.
+fn tag_gauge<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (tag, value) in series {
+        let _ = writeln!(out, "{name}{{tag=\"{tag}\"}} {value}");
+    }
+}
+
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(
         out,
@@ -351,28 +364,18 @@ impl Metrics {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if !tags.is_empty() {
-                let _ = writeln!(
-                    o,
-                    "# HELP tocsin_store_duckdb_memory_tag_bytes The same by DuckDB's memory tag (base_table: table blocks cached or being written, art_index: primary keys, metadata...), refreshed every 10 s.\n# TYPE tocsin_store_duckdb_memory_tag_bytes gauge"
+                tag_gauge(
+                    &mut o,
+                    "tocsin_store_duckdb_memory_tag_bytes",
+                    "The same by DuckDB's memory tag (base_table: table blocks cached or being written, art_index: primary keys, metadata...), refreshed every 10 s.",
+                    tags.iter().map(|t| (t.tag.as_str(), t.memory)),
                 );
-                for t in tags.iter() {
-                    let _ = writeln!(
-                        o,
-                        "tocsin_store_duckdb_memory_tag_bytes{{tag=\"{}\"}} {}",
-                        t.tag, t.memory
-                    );
-                }
-                let _ = writeln!(
-                    o,
-                    "# HELP tocsin_store_duckdb_temporary_bytes What DuckDB spilled to its temporary files beyond [store] memory_limit, by memory tag, refreshed every 10 s.\n# TYPE tocsin_store_duckdb_temporary_bytes gauge"
+                tag_gauge(
+                    &mut o,
+                    "tocsin_store_duckdb_temporary_bytes",
+                    "What DuckDB spilled to its temporary files beyond [store] memory_limit, by memory tag, refreshed every 10 s.",
+                    tags.iter().map(|t| (t.tag.as_str(), t.temporary)),
                 );
-                for t in tags.iter() {
-                    let _ = writeln!(
-                        o,
-                        "tocsin_store_duckdb_temporary_bytes{{tag=\"{}\"}} {}",
-                        t.tag, t.temporary
-                    );
-                }
             }
         }
         let (in_use, free) = (

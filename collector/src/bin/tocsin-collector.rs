@@ -11,7 +11,7 @@ use tocsin_collector::CollectorConfig;
 /// freed on the engine's; glibc's malloc made that a third of the engine's time (BENCHMARKS.md).
 /// The `system-allocator` feature leaves the C library's `malloc` in charge, so a heap
 /// profiler that hooks it (jemalloc's `prof` through `LD_PRELOAD`, heaptrack) sees the Rust
-/// side too (BENCHMARKS.md, "where the memory goes").
+/// side too.
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
