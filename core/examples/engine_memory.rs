@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tocsin_core::engine::{Engine, Input, NodeRow, Nodes, Policy, Snapshot};
 use tocsin_core::rules::{Evaluator, Rule, load_rules_dir};
@@ -425,10 +424,11 @@ fn run_nodes_table(nodes: &[SimNode]) {
     }
     step("state, agent_version, via");
     for node in nodes {
+        let kept = table.inventory(&inventory(node));
         let row = table.get_or_create(&node.site, &node.name, START);
-        row.inventory = Some(Arc::new(inventory(node)));
+        row.inventory = Some(kept);
     }
-    step("inventory (Arc<Inventory>)");
+    step("inventory (NodeInventory: shared and own JSON)");
     for node in nodes {
         let (labels, parents) = (labels(node), node.parents.clone());
         table.set_topology(&node.site, &node.name, labels, parents, START);

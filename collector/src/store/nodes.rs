@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use duckdb::{Transaction, params};
-use tocsin_protocol::{Inventory, NodeKind, Report};
+use tocsin_protocol::{NodeKind, Report};
 
 use super::StoreError;
 use super::rows::json;
-use crate::engine::model::NodeRow;
+use crate::engine::model::{NodeInventory, NodeRow};
 use crate::time::Millis;
 
 /// The per-connection staging table node rows are appended to before the batch's upserts.
@@ -83,9 +83,10 @@ pub struct NodeMark {
     kind: NodeKind,
     agent_version: Option<String>,
     via: Option<String>,
-    /// Compared by pointer: the engine replaces these only when a status brings new ones,
-    /// and a new `Arc` with an equal value merely costs one full row.
-    inventory: Option<Arc<Inventory>>,
+    /// Compared by pointer: the engine replaces these only when a status brings different
+    /// ones (labels and parents come from its shared sets, an equal inventory keeps its
+    /// text), and a new `Arc` with an equal value would merely cost one full row.
+    inventory: Option<NodeInventory>,
     labels: Arc<BTreeMap<String, String>>,
     parents: Arc<Vec<String>>,
     /// `last_report_at` of the stored report.
@@ -113,7 +114,7 @@ impl NodeMark {
             && self.agent_version == n.agent_version
             && self.via == n.via
             && match (&self.inventory, &n.inventory) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (Some(a), Some(b)) => a.same(b),
                 (None, None) => true,
                 _ => false,
             }
@@ -292,7 +293,10 @@ pub(super) fn write_nodes(
                 n.kind.as_str(),
                 n.state,
                 n.agent_version,
-                n.inventory.as_deref().filter(|_| full).and_then(json),
+                n.inventory
+                    .as_ref()
+                    .filter(|_| full)
+                    .map(NodeInventory::to_json),
                 // A light row's wide columns are not written: not serialised either.
                 Some(&*n.labels).filter(|_| full).and_then(json),
                 Some(&*n.parents).filter(|_| full).and_then(json),
@@ -350,7 +354,7 @@ mod tests {
 
     use super::super::tests::{birth, engine, report};
     use super::super::{Reader, Store, Writer};
-    use crate::engine::{Engine, Snapshot};
+    use crate::engine::{Engine, Input, Snapshot};
 
     const EVERY: Duration = Duration::from_secs(60);
 
@@ -477,6 +481,49 @@ mod tests {
         send(&mut every, &mut e, 160_000, 13, CheckStatus::Ok);
         assert_eq!(stored(&reader).0, 13);
         assert_eq!(stored(&reader).1, 13);
+    }
+
+    /// A restarted agent's birth with the same inventory, labels and parents rewrites no
+    /// wide column: the engine keeps the inventory's shared text, so the writer plans a light
+    /// row. A changed inventory is a full row.
+    #[test]
+    fn an_equal_birth_is_a_light_row_and_a_new_inventory_a_full_one() {
+        let row_of = |effects: &[crate::engine::Effect]| -> super::NodeRow {
+            effects
+                .iter()
+                .find_map(|e| match e {
+                    crate::engine::Effect::Node(n) => Some((**n).clone()),
+                    _ => None,
+                })
+                .expect("a node row")
+        };
+        let mut e = engine(Snapshot::default());
+        let mut stored = super::StoredNodes::new(EVERY);
+        let plan = |stored: &mut super::StoredNodes, row: &super::NodeRow| {
+            let p = stored
+                .plan(row, None, false)
+                .expect("a status is always written");
+            stored.record(vec![((row.site.clone(), row.node.clone()), p.mark)]);
+            p.full
+        };
+        let first = row_of(&e.handle(1_000, birth()).effects);
+        assert!(plan(&mut stored, &first), "new to the writer: full");
+        let again = row_of(&e.handle(2_000, birth()).effects);
+        assert!(!plan(&mut stored, &again), "the same birth: light");
+
+        let Input::Status { mut status, .. } = birth() else {
+            panic!("a birth is a status");
+        };
+        if let Some(inv) = status.inventory.as_mut() {
+            inv.os_version = Some("13".into());
+        }
+        let input = Input::Status {
+            site: "dc1".into(),
+            node: "web-01".into(),
+            status,
+        };
+        let changed = row_of(&e.handle(3_000, input).effects);
+        assert!(plan(&mut stored, &changed), "a new inventory: full");
     }
 
     /// Reports are appended to `node_reports`, never updated; pruning keeps each node's

@@ -459,8 +459,8 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
             agent_version: r.get(4)?,
             inventory: r
                 .get::<_, Option<String>>(5)?
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .map(std::sync::Arc::new),
+                .and_then(|s| serde_json::from_str::<tocsin_protocol::Inventory>(&s).ok())
+                .map(|i| crate::engine::model::NodeInventory::new(&i)),
             labels: std::sync::Arc::new(json_col(r.get(6)?)),
             parents: std::sync::Arc::new(json_col(r.get(7)?)),
             via: r.get(8)?,

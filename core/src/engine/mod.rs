@@ -13,6 +13,7 @@ pub mod escalation;
 mod flapping;
 mod incidents;
 mod index;
+mod inventory;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod model;
@@ -35,9 +36,9 @@ use tocsin_protocol::{NodeState, Report, Status};
 
 pub use desk::{ManualTicket, Reporter, TicketAction, TicketKind};
 pub use model::{
-    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeRow, Nodes,
-    NotificationRow, ProblemIncidentRow, ProblemRow, ProblemState, TicketEventRow, TicketRow,
-    TicketSla, TicketState,
+    AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeInventory,
+    NodeRow, Nodes, NotificationRow, ProblemIncidentRow, ProblemRow, ProblemState, TicketEventRow,
+    TicketRow, TicketSla, TicketState,
 };
 pub use policy::{Level, Policy, Priority};
 
@@ -718,15 +719,21 @@ impl Engine {
         effects: &mut Vec<Effect>,
     ) {
         let row = if status.state == NodeState::Online {
-            // Labels and parents are shared with the nodes that have equal ones.
+            // Labels, parents and the common part of the inventory are shared with the nodes
+            // that have equal ones.
+            let inventory = status.inventory.as_ref().map(|i| self.nodes.inventory(i));
             let row = self
                 .nodes
                 .set_topology(site, node, status.labels, status.parents, now);
             if let Some(agent) = status.agent {
                 row.agent_version = Some(agent.version);
             }
-            if status.inventory.is_some() {
-                row.inventory = status.inventory.map(Arc::new);
+            // An equal inventory (a restarted agent's birth) keeps the node's texts, so the
+            // store's writer does not rewrite the node's wide columns for it.
+            if let Some(inventory) = inventory
+                && row.inventory.as_ref() != Some(&inventory)
+            {
+                row.inventory = Some(inventory);
             }
             row
         } else {

@@ -9,6 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use tocsin_protocol::{Inventory, NodeKind, Report};
 
+pub use super::inventory::NodeInventory;
 use super::policy::{Level, Priority};
 use crate::rules::{AlertTransition, Category, Severity};
 use crate::time::Millis;
@@ -45,12 +46,8 @@ pub struct NodeRow {
     /// `online`, `offline`, `stopped`, or `unknown` before the first status.
     pub state: String,
     pub agent_version: Option<String>,
-    #[serde(
-        serialize_with = "ser_opt_arc",
-        deserialize_with = "de_opt_arc",
-        default
-    )]
-    pub inventory: Option<Arc<Inventory>>,
+    #[serde(default)]
+    pub inventory: Option<NodeInventory>,
     #[serde(serialize_with = "ser_arc", deserialize_with = "de_arc", default)]
     pub labels: Arc<BTreeMap<String, String>>,
     #[serde(serialize_with = "ser_arc", deserialize_with = "de_arc", default)]
@@ -101,12 +98,15 @@ impl NodeRow {
 ///
 /// Label sets and parent lists are shared between rows with equal ones: a fleet has few
 /// distinct ones (a `BTreeMap` of 2-3 labels is a 544-byte node of its own, a third of a
-/// row's heap at 50,000 nodes). Nodes with equal labels hold one `Arc`.
+/// row's heap at 50,000 nodes). Nodes with equal labels hold one `Arc`. So is the common
+/// part of inventories (OS, kernel, CPU...; [`NodeInventory`]).
 #[derive(Debug, Clone, Default)]
 pub struct Nodes {
     by_site: FxHashMap<String, FxHashMap<String, NodeRow>>,
     labels: Shared<BTreeMap<String, String>>,
     parents: Shared<Vec<String>>,
+    /// The common part of inventories ([`NodeInventory`]).
+    inventories: Shared<String>,
 }
 
 /// Values handed out as shared `Arc`s: an equal value asked for again gets the same `Arc`.
@@ -166,6 +166,15 @@ impl Nodes {
         row
     }
 
+    /// A node's inventory, its common part shared with the nodes that have an equal one.
+    pub fn inventory(&mut self, inventory: &Inventory) -> NodeInventory {
+        let (common, own) = NodeInventory::split(inventory);
+        NodeInventory {
+            common: self.inventories.value(common),
+            own: own.into(),
+        }
+    }
+
     pub fn get(&self, site: &str, node: &str) -> Option<&NodeRow> {
         self.by_site.get(site)?.get(node)
     }
@@ -183,6 +192,9 @@ impl Nodes {
     pub fn insert(&mut self, mut row: NodeRow) {
         row.labels = self.labels.share(row.labels);
         row.parents = self.parents.share(row.parents);
+        if let Some(inventory) = row.inventory.as_mut() {
+            inventory.common = self.inventories.share(Arc::clone(&inventory.common));
+        }
         self.by_site
             .entry(row.site.clone())
             .or_default()
@@ -606,5 +618,36 @@ mod tests {
         assert!(nodes.labels.set.len() < 200, "{}", nodes.labels.set.len());
         let a = nodes.get("s", "a").expect("row");
         assert_eq!(a.labels.get("build").map(String::as_str), Some("999"));
+    }
+
+    /// The common part (OS, CPU...) is one text for every node that has it; the node's own
+    /// part is its own. Rows restored from the store join the shared texts too.
+    #[test]
+    fn inventories_share_their_common_part_between_nodes() {
+        let mut nodes = Nodes::default();
+        let host = |name: &str, ip: &str| Inventory {
+            hostname: Some(name.into()),
+            ip_addresses: vec![ip.into()],
+            ..super::super::inventory::tests::host_inventory()
+        };
+        let a = nodes.inventory(&host("a", "10.0.0.1"));
+        let b = nodes.inventory(&host("b", "10.0.0.2"));
+        assert!(Arc::ptr_eq(&a.common, &b.common));
+        assert!(!Arc::ptr_eq(&a.own, &b.own));
+        assert_eq!(b.decode(), host("b", "10.0.0.2"));
+        let other = nodes.inventory(&Inventory {
+            kernel: Some("6.12.0".into()),
+            ..host("c", "10.0.0.3")
+        });
+        assert!(!Arc::ptr_eq(&a.common, &other.common));
+        assert_eq!(other.decode().kernel.as_deref(), Some("6.12.0"));
+
+        let mut restored = NodeRow::new("s", "d", 1);
+        restored.inventory = Some(NodeInventory::new(&host("d", "10.0.0.4")));
+        nodes.insert(restored);
+        let d = nodes.get("s", "d").and_then(|n| n.inventory.clone());
+        let d = d.expect("d's inventory");
+        assert!(Arc::ptr_eq(&d.common, &a.common));
+        assert_eq!(d.decode(), host("d", "10.0.0.4"));
     }
 }

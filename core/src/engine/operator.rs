@@ -6,7 +6,7 @@ use serde_json::json;
 use super::desk::{ManualTicket, TicketAction, TicketKind};
 use super::escalation::{Trigger, refresh_sla};
 use super::lifecycle::{Action, next};
-use super::model::{Effect, IncidentState, TicketRow, TicketState};
+use super::model::{Effect, IncidentState, NodeInventory, TicketRow, TicketState};
 use super::policy::{Level, RouteFacts};
 use super::{CommandError, Engine, take};
 use crate::rules::Category;
@@ -526,7 +526,7 @@ impl Engine {
         let id = take(&mut self.ids.ticket);
         let environment = json!({
             "kind": node.as_ref().map(|n| n.kind.as_str()),
-            "inventory": node.as_ref().and_then(|n| n.inventory.as_deref()),
+            "inventory": node.as_ref().and_then(|n| n.inventory.as_ref()),
             "labels": node.as_ref().map(|n| &*n.labels),
             "parents": node.as_ref().map(|n| &*n.parents),
             "node_state": node.as_ref().map(|n| n.state.clone()),
@@ -570,8 +570,8 @@ impl Engine {
         ));
         if let Some(n) = &node {
             description.push_str(&format!("Where: node {} at site {}", n.node, n.site));
-            if let Some(inv) = &n.inventory {
-                let os = super::tickets::os_name(inv);
+            if let Some(inv) = n.inventory.as_ref().map(NodeInventory::decode) {
+                let os = super::tickets::os_name(&inv);
                 if !os.is_empty() {
                     description.push_str(&format!(" ({os})"));
                 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::model::{IncidentRow, NodeRow, TicketRow, TicketState};
+use super::model::{IncidentRow, NodeInventory, NodeRow, TicketRow, TicketState};
 use super::policy::{Level, Policy};
 use crate::rules::AlertTransition;
 use crate::time::{Millis, rfc3339};
@@ -34,7 +34,7 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
     let environment = match i.node {
         Some(n) => json!({
             "kind": n.kind.as_str(),
-            "inventory": n.inventory.as_deref(),
+            "inventory": n.inventory.as_ref(),
             "labels": &*n.labels,
             "parents": &*n.parents,
             "via": n.via,
@@ -63,8 +63,12 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
         t.category.as_str()
     ));
     description.push_str(&format!("Where: node {} at site {}\n", t.node, t.site));
-    if let Some(inv) = i.node.and_then(|n| n.inventory.as_ref()) {
-        let os = os_name(inv);
+    if let Some(inv) = i
+        .node
+        .and_then(|n| n.inventory.as_ref())
+        .map(NodeInventory::decode)
+    {
+        let os = os_name(&inv);
         if !os.is_empty() {
             description.push_str(&format!("Environment: {os}"));
             if let Some(k) = &inv.kernel {

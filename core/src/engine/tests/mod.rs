@@ -443,6 +443,46 @@ fn node_rows_hold_every_node_as_last_seen() {
     );
 }
 
+/// A restarted agent's birth brings the same inventory: the node keeps the shared text, so
+/// the store's writer sees nothing new in the wide columns. A changed one replaces it.
+#[test]
+fn an_equal_inventory_keeps_the_shared_text_and_a_changed_one_replaces_it() {
+    let mut e = engine();
+    let inventory = |e: &Engine| {
+        e.nodes()
+            .find(|n| n.node == "web-01")
+            .and_then(|n| n.inventory.clone())
+            .expect("web-01's inventory")
+    };
+    e.handle(1_000, input(1_000, &Step::Birth("web-01", "high")));
+    let first = inventory(&e);
+    assert_eq!(first.decode().kernel.as_deref(), Some("6.1.0"));
+    e.handle(2_000, input(2_000, &Step::Birth("web-01", "high")));
+    assert!(
+        inventory(&e).same(&first),
+        "an equal inventory keeps the text"
+    );
+
+    let Input::Status { mut status, .. } = input(3_000, &Step::Birth("web-01", "high")) else {
+        panic!("a birth is a status");
+    };
+    if let Some(inv) = status.inventory.as_mut() {
+        inv.kernel = Some("6.1.0-28".into());
+    }
+    e.handle(
+        3_000,
+        Input::Status {
+            site: "dc1".into(),
+            node: "web-01".into(),
+            status,
+        },
+    );
+    let changed = inventory(&e);
+    assert!(!changed.same(&first));
+    assert_eq!(changed.decode().kernel.as_deref(), Some("6.1.0-28"));
+    assert_eq!(changed.decode().hostname.as_deref(), Some("web-01"));
+}
+
 #[test]
 fn last_will_raises_node_offline_after_for_and_routes_to_network() {
     let (_, effects) = run(&[
