@@ -14,7 +14,7 @@ use tocsin_protocol::Inventory;
 /// heap at 50,000 nodes; BENCHMARKS.md, 2026-12-03 evening). A copy shares both texts; the
 /// store writes them as one object; a ticket decodes it when it is opened. It serialises
 /// as the inventory object, so snapshots and the API are unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeInventory {
     pub(super) common: Arc<String>,
     pub(super) own: Arc<str>,
@@ -73,8 +73,8 @@ impl NodeInventory {
         }
     }
 
-    /// The same shared texts (not merely equal ones): what the store's writer compares to
-    /// know whether a node's inventory changed since it last wrote the row.
+    /// The same shared texts (not merely equal ones): an equal birth keeps the node's texts
+    /// rather than holding a second copy of them.
     pub fn same(&self, other: &NodeInventory) -> bool {
         Arc::ptr_eq(&self.common, &other.common) && Arc::ptr_eq(&self.own, &other.own)
     }

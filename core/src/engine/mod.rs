@@ -20,6 +20,7 @@ pub mod model;
 mod operator;
 pub mod policy;
 pub mod problems;
+pub mod shared;
 pub mod sla;
 pub mod targets;
 mod tickets;

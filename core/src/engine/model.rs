@@ -1,16 +1,16 @@
 //! The records the engine keeps and hands to the store: nodes, alerts, incidents, tickets, events.
 
 use std::collections::BTreeMap;
-use std::hash::Hash;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 use tocsin_protocol::{Inventory, NodeKind, Report};
 
 pub use super::inventory::NodeInventory;
 use super::policy::{Level, Priority};
+use super::shared::Shared;
 use crate::rules::{AlertTransition, Category, Severity};
 use crate::time::Millis;
 
@@ -107,45 +107,6 @@ pub struct Nodes {
     parents: Shared<Vec<String>>,
     /// The common part of inventories ([`NodeInventory`]).
     inventories: Shared<String>,
-}
-
-/// Values handed out as shared `Arc`s: an equal value asked for again gets the same `Arc`.
-/// Values no row holds any more are dropped when the set has doubled since the last sweep.
-#[derive(Debug, Clone)]
-struct Shared<T> {
-    set: FxHashSet<Arc<T>>,
-    sweep_at: usize,
-}
-
-impl<T> Default for Shared<T> {
-    fn default() -> Self {
-        Shared {
-            set: FxHashSet::default(),
-            sweep_at: 64,
-        }
-    }
-}
-
-impl<T: Hash + Eq> Shared<T> {
-    /// The shared `Arc` of a value equal to `v` (`v` itself when it is the first).
-    fn share(&mut self, v: Arc<T>) -> Arc<T> {
-        if let Some(found) = self.set.get(&*v) {
-            return Arc::clone(found);
-        }
-        if self.set.len() >= self.sweep_at {
-            self.set.retain(|a| Arc::strong_count(a) > 1);
-            self.sweep_at = (self.set.len() * 2).max(64);
-        }
-        self.set.insert(Arc::clone(&v));
-        v
-    }
-
-    fn value(&mut self, v: T) -> Arc<T> {
-        match self.set.get(&v) {
-            Some(found) => Arc::clone(found),
-            None => self.share(Arc::new(v)),
-        }
-    }
 }
 
 impl Nodes {
@@ -615,7 +576,7 @@ mod tests {
         for i in 0..1_000 {
             nodes.set_topology("s", "a", labels(&[("build", &i.to_string())]), vec![], 1);
         }
-        assert!(nodes.labels.set.len() < 200, "{}", nodes.labels.set.len());
+        assert!(nodes.labels.len() < 200, "{}", nodes.labels.len());
         let a = nodes.get("s", "a").expect("row");
         assert_eq!(a.labels.get("build").map(String::as_str), Some("999"));
     }

@@ -153,7 +153,7 @@ impl Evaluator {
         self.nodes
             .values()
             .flat_map(|n| n.values())
-            .map(|n| n.live.len())
+            .map(|n| n.live().len())
             .sum()
     }
 
@@ -265,7 +265,7 @@ impl Evaluator {
                             // keeps its state.
                             if live && expr.selector.matches_labels(&m.labels) {
                                 let key = alert_key(&rule.name, site, name, &m.labels);
-                                if node.live.contains_key(&key) {
+                                if node.live().contains_key(&key) {
                                     seen.push(key);
                                 }
                             }
@@ -288,7 +288,7 @@ impl Evaluator {
                                 None => !hit,
                             };
                         let key = alert_key(&rule.name, site, name, &m.labels);
-                        if !active && !node.live.contains_key(&key) {
+                        if !active && !node.live().contains_key(&key) {
                             continue;
                         }
                         let obs = Obs::Metric {
@@ -349,7 +349,7 @@ impl Evaluator {
                 let labels: BTreeMap<String, String> =
                     [("check".to_string(), c.name.clone())].into();
                 let key = alert_key(&rules[r].name, site, name, &labels);
-                if !active && !node.live.contains_key(&key) {
+                if !active && !node.live().contains_key(&key) {
                     continue;
                 }
                 out.extend(node.step(
@@ -369,10 +369,10 @@ impl Evaluator {
         node.prune(report.ts);
 
         // Live threshold and check series the report no longer carries resolve.
-        if !node.live.is_empty() {
+        if !node.live().is_empty() {
             seen.sort_unstable();
             let gone: Vec<String> = node
-                .live
+                .live()
                 .iter()
                 .filter(|(k, s)| {
                     matches!(
@@ -499,7 +499,7 @@ impl Evaluator {
         let mut out = Vec::new();
         for (site, site_nodes) in nodes.iter_mut() {
             for (name, node) in site_nodes.iter_mut() {
-                for (key, s) in node.live.iter_mut() {
+                for (key, s) in node.live_mut() {
                     let rule = &rules[s.rule];
                     if s.phase == Phase::Pending
                         && matches!(rule.condition, Condition::Status(_))
@@ -587,7 +587,7 @@ impl Evaluator {
                         seen[*new_ord] = *t;
                     }
                 }
-                node.absent_seen = seen;
+                node.absent_seen = seen.into_boxed_slice();
                 let index = &self.index;
                 node.prev.retain(|p| index.derives(&p.metric));
             }
@@ -604,7 +604,7 @@ impl Evaluator {
             .nodes
             .values()
             .flat_map(|n| n.values())
-            .flat_map(|n| n.live.keys().cloned())
+            .flat_map(|n| n.live().keys().cloned())
             .collect();
         keys.into_iter().collect()
     }

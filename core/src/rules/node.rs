@@ -63,14 +63,13 @@ impl Derived {
     }
 }
 
-/// Everything the evaluator keeps about one node.
+/// Everything the evaluator keeps about one node: 72 bytes, with its live series apart,
+/// since most nodes have none (120 bytes with them inline: 9.4 MB of the evaluator's per-node
+/// table at 50,000 nodes; BENCHMARKS.md, 2026-12-03 evening).
 #[derive(Debug, Default)]
 pub(super) struct NodeData {
-    /// Live series by key (sorted: resolving several at once gives a stable order).
-    pub live: BTreeMap<String, Series>,
-    /// Live series per rule index, so a sample without a live series never builds a key.
-    /// Empty while nothing is live (most nodes): only as long as the highest live rule.
-    live_per_rule: Vec<u32>,
+    /// `None` while nothing is live (most nodes).
+    live: Option<Box<Live>>,
     /// Previous samples of the metrics under `rate()`/`resets()`, sorted by hash of (name,
     /// labels). A vector grown by half its length: a node has one or a few such series, and
     /// a hash map of one would take four slots (308 bytes instead of 72).
@@ -79,10 +78,23 @@ pub(super) struct NodeData {
     /// `None` when the node is not watched for staleness (never seen, or stopped cleanly).
     pub last_report: Option<Millis>,
     /// Per metric-level absent rule (by ordinal): when a selected sample last arrived.
-    pub absent_seen: Vec<Option<Millis>>,
+    pub absent_seen: Box<[Option<Millis>]>,
     /// Report time at which `prev` is next swept of series gone quiet.
     prune_at: Millis,
 }
+
+/// A node's pending and firing series.
+#[derive(Debug, Default)]
+struct Live {
+    /// Live series by key (sorted: resolving several at once gives a stable order).
+    series: BTreeMap<String, Series>,
+    /// Live series per rule index, so a sample without a live series never builds a key:
+    /// only as long as the highest live rule.
+    per_rule: Vec<u32>,
+}
+
+/// What [`NodeData::live`] lends when nothing is live.
+static NO_SERIES: BTreeMap<String, Series> = BTreeMap::new();
 
 /// A previous sample older than this (report time) is forgotten: an interface or mount that
 /// went away must not be kept forever. A series back after that starts over (no rate for
@@ -119,35 +131,50 @@ fn series_hash(name: &str, labels: &BTreeMap<String, String>) -> u64 {
 impl NodeData {
     pub fn new(absent: usize) -> Self {
         NodeData {
-            absent_seen: vec![None; absent],
+            absent_seen: vec![None; absent].into_boxed_slice(),
             ..NodeData::default()
         }
     }
 
     /// Nothing left worth keeping: no live series, not watched.
     pub fn is_idle(&self) -> bool {
-        self.live.is_empty() && self.last_report.is_none() && self.prev.is_empty()
+        self.live.is_none() && self.last_report.is_none() && self.prev.is_empty()
+    }
+
+    /// The live series by key (sorted).
+    pub fn live(&self) -> &BTreeMap<String, Series> {
+        self.live.as_ref().map_or(&NO_SERIES, |l| &l.series)
+    }
+
+    /// The live series, to change them in place.
+    pub fn live_mut(&mut self) -> impl Iterator<Item = (&String, &mut Series)> {
+        self.live.iter_mut().flat_map(|l| l.series.iter_mut())
     }
 
     pub fn is_live(&self, rule: usize) -> bool {
-        self.live_per_rule.get(rule).is_some_and(|n| *n > 0)
+        self.live
+            .as_ref()
+            .and_then(|l| l.per_rule.get(rule))
+            .is_some_and(|n| *n > 0)
     }
 
     pub fn insert(&mut self, key: String, s: Series) {
         let rule = s.rule;
-        if self.live.insert(key, s).is_none() {
-            if self.live_per_rule.len() <= rule {
-                self.live_per_rule.resize(rule + 1, 0);
+        let live = self.live.get_or_insert_default();
+        if live.series.insert(key, s).is_none() {
+            if live.per_rule.len() <= rule {
+                live.per_rule.resize(rule + 1, 0);
             }
-            self.live_per_rule[rule] += 1;
+            live.per_rule[rule] += 1;
         }
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Series> {
-        let s = self.live.remove(key)?;
-        if self.live.is_empty() {
-            self.live_per_rule = Vec::new();
-        } else if let Some(n) = self.live_per_rule.get_mut(s.rule) {
+        let live = self.live.as_mut()?;
+        let s = live.series.remove(key)?;
+        if live.series.is_empty() {
+            self.live = None;
+        } else if let Some(n) = live.per_rule.get_mut(s.rule) {
             *n = n.saturating_sub(1);
         }
         Some(s)
@@ -155,8 +182,7 @@ impl NodeData {
 
     /// Take every live series out (the per-rule counts start over).
     pub fn take_live(&mut self) -> BTreeMap<String, Series> {
-        self.live_per_rule = Vec::new();
-        std::mem::take(&mut self.live)
+        self.live.take().map(|l| l.series).unwrap_or_default()
     }
 
     /// Forget previous samples not updated for [`PREV_TTL_MS`] (checked every ten minutes
@@ -235,7 +261,7 @@ impl NodeData {
         obs: &Obs,
     ) -> Option<AlertTransition> {
         let rule = &rules[r];
-        let Some(s) = self.live.get_mut(key) else {
+        let Some(s) = self.live.as_mut().and_then(|l| l.series.get_mut(key)) else {
             if !active {
                 return None;
             }
@@ -451,5 +477,56 @@ fn detail(rule: &Rule, s: &Series, obs: &Obs) -> String {
             _ => format!("no data for {}", crate::time::human(*age_ms)),
         },
         Obs::Note(text) => text.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(rule: usize) -> Series {
+        Series {
+            rule,
+            site: "dc1".into(),
+            node: "web-01".into(),
+            labels: BTreeMap::new(),
+            phase: Phase::Pending,
+            since: 0,
+            clear_since: None,
+        }
+    }
+
+    /// Live series are kept apart and dropped with the last of them: a node with none is as
+    /// small as the table needs it to be.
+    #[test]
+    fn live_series_are_counted_per_rule_and_dropped_with_the_last() {
+        assert_eq!(std::mem::size_of::<NodeData>(), 72);
+        let mut n = NodeData::new(2);
+        assert!(n.live().is_empty() && !n.is_live(3));
+        n.insert("a".into(), series(3));
+        n.insert("b".into(), series(3));
+        n.insert("b".into(), series(3)); // the same key again: still two
+        n.insert("c".into(), series(1));
+        assert_eq!(n.live().len(), 3);
+        assert!(n.is_live(3) && n.is_live(1) && !n.is_live(0) && !n.is_live(7));
+        for (_, s) in n.live_mut() {
+            s.phase = Phase::Firing;
+        }
+        assert!(n.live().values().all(|s| s.phase == Phase::Firing));
+
+        assert!(n.remove("a").is_some());
+        assert!(n.remove("a").is_none());
+        assert!(n.is_live(3), "b is still live");
+        assert!(n.remove("b").is_some());
+        assert!(!n.is_live(3));
+        assert!(n.remove("c").is_some());
+        assert!(n.live.is_none(), "the last series gone: nothing kept");
+        assert!(n.is_idle());
+
+        n.insert("d".into(), series(0));
+        let taken = n.take_live();
+        assert_eq!(taken.keys().collect::<Vec<_>>(), ["d"]);
+        assert!(n.live.is_none() && !n.is_live(0));
+        assert_eq!(n.absent_seen.len(), 2);
     }
 }
