@@ -19,7 +19,7 @@ use crate::api::{self, ApiState, Auth};
 use crate::config::{CollectorConfig, ConfigError};
 use crate::control::{Applied, CONTROL_QUEUE, Control, ControlHandle, LiveNode};
 use crate::engine::targets::NotifyPolicy;
-use crate::engine::{Effect, Engine, Input};
+use crate::engine::{Effect, Engine, Input, ReportBody};
 use crate::ingest::Decoded;
 use crate::ingest::mqtt::{self, AckToken, Inbound, RateLimit};
 use crate::ingest::stage::{self, DECODED_QUEUE, Received};
@@ -473,7 +473,10 @@ async fn pipeline(
         };
         let write_msg = match msg.decoded {
             Decoded::Input(input) => {
-                let out = engine.handle(msg.received_at, input);
+                let mut out = engine.handle(msg.received_at, input);
+                if let Some(text) = msg.report_text {
+                    carry_report_text(&mut out.effects, &text);
+                }
                 log_effects(&out.effects);
                 WriteMsg {
                     effects: out.effects,
@@ -626,6 +629,19 @@ fn publish_gauges(engine: &Engine, metrics: &Metrics) {
     }
 }
 
+/// Swap the decoded report the engine passed on to the store for the text it came in: the
+/// effects may wait a while for the writer, and the decoded report is four to seven times
+/// the size of its text ([`ReportBody`]).
+fn carry_report_text(effects: &mut [Effect], text: &Arc<str>) {
+    for e in effects {
+        if let Effect::Node(n) = e
+            && matches!(n.last_report, Some(ReportBody::Decoded(_)))
+        {
+            n.last_report = Some(ReportBody::Json(Arc::clone(text)));
+        }
+    }
+}
+
 fn log_effects(effects: &[Effect]) {
     for e in effects {
         match e {
@@ -716,5 +732,65 @@ mod tests {
         );
         assert!(msg.ack.is_none());
         assert!(write_rx.recv().await.is_none(), "nothing after them");
+    }
+
+    /// A report reaches the store's writer as the text it came in, not decoded; a status
+    /// carries no report.
+    #[tokio::test]
+    async fn a_report_goes_to_the_writer_as_its_text() {
+        let engine = Engine::new(Policy::default(), Vec::new(), Snapshot::default());
+        let (in_tx, in_rx) = mpsc::channel::<Received>(4);
+        let (_control_tx, control_rx) = mpsc::channel::<Control>(1);
+        let (write_tx, mut write_rx) = mpsc::channel::<WriteMsg<AckToken>>(8);
+        let (targets, _) = watch::channel(Arc::new(NotifyPolicy::default()));
+        let (_shutdown, stop) = broadcast::channel(1);
+        let (decoded_tx, decoded_rx) = mpsc::channel::<Inbound>(4);
+        // The decode stage, as `start` runs it, between intake and the pipeline.
+        let (_stop_stage, stage_stop) = broadcast::channel(1);
+        let stage = tokio::spawn(stage::run("tocsin".into(), decoded_rx, in_tx, stage_stop));
+        let text = r#"{ "v": 1, "node": "web-01", "site": "dc1", "seq": 3, "ts": 1000,
+            "metrics": [ { "name": "fs.used_pct", "labels": { "mount": "/" }, "value": 42.0 } ] }"#;
+        for (topic, payload) in [
+            ("tocsin/v1/dc1/web-01/report", text),
+            (
+                "tocsin/v1/dc1/web-01/status",
+                r#"{"v":1,"state":"offline"}"#,
+            ),
+        ] {
+            decoded_tx
+                .send(Inbound {
+                    received_at: 5_000,
+                    topic: topic.into(),
+                    payload: bytes::Bytes::from(payload.to_string()),
+                    ack: None,
+                })
+                .await
+                .expect("the stage takes it");
+        }
+        drop(decoded_tx);
+        let pipe = tokio::spawn(pipeline(
+            engine,
+            in_rx,
+            control_rx,
+            write_tx,
+            targets,
+            Arc::new(Metrics::default()),
+            stop,
+        ));
+        let reports = |msg: &WriteMsg<AckToken>| -> Vec<Option<ReportBody>> {
+            msg.effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Node(n) => Some(n.last_report.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = write_rx.recv().await.expect("the report's effects");
+        assert_eq!(reports(&first), [Some(ReportBody::Json(text.into()))]);
+        let second = write_rx.recv().await.expect("the status's effects");
+        assert_eq!(reports(&second), [None]);
+        stage.await.expect("the stage ends with intake");
+        pipe.await.expect("the pipeline ends with the stage");
     }
 }

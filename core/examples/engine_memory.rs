@@ -497,6 +497,26 @@ fn main() {
         size_of::<Status>()
     );
 
+    // What one report takes decoded, against its JSON: the reports between the engine and
+    // the store's writer are held decoded.
+    for role in [Role::Host, Role::Switch] {
+        let Some(node) = nodes.iter_mut().find(|n| n.role == role) else {
+            continue;
+        };
+        let json = serde_json::to_string(&report(node, FULL, 0)).unwrap_or_default();
+        let before = mark();
+        let decoded: Option<Report> = serde_json::from_str(&json).ok();
+        let held = mark().since(before);
+        drop(decoded);
+        println!(
+            "a {role:?} report decoded: {} B in {} blocks (its JSON {} B)",
+            held.bytes + size_of::<Report>() as isize,
+            held.blocks,
+            json.len()
+        );
+    }
+    println!();
+
     let name = "full (shipped rules, inventory, labels, parents, 30 metrics + 2 checks)";
     let full = run_engine(name, &mut nodes, FULL, rounds, true);
     println!("\nengine after {rounds} rounds, one part left out (difference = that part's cost):");

@@ -6,10 +6,13 @@
 //! evaluation instead of before it on the pipeline's task. Only [`DECODED_QUEUE`] decoded
 //! messages wait for the pipeline.
 
+use std::sync::Arc;
+
 use tokio::sync::{broadcast, mpsc};
 
 use super::decode::Decoded;
 use super::mqtt::{AckToken, Inbound};
+use crate::engine::Input;
 use crate::time::Millis;
 
 /// Decoded messages waiting for the pipeline: enough to keep it busy while this stage
@@ -24,6 +27,9 @@ pub struct Received {
     pub decoded: Decoded,
     /// The QoS 1 publish to acknowledge once its effects are stored.
     pub ack: Option<AckToken>,
+    /// A report's text, which goes on to the store instead of the decoded report
+    /// ([`ReportBody`](crate::engine::ReportBody)).
+    pub report_text: Option<Arc<str>>,
 }
 
 /// Decode what intake queues (topics under `root`) until intake closes its queue, the
@@ -43,10 +49,20 @@ pub async fn run(
                 None => break,
             },
         };
+        let decoded = msg.decode(&root);
+        let report_text = match &decoded {
+            // It decoded, so it is UTF-8: one copy of 2 KB instead of holding the intake's
+            // buffer.
+            Decoded::Input(Input::Report(_)) => {
+                std::str::from_utf8(&msg.payload).ok().map(Arc::from)
+            }
+            _ => None,
+        };
         let received = Received {
             received_at: msg.received_at,
-            decoded: msg.decode(&root),
+            decoded,
             ack: msg.ack,
+            report_text,
         };
         let sent = tokio::select! {
             _ = shutdown.recv() => break,

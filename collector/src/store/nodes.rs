@@ -1,16 +1,16 @@
 //! Node rows: staged and upserted per batch, written in full or only their narrow columns;
 //! full reports appended to `node_reports` and pruned to the newest per node.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use duckdb::{Transaction, params};
-use tocsin_protocol::{NodeKind, Report};
+use rustc_hash::FxHashMap;
 
 use super::StoreError;
 use super::rows::json;
-use crate::engine::model::{NodeInventory, NodeRow};
+use crate::engine::model::{NodeInventory, NodeRow, ReportBody};
 use crate::time::Millis;
 
 /// The per-connection staging table node rows are appended to before the batch's upserts.
@@ -77,18 +77,11 @@ pub(super) fn prune_reports(conn: &mut duckdb::Connection) -> Result<usize, Stor
     Ok(n)
 }
 
-/// What the store holds of a node's wide columns, as this writer last committed them.
-#[derive(Debug, Clone)]
+/// What the store holds of a node, as this writer last committed it: 32 bytes.
+#[derive(Debug, Clone, Copy)]
 pub struct NodeMark {
-    kind: NodeKind,
-    agent_version: Option<String>,
-    via: Option<String>,
-    /// Compared by pointer: the engine replaces these only when a status brings different
-    /// ones (labels and parents come from its shared sets, an equal inventory keeps its
-    /// text), and a new `Arc` with an equal value would merely cost one full row.
-    inventory: Option<NodeInventory>,
-    labels: Arc<BTreeMap<String, String>>,
-    parents: Arc<Vec<String>>,
+    /// [`columns_hash`] of the stored wide columns.
+    columns: u64,
     /// `last_report_at` of the stored report.
     report_at: Option<Millis>,
     /// `state_changed_at` of the stored row: a state change is written at once.
@@ -96,31 +89,29 @@ pub struct NodeMark {
 }
 
 impl NodeMark {
-    fn of(n: &NodeRow, report_at: Option<Millis>) -> Self {
+    fn of(n: &NodeRow, columns: u64, report_at: Option<Millis>) -> Self {
         NodeMark {
-            kind: n.kind,
-            agent_version: n.agent_version.clone(),
-            via: n.via.clone(),
-            inventory: n.inventory.clone(),
-            labels: Arc::clone(&n.labels),
-            parents: Arc::clone(&n.parents),
+            columns,
             report_at,
             state_changed_at: n.state_changed_at,
         }
     }
+}
 
-    fn same_columns(&self, n: &NodeRow) -> bool {
-        self.kind == n.kind
-            && self.agent_version == n.agent_version
-            && self.via == n.via
-            && match (&self.inventory, &n.inventory) {
-                (Some(a), Some(b)) => a.same(b),
-                (None, None) => true,
-                _ => false,
-            }
-            && Arc::ptr_eq(&self.labels, &n.labels)
-            && Arc::ptr_eq(&self.parents, &n.parents)
-    }
+/// A hash of a node row's wide columns (kind, version, route, inventory, labels, parents):
+/// whether they changed since the row was written, without keeping a copy of them. Two
+/// different sets of columns with the same hash would leave the stored ones as they were
+/// until the node's next change (a chance of 2^-64 per change; SipHash, not FxHash, so that
+/// similar texts do not collide more often than that).
+fn columns_hash(n: &NodeRow) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    n.kind.hash(&mut h);
+    n.agent_version.hash(&mut h);
+    n.via.hash(&mut h);
+    n.inventory.hash(&mut h);
+    n.labels.hash(&mut h);
+    n.parents.hash(&mut h);
+    h.finish()
 }
 
 /// The writer's record of what it committed per node, which decides whether a node row is
@@ -141,9 +132,15 @@ impl NodeMark {
 /// Upserting every node's row on every report was 5,000 DuckDB updates a second at 50,000
 /// nodes, six times what the due reports need (BENCHMARKS.md). At shutdown the collector
 /// writes every node's row once more, so a restart resumes from exact sequences.
+///
+/// The record is one [`NodeMark`] per node under its site and name, looked up by `&str`:
+/// it kept a copy of the row's names, version and route per node (10.5 MB at 50,000 nodes,
+/// the writer's largest part; BENCHMARKS.md, 2026-12-03 evening), and built a key for every
+/// report.
 #[derive(Debug)]
 pub struct StoredNodes {
-    marks: HashMap<(String, String), NodeMark>,
+    /// Site -> node -> mark.
+    marks: FxHashMap<Box<str>, FxHashMap<Box<str>, NodeMark>>,
     report_every: Millis,
     /// Spread each node's reports over the interval (see [`StoredNodes::set_spread`]).
     spread: bool,
@@ -152,7 +149,7 @@ pub struct StoredNodes {
 impl StoredNodes {
     pub fn new(report_every: Duration) -> Self {
         let mut stored = StoredNodes {
-            marks: HashMap::new(),
+            marks: FxHashMap::default(),
             report_every: 0,
             spread: false,
         };
@@ -190,9 +187,13 @@ impl StoredNodes {
     /// (a report that brings nothing new). `alerted`: one of the node's alerts changed state
     /// in this batch. A row without a report (a status, or the shutdown's rows) is always
     /// written.
-    fn plan(&self, n: &NodeRow, report: Option<&Report>, alerted: bool) -> Option<Planned> {
-        let key = (n.site.clone(), n.node.clone());
-        let Some(mark) = self.marks.get(&key) else {
+    fn plan(&self, n: &NodeRow, report: Option<&ReportBody>, alerted: bool) -> Option<Planned> {
+        let columns = columns_hash(n);
+        let found = self
+            .marks
+            .get(n.site.as_str())
+            .and_then(|nodes| nodes.get(n.node.as_str()));
+        let Some(mark) = found else {
             let stored_report = report.is_some();
             let at = n
                 .last_report_at
@@ -201,7 +202,7 @@ impl StoredNodes {
             return Some(Planned {
                 full: true,
                 with_report: stored_report,
-                mark: NodeMark::of(n, at),
+                mark: NodeMark::of(n, columns, at),
             });
         };
         let report_due = report.is_some()
@@ -210,7 +211,7 @@ impl StoredNodes {
                     (Some(stored), Some(now)) => now - stored >= self.report_every,
                     _ => true,
                 });
-        let full = !mark.same_columns(n);
+        let full = mark.columns != columns;
         if report.is_some() && !report_due && !full && mark.state_changed_at == n.state_changed_at {
             return None;
         }
@@ -222,13 +223,30 @@ impl StoredNodes {
         Some(Planned {
             full,
             with_report: report_due,
-            mark: NodeMark::of(n, report_at),
+            mark: NodeMark::of(n, columns, report_at),
         })
     }
 
     /// Take the marks of a committed batch.
-    pub(super) fn record(&mut self, marks: Vec<((String, String), NodeMark)>) {
-        self.marks.extend(marks);
+    pub(super) fn record(&mut self, marks: Marks) {
+        for ((site, node), mark) in marks {
+            let nodes = match self.marks.get_mut(site.as_str()) {
+                Some(nodes) => nodes,
+                None => self.marks.entry(site.into_boxed_str()).or_default(),
+            };
+            match nodes.get_mut(node.as_str()) {
+                Some(m) => *m = mark,
+                None => {
+                    nodes.insert(node.into_boxed_str(), mark);
+                }
+            }
+        }
+    }
+
+    /// How many nodes the record holds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.marks.values().map(|nodes| nodes.len()).sum()
     }
 }
 
@@ -249,7 +267,7 @@ struct Planned {
 /// `alerted`: nodes with an alert transition in the batch. Without `stored`, every row is full.
 pub(super) fn write_nodes(
     tx: &Transaction<'_>,
-    nodes: &BTreeMap<(&str, &str), (&NodeRow, Option<&Report>)>,
+    nodes: &BTreeMap<(&str, &str), (&NodeRow, Option<&ReportBody>)>,
     alerted: &HashSet<(&str, &str)>,
     stored: Option<&StoredNodes>,
 ) -> Result<(usize, Marks), StoreError> {
@@ -304,7 +322,7 @@ pub(super) fn write_nodes(
                 n.last_seq,
                 n.last_ts,
                 n.last_report_at,
-                report.and_then(json),
+                report.and_then(ReportBody::json),
                 n.state_changed_at,
                 n.first_seen,
                 n.updated_at,
@@ -483,6 +501,38 @@ mod tests {
         assert_eq!(stored(&reader).1, 13);
     }
 
+    /// A report that came as text is stored as that text: the writer does not serialise it
+    /// again, and what the agent sent beyond the fields tocsin reads is kept.
+    #[test]
+    fn a_report_text_is_stored_as_it_came() {
+        let store = Store::open_in_memory().expect("store");
+        let reader = store.reader().expect("reader");
+        let mut w = Writer::new(
+            store.clone_connection().expect("connection"),
+            512,
+            Duration::from_millis(200),
+        );
+        let mut e = engine(Snapshot::default());
+        let out = e.handle(1_000, birth());
+        w.commit(&out.effects, &[], &[]).expect("birth");
+        let mut out = e.handle(10_000, report(1, 10_000, CheckStatus::Ok));
+        let text: std::sync::Arc<str> = r#"{"v":1, "node":"web-01", "site":"dc1", "seq":1,
+            "ts":10000, "extension":{"from":"a newer agent"}}"#
+            .into();
+        for effect in &mut out.effects {
+            if let crate::engine::Effect::Node(n) = effect {
+                n.last_report = Some(super::ReportBody::Json(text.clone()));
+            }
+        }
+        w.commit(&out.effects, &[], &[]).expect("commit");
+        let nodes = reader.nodes().expect("nodes");
+        assert_eq!(nodes[0]["last_report"]["seq"], 1);
+        assert_eq!(
+            nodes[0]["last_report"]["extension"]["from"],
+            "a newer agent"
+        );
+    }
+
     /// A restarted agent's birth with the same inventory, labels and parents rewrites no
     /// wide column: the engine keeps the inventory's shared text, so the writer plans a light
     /// row. A changed inventory is a full row.
@@ -524,6 +574,40 @@ mod tests {
         };
         let changed = row_of(&e.handle(3_000, input).effects);
         assert!(plan(&mut stored, &changed), "a new inventory: full");
+
+        // Equal columns in values of their own (a row restored from a snapshot): light.
+        let mut copy = changed.clone();
+        copy.labels = std::sync::Arc::new((*changed.labels).clone());
+        copy.parents = std::sync::Arc::new((*changed.parents).clone());
+        copy.inventory = changed
+            .inventory
+            .as_ref()
+            .map(|i| crate::engine::NodeInventory::new(&i.decode()));
+        assert!(!plan(&mut stored, &copy), "equal columns: light");
+        // Each wide column on its own makes a full row.
+        let changes: [(&str, fn(&mut super::NodeRow)); 5] = [
+            ("kind", |n| n.kind = tocsin_protocol::NodeKind::Network),
+            ("agent version", |n| n.agent_version = Some("9.9.9".into())),
+            ("route", |n| n.via = Some("sw-01".into())),
+            ("labels", |n| {
+                n.labels = std::sync::Arc::new([("rack".into(), "r9".into())].into())
+            }),
+            ("parents", |n| {
+                n.parents = std::sync::Arc::new(vec!["sw-09".into()])
+            }),
+        ];
+        for (what, change) in changes {
+            let mut row = copy.clone();
+            change(&mut row);
+            assert!(plan(&mut stored, &row), "a new {what}: full");
+            assert!(!plan(&mut stored, &row), "the same {what} again: light");
+        }
+        // One mark per node, replaced in place; a second node and site get their own.
+        let mut other = copy.clone();
+        other.site = "dc2".into();
+        assert!(plan(&mut stored, &other), "another site's node: full");
+        assert_eq!(stored.len(), 2);
+        assert_eq!(std::mem::size_of::<super::NodeMark>(), 32);
     }
 
     /// Reports are appended to `node_reports`, never updated; pruning keeps each node's

@@ -176,18 +176,99 @@ const ALERTS: &str = "SELECT id FROM alerts
       AND (incident_id IS NULL
            OR incident_id NOT IN (SELECT id FROM incidents WHERE state IN ('open', 'resolved')))";
 
-/// Move what is older than `cutoff` to Parquet under `dir`. `batch` names the files (unique
-/// per run, e.g. the run's start time).
+/// Most incidents and alert transitions one transaction moves. A first run over a long
+/// history (retention turned on after a year, or back after an outage) moved everything in
+/// one transaction, which DuckDB must hold within `[store] memory_limit`: moving 1.7
+/// million incidents and 3.5 million alert transitions in one failed at the default 128 MB
+/// ("could not allocate block"), and 0.9 and 1.7 million at 96 MB, so such a history could
+/// never be archived (every run failed the same way). In chunks of this size the 1.7 and
+/// 3.5 million moved at 128 MB in 18 transactions (BENCHMARKS.md, "Retention in bounded
+/// transactions").
+pub const CHUNK: Chunk = Chunk {
+    incidents: 100_000,
+    alerts: 200_000,
+};
+
+/// How much one transaction of a run moves at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub incidents: u64,
+    pub alerts: u64,
+}
+
+/// Move what is older than `cutoff` to Parquet under `dir`, in transactions of at most
+/// [`CHUNK`]. `batch` names the files (unique per run, e.g. the run's start time); a run's
+/// further transactions are batches `<batch>-1`, `<batch>-2`, ... Each commits on its own:
+/// if one fails, what the earlier ones moved stays moved, and the next run goes on.
 pub fn run(
     conn: &Connection,
     dir: &Path,
     cutoff: Millis,
     batch: &str,
 ) -> Result<Archived, StoreError> {
+    run_in_chunks(conn, dir, cutoff, batch, CHUNK)
+}
+
+/// [`run`] with chunks of a given size.
+pub fn run_in_chunks(
+    conn: &Connection,
+    dir: &Path,
+    cutoff: Millis,
+    batch: &str,
+    chunk: Chunk,
+) -> Result<Archived, StoreError> {
     recover(conn, dir)?;
+    let mut total = Archived::default();
+    for n in 0u64.. {
+        let name = match n {
+            0 => batch.to_string(),
+            n => format!("{batch}-{n}"),
+        };
+        let moved = match run_one(conn, dir, cutoff, &name, chunk) {
+            Ok(moved) => moved,
+            Err(e) => {
+                if total.rows() > 0 {
+                    tracing::warn!(
+                        alerts = total.alerts,
+                        incidents = total.incidents,
+                        incident_alerts = total.incident_alerts,
+                        files = total.files,
+                        "retention failed after moving part of the history; the rest moves at the next run"
+                    );
+                }
+                return Err(e);
+            }
+        };
+        total.alerts += moved.alerts;
+        total.incidents += moved.incidents;
+        total.incident_alerts += moved.incident_alerts;
+        total.files += moved.files;
+        if moved.incidents < chunk.incidents && moved.alerts < chunk.alerts {
+            break;
+        }
+        // What the deletes loaded into memory (the primary keys' indexes, tens of MB at
+        // millions of rows) is written out and let go before the next transaction, rather
+        // than when DuckDB's own checkpoint comes: without it, the next chunk's selection
+        // failed for memory at 128 MB now and then. Best effort: with another connection's
+        // transaction under way DuckDB may refuse, and its own checkpoint follows anyway.
+        if let Err(e) = conn.execute_batch("CHECKPOINT") {
+            tracing::debug!(error = %e, "no checkpoint between retention transactions");
+        }
+    }
+    Ok(total)
+}
+
+/// One transaction: up to `chunk` of what is older than `cutoff`, as batch `batch`.
+fn run_one(
+    conn: &Connection,
+    dir: &Path,
+    cutoff: Millis,
+    batch: &str,
+    chunk: Chunk,
+) -> Result<Archived, StoreError> {
     let staging = dir.join(format!(".staging-{batch}"));
     conn.execute_batch("BEGIN TRANSACTION")?;
-    let result = stage(conn, &staging, cutoff, batch);
+    let result = stage(conn, &staging, cutoff, batch, chunk);
     match result {
         Ok(mut archived) if archived.rows() > 0 => {
             if let Err(e) = conn.execute_batch("COMMIT") {
@@ -218,14 +299,19 @@ fn stage(
     staging: &Path,
     cutoff: Millis,
     batch: &str,
+    chunk: Chunk,
 ) -> Result<Archived, StoreError> {
+    // The oldest first (ids grow with time).
+    let limit = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     conn.execute(
-        &format!("CREATE OR REPLACE TEMP TABLE retention_incidents AS {INCIDENTS}"),
-        [cutoff],
+        &format!(
+            "CREATE OR REPLACE TEMP TABLE retention_incidents AS {INCIDENTS} ORDER BY id LIMIT ?"
+        ),
+        duckdb::params![cutoff, limit(chunk.incidents)],
     )?;
     conn.execute(
-        &format!("CREATE OR REPLACE TEMP TABLE retention_alerts AS {ALERTS}"),
-        [cutoff],
+        &format!("CREATE OR REPLACE TEMP TABLE retention_alerts AS {ALERTS} ORDER BY id LIMIT ?"),
+        duckdb::params![cutoff, limit(chunk.alerts)],
     )?;
     let count = |sql: &str| -> Result<u64, StoreError> {
         let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;

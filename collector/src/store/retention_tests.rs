@@ -278,3 +278,60 @@ fn an_interrupted_run_is_finished_or_discarded_and_never_doubles_rows() {
         "the five live ones and the committed one; the uncommitted copy is gone"
     );
 }
+
+/// A run moves the history in transactions of at most a chunk each, one batch per
+/// transaction, until none is left: the same rows as in one, each once.
+#[test]
+fn a_long_history_moves_in_bounded_transactions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    let mut store =
+        Store::open_with_archive(&dir.path().join("t.duckdb"), Some(&archive)).expect("store");
+    seed(&mut store);
+    let conn = store.clone_connection().expect("connection");
+    let chunk = Chunk {
+        incidents: 1,
+        alerts: 2,
+    };
+    let archived = run_in_chunks(&conn, &archive, CUTOFF, "1700", chunk).expect("retention");
+    assert_eq!(
+        (
+            archived.alerts,
+            archived.incidents,
+            archived.incident_alerts
+        ),
+        (6, 2, 2),
+        "what one transaction moves"
+    );
+    // Incidents 1 and 2 in the first two, alerts two at a time: three batches, the oldest
+    // first, each recorded with what it moved.
+    let batches: String = store
+        .connection()
+        .query_row(
+            "SELECT list((batch, alerts, incidents, incident_alerts) ORDER BY batch)::VARCHAR
+             FROM archive_batches",
+            [],
+            |r| r.get(0),
+        )
+        .expect("batches");
+    assert_eq!(
+        batches,
+        "[(1700, 2, 1, 1), (1700-1, 2, 1, 1), (1700-2, 2, 0, 0)]"
+    );
+    let files = parquet_files(&archive.canonicalize().expect("archive"));
+    assert_eq!(files.len(), archived.files);
+    assert!(files.contains(&"incidents/month=2026-02/1700-1_0.parquet".to_string()));
+    assert!(!archive.join(".staging-1700-3").exists());
+    // Everything is counted once, live or archived.
+    assert_eq!(count(&mut store, "SELECT count(*) FROM incidents_all"), 5);
+    assert_eq!(count(&mut store, "SELECT count(*) FROM alerts_all"), 9);
+    assert_eq!(
+        count(&mut store, "SELECT count(*) FROM incident_alerts_all"),
+        3
+    );
+    assert_eq!(count(&mut store, "SELECT count(*) FROM incidents"), 3);
+    // The next run finds nothing.
+    let again = run_in_chunks(&conn, &archive, CUTOFF, "1800", chunk).expect("again");
+    assert_eq!(again.rows(), 0);
+    assert_eq!(CHUNK.incidents, 100_000, "the default stays a bounded one");
+}

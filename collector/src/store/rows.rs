@@ -12,14 +12,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use duckdb::{Appender, Transaction, params};
-use tocsin_protocol::Report;
 
 use super::nodes::{Marks, StoredNodes, write_nodes};
 use super::{RejectedRow, StoreError};
 use crate::engine::Effect;
 use crate::engine::model::{
     AlertRow, IncidentAlertRow, IncidentRow, MaintenanceRow, NodeRow, NotificationRow,
-    ProblemIncidentRow, ProblemRow, TicketEventRow, TicketRow,
+    ProblemIncidentRow, ProblemRow, ReportBody, TicketEventRow, TicketRow,
 };
 
 pub(super) fn json<T: serde::Serialize>(v: &T) -> Option<String> {
@@ -385,7 +384,7 @@ pub(super) fn write_batch(
     stored: Option<&StoredNodes>,
 ) -> Result<(usize, Marks), StoreError> {
     // The node's last row, with the newest report any of its rows in the batch carried.
-    let mut nodes: BTreeMap<(&str, &str), (&NodeRow, Option<&Report>)> = BTreeMap::new();
+    let mut nodes: BTreeMap<(&str, &str), (&NodeRow, Option<&ReportBody>)> = BTreeMap::new();
     let mut alerted: HashSet<(&str, &str)> = HashSet::new();
     // Keyed rows keep their last version of the batch: a statement may not touch a key twice.
     let mut incidents: BTreeMap<i64, &IncidentRow> = BTreeMap::new();
@@ -400,7 +399,7 @@ pub(super) fn write_batch(
     for e in effects {
         match e {
             Effect::Node(n) => {
-                let report = n.last_report.as_deref();
+                let report = n.last_report.as_ref();
                 let e = nodes
                     .entry((n.site.as_str(), n.node.as_str()))
                     .or_insert((n, report));

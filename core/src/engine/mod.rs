@@ -20,6 +20,7 @@ pub mod model;
 mod operator;
 pub mod policy;
 pub mod problems;
+mod report_body;
 pub mod shared;
 pub mod sla;
 pub mod targets;
@@ -38,8 +39,8 @@ use tocsin_protocol::{NodeState, Report, Status};
 pub use desk::{ManualTicket, Reporter, TicketAction, TicketKind};
 pub use model::{
     AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeInventory,
-    NodeRow, Nodes, NotificationRow, ProblemIncidentRow, ProblemRow, ProblemState, TicketEventRow,
-    TicketRow, TicketSla, TicketState,
+    NodeRow, Nodes, NotificationRow, ProblemIncidentRow, ProblemRow, ProblemState, ReportBody,
+    TicketEventRow, TicketRow, TicketSla, TicketState,
 };
 pub use policy::{Level, Policy, Priority};
 
@@ -704,7 +705,7 @@ impl Engine {
         node.updated_at = now;
         // The report goes to the store with the row; the engine does not keep it.
         let row = NodeRow {
-            last_report: Some(Arc::clone(report)),
+            last_report: Some(ReportBody::Decoded(Arc::clone(report))),
             ..node.clone()
         };
         effects.push(Effect::Node(Box::new(row)));

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
-use tocsin_protocol::{Inventory, NodeKind, Report};
+use tocsin_protocol::{Inventory, NodeKind};
 
 pub use super::inventory::NodeInventory;
 use super::policy::{Level, Priority};
+pub use super::report_body::ReportBody;
 use super::shared::Shared;
 use crate::rules::{AlertTransition, Category, Severity};
 use crate::time::Millis;
@@ -19,21 +20,8 @@ fn ser_arc<T: Serialize, S: serde::Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok
     v.as_ref().serialize(s)
 }
 
-fn ser_opt_arc<T: Serialize, S: serde::Serializer>(
-    v: &Option<Arc<T>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    v.as_deref().serialize(s)
-}
-
 fn de_arc<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<T>, D::Error> {
     T::deserialize(d).map(Arc::new)
-}
-
-fn de_opt_arc<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Arc<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(|v| v.map(Arc::new))
 }
 
 /// A node as last seen. The bulky parts are shared (`Arc`): the engine hands a copy of this
@@ -59,12 +47,8 @@ pub struct NodeRow {
     /// The report itself, only in the `Node` effect of the report that carried it: the
     /// engine does not keep it (at 50,000 nodes a report each is hundreds of MB), and the
     /// store keeps the stored one when a row comes without it.
-    #[serde(
-        serialize_with = "ser_opt_arc",
-        deserialize_with = "de_opt_arc",
-        default
-    )]
-    pub last_report: Option<Arc<Report>>,
+    #[serde(default)]
+    pub last_report: Option<ReportBody>,
     pub state_changed_at: Millis,
     pub first_seen: Millis,
     pub updated_at: Millis,
