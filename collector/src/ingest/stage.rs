@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::decode::Decoded;
 use super::mqtt::{AckToken, Inbound};
-use crate::engine::Input;
+use crate::engine::{Input, ReportBody};
 use crate::time::Millis;
 
 /// Decoded messages waiting for the pipeline: enough to keep it busy while this stage
@@ -51,11 +51,8 @@ pub async fn run(
         };
         let decoded = msg.decode(&root);
         let report_text = match &decoded {
-            // It decoded, so it is UTF-8: one copy of 2 KB instead of holding the intake's
-            // buffer.
-            Decoded::Input(Input::Report(_)) => {
-                std::str::from_utf8(&msg.payload).ok().map(Arc::from)
-            }
+            // One copy of 2 KB rather than holding the intake's buffer.
+            Decoded::Input(Input::Report(_)) => ReportBody::text_of(&msg.payload),
             _ => None,
         };
         let received = Received {

@@ -585,7 +585,8 @@ mod tests {
             .map(|i| crate::engine::NodeInventory::new(&i.decode()));
         assert!(!plan(&mut stored, &copy), "equal columns: light");
         // Each wide column on its own makes a full row.
-        let changes: [(&str, fn(&mut super::NodeRow)); 5] = [
+        type Change = (&'static str, fn(&mut super::NodeRow));
+        let changes: [Change; 5] = [
             ("kind", |n| n.kind = tocsin_protocol::NodeKind::Network),
             ("agent version", |n| n.agent_version = Some("9.9.9".into())),
             ("route", |n| n.via = Some("sw-01".into())),
