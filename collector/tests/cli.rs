@@ -63,6 +63,17 @@ fn rules_check_passes_the_shipped_rules() {
     assert!(stdout.contains("policy.toml: ok"), "{stdout}");
 }
 
+/// `tocsin-collector rules check DIR`: its exit code and what it printed.
+fn rules_check(dir: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin-collector"))
+        .args(["rules", "check"])
+        .arg(dir)
+        .output()
+        .expect("run tocsin-collector");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout)
+}
+
 #[test]
 fn rules_check_prints_every_error_with_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -77,13 +88,8 @@ fn rules_check_prints_every_error_with_file_and_line() {
         "[[rule]]\nname = \"bad_severity\"\ncheck = \"*\"\nseverity = \"huge\"\ncategory = \"software\"\nsummary = \"x\"\n",
     )
     .expect("b.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_tocsin-collector"))
-        .args(["rules", "check"])
-        .arg(dir.path())
-        .output()
-        .expect("run tocsin-collector");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = rules_check(dir.path());
+    assert_eq!(code, Some(1), "{stdout}");
     let has_file_line = |name: &str| {
         stdout.lines().any(|l| {
             l.match_indices(&format!("{name}:")).any(|(i, m)| {
@@ -109,30 +115,16 @@ fn rules_check_prints_every_error_with_file_and_line() {
         "[incident]\nverify_for = \"soon\"\n",
     )
     .expect("policy");
-    let out = Command::new(env!("CARGO_BIN_EXE_tocsin-collector"))
-        .args(["rules", "check"])
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a bad policy.toml fails too: {stdout}"
-    );
+    let (code, stdout) = rules_check(dir.path());
+    assert_eq!(code, Some(1), "a bad policy.toml fails too: {stdout}");
     assert!(stdout.contains("policy.toml"), "{stdout}");
     std::fs::write(
         dir.path().join("policy.toml"),
         "[incident]\nverify_for = \"5m\"\n",
     )
     .expect("policy");
-    let out = Command::new(env!("CARGO_BIN_EXE_tocsin-collector"))
-        .args(["rules", "check"])
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let (code, stdout) = rules_check(dir.path());
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.starts_with("1 rules in 1 files: ok"), "{stdout}");
 }
 

@@ -40,6 +40,35 @@ impl Archived {
     pub fn rows(&self) -> u64 {
         self.alerts + self.incidents + self.incident_alerts
     }
+
+    fn add(&mut self, other: &Archived) {
+        self.alerts += other.alerts;
+        self.incidents += other.incidents;
+        self.incident_alerts += other.incident_alerts;
+        self.files += other.files;
+    }
+}
+
+/// A run that stopped at an error. What its transactions committed before it stays moved
+/// (and counts as archived); the rest moves at the next run.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct RunFailed {
+    /// Committed by this run before the error: rows out of the live tables, and the files
+    /// already in place (a committed batch whose files could not be moved in is moved by
+    /// the next run's [`recover`]).
+    pub moved: Archived,
+    #[source]
+    pub error: StoreError,
+}
+
+impl From<StoreError> for RunFailed {
+    fn from(error: StoreError) -> Self {
+        RunFailed {
+            moved: Archived::default(),
+            error,
+        }
+    }
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -205,7 +234,7 @@ pub fn run(
     dir: &Path,
     cutoff: Millis,
     batch: &str,
-) -> Result<Archived, StoreError> {
+) -> Result<Archived, RunFailed> {
     run_in_chunks(conn, dir, cutoff, batch, CHUNK)
 }
 
@@ -216,7 +245,7 @@ pub fn run_in_chunks(
     cutoff: Millis,
     batch: &str,
     chunk: Chunk,
-) -> Result<Archived, StoreError> {
+) -> Result<Archived, RunFailed> {
     recover(conn, dir)?;
     let mut total = Archived::default();
     for n in 0u64.. {
@@ -226,7 +255,8 @@ pub fn run_in_chunks(
         };
         let moved = match run_one(conn, dir, cutoff, &name, chunk) {
             Ok(moved) => moved,
-            Err(e) => {
+            Err(mut failed) => {
+                total.add(&failed.moved);
                 if total.rows() > 0 {
                     tracing::warn!(
                         alerts = total.alerts,
@@ -236,13 +266,11 @@ pub fn run_in_chunks(
                         "retention failed after moving part of the history; the rest moves at the next run"
                     );
                 }
-                return Err(e);
+                failed.moved = total;
+                return Err(failed);
             }
         };
-        total.alerts += moved.alerts;
-        total.incidents += moved.incidents;
-        total.incident_alerts += moved.incident_alerts;
-        total.files += moved.files;
+        total.add(&moved);
         if moved.incidents < chunk.incidents && moved.alerts < chunk.alerts {
             break;
         }
@@ -258,27 +286,39 @@ pub fn run_in_chunks(
     Ok(total)
 }
 
-/// One transaction: up to `chunk` of what is older than `cutoff`, as batch `batch`.
+/// One transaction: up to `chunk` of what is older than `cutoff`, as batch `batch`. An
+/// error after the commit (moving the files in) carries what the commit moved.
 fn run_one(
     conn: &Connection,
     dir: &Path,
     cutoff: Millis,
     batch: &str,
     chunk: Chunk,
-) -> Result<Archived, StoreError> {
+) -> Result<Archived, RunFailed> {
     let staging = dir.join(format!(".staging-{batch}"));
-    conn.execute_batch("BEGIN TRANSACTION")?;
+    conn.execute_batch("BEGIN TRANSACTION")
+        .map_err(StoreError::from)?;
     let result = stage(conn, &staging, cutoff, batch, chunk);
     match result {
         Ok(mut archived) if archived.rows() > 0 => {
             if let Err(e) = conn.execute_batch("COMMIT") {
                 let _ = std::fs::remove_dir_all(&staging);
-                return Err(e.into());
+                return Err(StoreError::from(e).into());
             }
-            archived.files = publish(&staging, dir)?;
-            std::fs::remove_dir_all(&staging)
-                .map_err(|e| io_error("cannot remove", &staging, e))?;
-            Ok(archived)
+            // Committed: the rows are out of the live tables whatever happens to the files
+            // now (a staging folder left behind is published by the next run's `recover`).
+            let placed = publish(&staging, dir).and_then(|files| {
+                archived.files = files;
+                std::fs::remove_dir_all(&staging)
+                    .map_err(|e| io_error("cannot remove", &staging, e))
+            });
+            match placed {
+                Ok(()) => Ok(archived),
+                Err(error) => Err(RunFailed {
+                    moved: archived,
+                    error,
+                }),
+            }
         }
         Ok(archived) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -288,7 +328,7 @@ fn run_one(
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             let _ = std::fs::remove_dir_all(&staging);
-            Err(e)
+            Err(e.into())
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Retention against a real database file and archive folder: what moves, what stays, and
 //! that the views still count the moved history, also after a restart and an interrupted run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::store::Store;
@@ -86,6 +86,16 @@ fn seed(store: &mut Store) {
     store.connection().execute_batch(&sql).expect("seed");
 }
 
+/// A seeded store with an archive folder: (the folder holding both, the archive, the store).
+fn seeded() -> (tempfile::TempDir, PathBuf, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    let mut store =
+        Store::open_with_archive(&dir.path().join("t.duckdb"), Some(&archive)).expect("store");
+    seed(&mut store);
+    (dir, archive, store)
+}
+
 fn count(store: &mut Store, sql: &str) -> i64 {
     store
         .connection()
@@ -118,11 +128,8 @@ fn parquet_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn old_history_moves_to_monthly_parquet_and_the_views_still_count_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (dir, archive, mut store) = seeded();
     let db = dir.path().join("t.duckdb");
-    let archive = dir.path().join("archive");
-    let mut store = Store::open_with_archive(&db, Some(&archive)).expect("store");
-    seed(&mut store);
     let daily_before = count(
         &mut store,
         "SELECT sum(incidents)::BIGINT FROM v_incidents_daily",
@@ -227,11 +234,7 @@ fn old_history_moves_to_monthly_parquet_and_the_views_still_count_it() {
 
 #[test]
 fn an_interrupted_run_is_finished_or_discarded_and_never_doubles_rows() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("archive");
-    let mut store =
-        Store::open_with_archive(&dir.path().join("t.duckdb"), Some(&archive)).expect("store");
-    seed(&mut store);
+    let (_dir, archive, mut store) = seeded();
     let archive = archive.canonicalize().expect("archive");
 
     // A run that died before its commit: the rows are live, its files must go.
@@ -283,11 +286,7 @@ fn an_interrupted_run_is_finished_or_discarded_and_never_doubles_rows() {
 /// transaction, until none is left: the same rows as in one, each once.
 #[test]
 fn a_long_history_moves_in_bounded_transactions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("archive");
-    let mut store =
-        Store::open_with_archive(&dir.path().join("t.duckdb"), Some(&archive)).expect("store");
-    seed(&mut store);
+    let (_dir, archive, mut store) = seeded();
     let conn = store.clone_connection().expect("connection");
     let chunk = Chunk {
         incidents: 1,
@@ -334,4 +333,62 @@ fn a_long_history_moves_in_bounded_transactions() {
     let again = run_in_chunks(&conn, &archive, CUTOFF, "1800", chunk).expect("again");
     assert_eq!(again.rows(), 0);
     assert_eq!(CHUNK.incidents, 100_000, "the default stays a bounded one");
+}
+
+/// A run that fails after some of its transactions committed says what they moved (the
+/// metrics count it as archived), and the next run moves in the committed batch's files and
+/// goes on: every row archived once.
+#[test]
+fn a_run_that_fails_midway_reports_what_it_moved() {
+    let (_dir, archive, mut store) = seeded();
+    let conn = store.clone_connection().expect("connection");
+    let chunk = Chunk {
+        incidents: 1,
+        alerts: 2,
+    };
+    // The second transaction commits, then cannot move its incident's file into place.
+    let blocker = archive.join("incidents/month=2026-02/1700-1_0.parquet");
+    std::fs::create_dir_all(&blocker).expect("blocker");
+    let failed = run_in_chunks(&conn, &archive, CUTOFF, "1700", chunk).expect_err("must fail");
+    assert!(
+        failed.error.to_string().contains("cannot move into"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(
+        (
+            failed.moved.alerts,
+            failed.moved.incidents,
+            failed.moved.incident_alerts
+        ),
+        (4, 2, 2),
+        "both committed transactions count"
+    );
+    let batches: String = store
+        .connection()
+        .query_row(
+            "SELECT list(batch ORDER BY batch)::VARCHAR FROM archive_batches",
+            [],
+            |r| r.get(0),
+        )
+        .expect("batches");
+    assert_eq!(batches, "[1700, 1700-1]");
+    assert_eq!(count(&mut store, "SELECT count(*) FROM incidents"), 3);
+
+    std::fs::remove_dir(&blocker).expect("unblock");
+    let rest = run_in_chunks(&conn, &archive, CUTOFF, "1800", chunk).expect("next run");
+    assert_eq!(
+        (rest.alerts, rest.incidents, rest.incident_alerts),
+        (2, 0, 0),
+        "the next run moves only what is left"
+    );
+    let files = parquet_files(&archive.canonicalize().expect("archive"));
+    assert!(files.contains(&"incidents/month=2026-02/1700-1_0.parquet".to_string()));
+    assert!(!archive.join(".staging-1700-1").exists());
+    assert_eq!(count(&mut store, "SELECT count(*) FROM incidents_all"), 5);
+    assert_eq!(count(&mut store, "SELECT count(*) FROM alerts_all"), 9);
+    assert_eq!(
+        count(&mut store, "SELECT count(*) FROM incident_alerts_all"),
+        3
+    );
 }
