@@ -103,6 +103,14 @@ fn count(store: &mut Store, sql: &str) -> i64 {
         .expect(sql)
 }
 
+/// One value of a query, as text (lists cast with `::VARCHAR`).
+fn text(store: &mut Store, sql: &str) -> String {
+    store
+        .connection()
+        .query_row(sql, [], |r| r.get(0))
+        .expect(sql)
+}
+
 fn parquet_files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for table in ["alerts", "incidents", "incident_alerts"] {
@@ -161,23 +169,15 @@ fn old_history_moves_to_monthly_parquet_and_the_views_still_count_it() {
         ]
     );
     // The live file keeps what is recent, open or still needed.
-    let live: String = store
-        .connection()
-        .query_row(
-            "SELECT list(id ORDER BY id)::VARCHAR FROM incidents",
-            [],
-            |r| r.get(0),
-        )
-        .expect("live incidents");
+    let live = text(
+        &mut store,
+        "SELECT list(id ORDER BY id)::VARCHAR FROM incidents",
+    );
     assert_eq!(live, "[3, 4, 5]");
-    let live_alerts: String = store
-        .connection()
-        .query_row(
-            "SELECT list(id ORDER BY id)::VARCHAR FROM alerts",
-            [],
-            |r| r.get(0),
-        )
-        .expect("live alerts");
+    let live_alerts = text(
+        &mut store,
+        "SELECT list(id ORDER BY id)::VARCHAR FROM alerts",
+    );
     assert_eq!(live_alerts, "[5, 6, 9]");
     assert_eq!(count(&mut store, "SELECT count(*) FROM incident_alerts"), 1);
     // The history is still counted.
@@ -304,15 +304,11 @@ fn a_long_history_moves_in_bounded_transactions() {
     );
     // Incidents 1 and 2 in the first two, alerts two at a time: three batches, the oldest
     // first, each recorded with what it moved.
-    let batches: String = store
-        .connection()
-        .query_row(
-            "SELECT list((batch, alerts, incidents, incident_alerts) ORDER BY batch)::VARCHAR
+    let batches = text(
+        &mut store,
+        "SELECT list((batch, alerts, incidents, incident_alerts) ORDER BY batch)::VARCHAR
              FROM archive_batches",
-            [],
-            |r| r.get(0),
-        )
-        .expect("batches");
+    );
     assert_eq!(
         batches,
         "[(1700, 2, 1, 1), (1700-1, 2, 1, 1), (1700-2, 2, 0, 0)]"
@@ -364,14 +360,10 @@ fn a_run_that_fails_midway_reports_what_it_moved() {
         (4, 2, 2),
         "both committed transactions count"
     );
-    let batches: String = store
-        .connection()
-        .query_row(
-            "SELECT list(batch ORDER BY batch)::VARCHAR FROM archive_batches",
-            [],
-            |r| r.get(0),
-        )
-        .expect("batches");
+    let batches = text(
+        &mut store,
+        "SELECT list(batch ORDER BY batch)::VARCHAR FROM archive_batches",
+    );
     assert_eq!(batches, "[1700, 1700-1]");
     assert_eq!(count(&mut store, "SELECT count(*) FROM incidents"), 3);
 
