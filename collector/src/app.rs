@@ -365,12 +365,7 @@ async fn retention(
                 stats
                     .runs
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                stats
-                    .rows_archived
-                    .fetch_add(archived.rows(), std::sync::atomic::Ordering::Relaxed);
-                stats
-                    .files_written
-                    .fetch_add(archived.files as u64, std::sync::atomic::Ordering::Relaxed);
+                stats.archived(&archived);
                 if archived.rows() > 0 {
                     tracing::info!(
                         alerts = archived.alerts,
@@ -386,13 +381,7 @@ async fn retention(
                     .failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // What the run's earlier transactions committed is archived all the same.
-                stats
-                    .rows_archived
-                    .fetch_add(failed.moved.rows(), std::sync::atomic::Ordering::Relaxed);
-                stats.files_written.fetch_add(
-                    failed.moved.files as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                stats.archived(&failed.moved);
                 tracing::warn!(error = %failed, rows_moved = failed.moved.rows(),
                     "retention failed; it runs again at the next interval");
             }

@@ -95,6 +95,17 @@ pub struct RetentionStats {
     pub files_written: AtomicU64,
 }
 
+impl RetentionStats {
+    /// Count what a run moved: all of it when it succeeded, what its committed transactions
+    /// moved when it failed.
+    pub fn archived(&self, moved: &crate::store::retention::Archived) {
+        self.rows_archived
+            .fetch_add(moved.rows(), Ordering::Relaxed);
+        self.files_written
+            .fetch_add(moved.files as u64, Ordering::Relaxed);
+    }
+}
+
 /// A gauge with one series per `tag` label.
 fn tag_gauge<'a>(
     out: &mut String,

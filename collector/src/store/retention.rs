@@ -55,8 +55,8 @@ impl Archived {
 #[error("{error}")]
 pub struct RunFailed {
     /// Committed by this run before the error: rows out of the live tables, and the files
-    /// already in place (a committed batch whose files could not be moved in is moved by
-    /// the next run's [`recover`]).
+    /// of the batches whose files were all moved in (the rest of a committed batch's files
+    /// are moved in by the next run's [`recover`]).
     pub moved: Archived,
     #[source]
     pub error: StoreError,

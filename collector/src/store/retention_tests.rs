@@ -96,6 +96,12 @@ fn seeded() -> (tempfile::TempDir, PathBuf, Store) {
     (dir, archive, store)
 }
 
+/// Transactions small enough that the seeded history takes several.
+const TINY: Chunk = Chunk {
+    incidents: 1,
+    alerts: 2,
+};
+
 fn count(store: &mut Store, sql: &str) -> i64 {
     store
         .connection()
@@ -288,10 +294,7 @@ fn an_interrupted_run_is_finished_or_discarded_and_never_doubles_rows() {
 fn a_long_history_moves_in_bounded_transactions() {
     let (_dir, archive, mut store) = seeded();
     let conn = store.clone_connection().expect("connection");
-    let chunk = Chunk {
-        incidents: 1,
-        alerts: 2,
-    };
+    let chunk = TINY;
     let archived = run_in_chunks(&conn, &archive, CUTOFF, "1700", chunk).expect("retention");
     assert_eq!(
         (
@@ -338,10 +341,7 @@ fn a_long_history_moves_in_bounded_transactions() {
 fn a_run_that_fails_midway_reports_what_it_moved() {
     let (_dir, archive, mut store) = seeded();
     let conn = store.clone_connection().expect("connection");
-    let chunk = Chunk {
-        incidents: 1,
-        alerts: 2,
-    };
+    let chunk = TINY;
     // The second transaction commits, then cannot move its incident's file into place.
     let blocker = archive.join("incidents/month=2026-02/1700-1_0.parquet");
     std::fs::create_dir_all(&blocker).expect("blocker");
