@@ -46,7 +46,7 @@ async fn at_shutdown_the_pipeline_writes_every_nodes_row() {
         .effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Node(n) => Some((n.node.clone(), n.last_seq)),
+            Effect::Node(n) => Some((n.node.to_string(), n.last_seq)),
             _ => None,
         })
         .collect();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::model::NodeRow;
+use crate::engine::model::{NodeRow, Presence};
 use crate::engine::{Command, CommandError, Policy, Reply};
 use crate::metrics::Metrics;
 use crate::rules::Rule;
@@ -122,7 +122,7 @@ pub enum Control {
 pub struct LiveNode {
     pub site: String,
     pub node: String,
-    pub state: String,
+    pub state: Presence,
     pub state_changed_at: Millis,
     pub last_seq: Option<u64>,
     pub last_ts: Option<Millis>,
@@ -133,9 +133,9 @@ pub struct LiveNode {
 impl LiveNode {
     pub fn of(n: &NodeRow) -> Self {
         LiveNode {
-            site: n.site.clone(),
-            node: n.node.clone(),
-            state: n.state.clone(),
+            site: n.site.to_string(),
+            node: n.node.to_string(),
+            state: n.state,
             state_changed_at: n.state_changed_at,
             last_seq: n.last_seq,
             last_ts: n.last_ts,

@@ -412,9 +412,10 @@ fn run_nodes_table(nodes: &[SimNode]) {
     }
     step("rows + maps (site, node, \"unknown\")");
     for node in nodes {
+        let version = table.version(&agent_version());
         let row = table.get_or_create(&node.site, &node.name, START);
-        row.state = NodeState::Online.as_str().to_string();
-        row.agent_version = Some(agent_version());
+        row.state = NodeState::Online.into();
+        row.agent_version = Some(version);
         row.via = (node.role == Role::Switch)
             .then(|| node.parents.first().cloned())
             .flatten();

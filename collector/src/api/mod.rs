@@ -627,7 +627,7 @@ fn with_live(rows: Vec<serde_json::Map<String, Json>>, live: &[LiveNode]) -> Vec
                 row.get("node").and_then(Json::as_str).unwrap_or_default(),
             );
             if let Some(l) = by_key.get(&key).copied() {
-                row.insert("state".into(), Json::String(l.state.clone()));
+                row.insert("state".into(), Json::from(l.state.as_str()));
                 row.insert("state_changed_at".into(), time(Some(l.state_changed_at)));
                 row.insert("last_seq".into(), l.last_seq.map_or(Json::Null, Json::from));
                 row.insert("last_ts".into(), time(l.last_ts));

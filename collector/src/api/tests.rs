@@ -389,7 +389,7 @@ fn live_node_values_show_over_the_stored_ones() {
     let live = [super::LiveNode {
         site: "dc1".into(),
         node: "web-01".into(),
-        state: "offline".into(),
+        state: crate::engine::model::Presence::Offline,
         state_changed_at: 9_000,
         last_seq: Some(7),
         last_ts: Some(8_000),

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use duckdb::{Transaction, params};
@@ -140,7 +141,8 @@ fn columns_hash(n: &NodeRow) -> u64 {
 #[derive(Debug)]
 pub struct StoredNodes {
     /// Site -> node -> mark.
-    marks: FxHashMap<Box<str>, FxHashMap<Box<str>, NodeMark>>,
+    /// The names are the engine's (`NodeRow::site`, `NodeRow::node`), shared.
+    marks: FxHashMap<Arc<str>, FxHashMap<Arc<str>, NodeMark>>,
     report_every: Millis,
     /// Spread each node's reports over the interval (see [`StoredNodes::set_spread`]).
     spread: bool,
@@ -191,8 +193,8 @@ impl StoredNodes {
         let columns = columns_hash(n);
         let found = self
             .marks
-            .get(n.site.as_str())
-            .and_then(|nodes| nodes.get(n.node.as_str()));
+            .get(&*n.site)
+            .and_then(|nodes| nodes.get(&*n.node));
         let Some(mark) = found else {
             let stored_report = report.is_some();
             let at = n
@@ -230,14 +232,14 @@ impl StoredNodes {
     /// Take the marks of a committed batch.
     pub(super) fn record(&mut self, marks: Marks) {
         for ((site, node), mark) in marks {
-            let nodes = match self.marks.get_mut(site.as_str()) {
+            let nodes = match self.marks.get_mut(&*site) {
                 Some(nodes) => nodes,
-                None => self.marks.entry(site.into_boxed_str()).or_default(),
+                None => self.marks.entry(site).or_default(),
             };
-            match nodes.get_mut(node.as_str()) {
+            match nodes.get_mut(&*node) {
                 Some(m) => *m = mark,
                 None => {
-                    nodes.insert(node.into_boxed_str(), mark);
+                    nodes.insert(node, mark);
                 }
             }
         }
@@ -251,7 +253,7 @@ impl StoredNodes {
 }
 
 /// Node marks of a batch, recorded once it committed.
-pub(super) type Marks = Vec<((String, String), NodeMark)>;
+pub(super) type Marks = Vec<((Arc<str>, Arc<str>), NodeMark)>;
 
 /// How one node row of a batch is written.
 #[derive(Debug)]
@@ -274,11 +276,11 @@ pub(super) fn write_nodes(
     let mut marks = Vec::new();
     // What is written of each node: (row, its report if stored, full row).
     let mut planned = Vec::with_capacity(nodes.len());
-    for (&(site, node), (n, report)) in nodes {
+    for (key, (n, report)) in nodes {
         match stored {
             Some(stored) => {
-                if let Some(p) = stored.plan(n, *report, alerted.contains(&(site, node))) {
-                    marks.push(((site.to_string(), node.to_string()), p.mark));
+                if let Some(p) = stored.plan(n, *report, alerted.contains(key)) {
+                    marks.push(((Arc::clone(&n.site), Arc::clone(&n.node)), p.mark));
                     planned.push((*n, report.filter(|_| p.with_report), p.full));
                 }
             }
@@ -306,11 +308,11 @@ pub(super) fn write_nodes(
                 reports += 1;
             }
             app.append_row(params![
-                n.site,
-                n.node,
+                &*n.site,
+                &*n.node,
                 n.kind.as_str(),
-                n.state,
-                n.agent_version,
+                n.state.as_str(),
+                n.agent_version.as_deref(),
                 n.inventory
                     .as_ref()
                     .filter(|_| full)
@@ -366,6 +368,7 @@ pub(super) fn write_nodes(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use tocsin_protocol::CheckStatus;
@@ -553,7 +556,10 @@ mod tests {
             let p = stored
                 .plan(row, None, false)
                 .expect("a status is always written");
-            stored.record(vec![((row.site.clone(), row.node.clone()), p.mark)]);
+            stored.record(vec![(
+                (Arc::clone(&row.site), Arc::clone(&row.node)),
+                p.mark,
+            )]);
             p.full
         };
         let first = row_of(&e.handle(1_000, birth()).effects);

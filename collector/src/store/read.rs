@@ -11,7 +11,7 @@ use super::StoreError;
 use super::read_desk::{EVENT_ROW_COLS, TICKET_ROW_COLS, event_row, ticket_row};
 use super::sql::{millis_of, query_json};
 use crate::engine::model::{
-    IncidentRow, IncidentState, MaintenanceRow, NodeRow, ProblemRow, ProblemState,
+    IncidentRow, IncidentState, MaintenanceRow, NodeRow, Presence, ProblemRow, ProblemState,
 };
 use crate::engine::{Ids, Level, Priority, RecentIncident, SimilarCase, Snapshot};
 use crate::rules::{ActiveAlert, AlertState, Category, Severity};
@@ -448,15 +448,15 @@ pub fn snapshot(conn: &Connection, scope: SnapshotScope) -> Result<Snapshot, Sto
     while let Some(r) = rows.next()? {
         let kind: String = text(r, 2)?;
         snap.nodes.push(NodeRow {
-            site: text(r, 0)?,
-            node: text(r, 1)?,
+            site: Arc::from(text(r, 0)?),
+            node: Arc::from(text(r, 1)?),
             kind: if kind == "network" {
                 tocsin_protocol::NodeKind::Network
             } else {
                 tocsin_protocol::NodeKind::Host
             },
-            state: text(r, 3)?,
-            agent_version: r.get(4)?,
+            state: Presence::from_name(&text(r, 3)?),
+            agent_version: r.get::<_, Option<String>>(4)?.map(Arc::from),
             inventory: r
                 .get::<_, Option<String>>(5)?
                 .and_then(|s| serde_json::from_str::<tocsin_protocol::Inventory>(&s).ok())

@@ -400,9 +400,7 @@ pub(super) fn write_batch(
         match e {
             Effect::Node(n) => {
                 let report = n.last_report.as_ref();
-                let e = nodes
-                    .entry((n.site.as_str(), n.node.as_str()))
-                    .or_insert((n, report));
+                let e = nodes.entry((&*n.site, &*n.node)).or_insert((n, report));
                 *e = (n, report.or(e.1));
             }
             Effect::Incident(i) => {

@@ -39,8 +39,8 @@ use tocsin_protocol::{NodeState, Report, Status};
 pub use desk::{ManualTicket, Reporter, TicketAction, TicketKind};
 pub use model::{
     AlertRow, Effect, IncidentAlertRow, IncidentRow, IncidentState, MaintenanceRow, NodeInventory,
-    NodeRow, Nodes, NotificationRow, ProblemIncidentRow, ProblemRow, ProblemState, ReportBody,
-    TicketEventRow, TicketRow, TicketSla, TicketState,
+    NodeRow, Nodes, NotificationRow, Presence, ProblemIncidentRow, ProblemRow, ProblemState,
+    ReportBody, TicketEventRow, TicketRow, TicketSla, TicketState,
 };
 pub use policy::{Level, Policy, Priority};
 
@@ -314,7 +314,7 @@ impl Engine {
     pub fn new(policy: Policy, rules: Vec<Rule>, snapshot: Snapshot) -> Engine {
         let mut evaluator = Evaluator::new(rules);
         for n in &snapshot.nodes {
-            if let (Some(at), false) = (n.last_report_at, n.state == "stopped") {
+            if let (Some(at), false) = (n.last_report_at, n.state == Presence::Stopped) {
                 evaluator.seed(&n.site, &n.node, at);
             }
         }
@@ -698,8 +698,8 @@ impl Engine {
         node.last_seq = Some(report.seq);
         node.last_ts = Some(report.ts);
         node.last_report_at = Some(now);
-        if node.state != "online" {
-            node.state = "online".into();
+        if node.state != Presence::Online {
+            node.state = Presence::Online;
             node.state_changed_at = now;
         }
         node.updated_at = now;
@@ -724,11 +724,12 @@ impl Engine {
             // Labels, parents and the common part of the inventory are shared with the nodes
             // that have equal ones.
             let inventory = status.inventory.as_ref().map(|i| self.nodes.inventory(i));
+            let version = status.agent.map(|a| self.nodes.version(&a.version));
             let row = self
                 .nodes
                 .set_topology(site, node, status.labels, status.parents, now);
-            if let Some(agent) = status.agent {
-                row.agent_version = Some(agent.version);
+            if version.is_some() {
+                row.agent_version = version;
             }
             // An equal inventory (a restarted agent's birth) keeps the node's texts, so the
             // store's writer does not rewrite the node's wide columns for it.
@@ -741,9 +742,9 @@ impl Engine {
         } else {
             self.nodes.get_or_create(site, node, now)
         };
-        let state = status.state.as_str();
+        let state = Presence::from(status.state);
         if row.state != state {
-            row.state = state.to_string();
+            row.state = state;
             row.state_changed_at = now;
         }
         row.updated_at = now;

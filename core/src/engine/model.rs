@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
-use tocsin_protocol::{Inventory, NodeKind};
+use tocsin_protocol::{Inventory, NodeKind, NodeState};
 
 pub use super::inventory::NodeInventory;
 use super::policy::{Level, Priority};
@@ -16,7 +16,10 @@ use crate::rules::{AlertTransition, Category, Severity};
 use crate::time::Millis;
 
 /// Serialise what an `Arc` points to (serde's `rc` feature stays off).
-fn ser_arc<T: Serialize, S: serde::Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+fn ser_arc<T: ?Sized + Serialize, S: serde::Serializer>(
+    v: &Arc<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     v.as_ref().serialize(s)
 }
 
@@ -24,16 +27,87 @@ fn de_arc<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result
     T::deserialize(d).map(Arc::new)
 }
 
+fn de_arc_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    String::deserialize(d).map(Arc::from)
+}
+
+fn ser_opt_arc<S: serde::Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().serialize(s)
+}
+
+fn de_opt_arc<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+    Option::<String>::deserialize(d).map(|v| v.map(Arc::from))
+}
+
+/// Whether a node's agent is there, as its last status (or report) said. Stored and shown as
+/// the lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    /// Neither a status nor a report seen yet.
+    Unknown,
+    Online,
+    Offline,
+    Stopped,
+}
+
+impl Presence {
+    /// The state a stored name stands for (`unknown` for a name it does not know).
+    pub fn from_name(name: &str) -> Presence {
+        match name {
+            "online" => Presence::Online,
+            "offline" => Presence::Offline,
+            "stopped" => Presence::Stopped,
+            _ => Presence::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presence::Unknown => "unknown",
+            Presence::Online => "online",
+            Presence::Offline => "offline",
+            Presence::Stopped => "stopped",
+        }
+    }
+}
+
+impl From<NodeState> for Presence {
+    fn from(s: NodeState) -> Self {
+        match s {
+            NodeState::Online => Presence::Online,
+            NodeState::Offline => Presence::Offline,
+            NodeState::Stopped => Presence::Stopped,
+        }
+    }
+}
+
+impl std::fmt::Display for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A node as last seen. The bulky parts are shared (`Arc`): the engine hands a copy of this
 /// row to the store with every report, so a copy must be cheap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRow {
-    pub site: String,
-    pub node: String,
+    /// Shared with the other rows of the site.
+    #[serde(serialize_with = "ser_arc", deserialize_with = "de_arc_str")]
+    pub site: Arc<str>,
+    /// Shared with the node table's key.
+    #[serde(serialize_with = "ser_arc", deserialize_with = "de_arc_str")]
+    pub node: Arc<str>,
     pub kind: NodeKind,
     /// `online`, `offline`, `stopped`, or `unknown` before the first status.
-    pub state: String,
-    pub agent_version: Option<String>,
+    pub state: Presence,
+    /// Shared between the nodes that run the same version (most of a fleet).
+    #[serde(
+        serialize_with = "ser_opt_arc",
+        deserialize_with = "de_opt_arc",
+        default
+    )]
+    pub agent_version: Option<Arc<str>>,
     #[serde(default)]
     pub inventory: Option<NodeInventory>,
     #[serde(serialize_with = "ser_arc", deserialize_with = "de_arc", default)]
@@ -56,11 +130,15 @@ pub struct NodeRow {
 
 impl NodeRow {
     pub fn new(site: &str, node: &str, now: Millis) -> Self {
+        Self::keyed(Arc::from(site), Arc::from(node), now)
+    }
+
+    fn keyed(site: Arc<str>, node: Arc<str>, now: Millis) -> Self {
         NodeRow {
-            site: site.to_string(),
-            node: node.to_string(),
+            site,
+            node,
             kind: NodeKind::Host,
-            state: "unknown".into(),
+            state: Presence::Unknown,
             agent_version: None,
             inventory: None,
             labels: Arc::default(),
@@ -86,11 +164,13 @@ impl NodeRow {
 /// part of inventories (OS, kernel, CPU...; [`NodeInventory`]).
 #[derive(Debug, Clone, Default)]
 pub struct Nodes {
-    by_site: FxHashMap<String, FxHashMap<String, NodeRow>>,
+    /// Keys shared with the rows' `site` and `node`.
+    by_site: FxHashMap<Arc<str>, FxHashMap<Arc<str>, NodeRow>>,
     labels: Shared<BTreeMap<String, String>>,
     parents: Shared<Vec<String>>,
     /// The common part of inventories ([`NodeInventory`]).
     inventories: Shared<String>,
+    versions: Shared<str>,
 }
 
 impl Nodes {
@@ -109,6 +189,11 @@ impl Nodes {
         row.labels = labels;
         row.parents = parents;
         row
+    }
+
+    /// An agent version, shared with the nodes that run the same one.
+    pub fn version(&mut self, version: &str) -> Arc<str> {
+        self.versions.of(version)
     }
 
     /// A node's inventory, its common part shared with the nodes that have an equal one.
@@ -135,34 +220,39 @@ impl Nodes {
     }
 
     pub fn insert(&mut self, mut row: NodeRow) {
+        if let Some((site, _)) = self.by_site.get_key_value(&*row.site) {
+            row.site = Arc::clone(site);
+        }
         row.labels = self.labels.share(row.labels);
         row.parents = self.parents.share(row.parents);
+        if let Some(version) = row.agent_version.take() {
+            row.agent_version = Some(self.versions.share(version));
+        }
         if let Some(inventory) = row.inventory.as_mut() {
             inventory.common = self.inventories.share(Arc::clone(&inventory.common));
         }
         self.by_site
-            .entry(row.site.clone())
+            .entry(Arc::clone(&row.site))
             .or_default()
-            .insert(row.node.clone(), row);
+            .insert(Arc::clone(&row.node), row);
     }
 
     /// The node's row, created (state `unknown`) when first seen.
     pub fn get_or_create(&mut self, site: &str, node: &str, now: Millis) -> &mut NodeRow {
-        if !self.by_site.contains_key(site) {
-            self.by_site.insert(site.to_string(), FxHashMap::default());
-        }
-        let Some(nodes) = self.by_site.get_mut(site) else {
-            unreachable!("the site was inserted above");
-        };
-        if !nodes.contains_key(node) {
+        if !self.by_site.get(site).is_some_and(|n| n.contains_key(node)) {
+            let site = match self.by_site.get_key_value(site) {
+                Some((site, _)) => Arc::clone(site),
+                None => Arc::from(site),
+            };
+            let node: Arc<str> = Arc::from(node);
             let row = NodeRow {
                 labels: self.labels.value(BTreeMap::new()),
                 parents: self.parents.value(Vec::new()),
-                ..NodeRow::new(site, node, now)
+                ..NodeRow::keyed(Arc::clone(&site), Arc::clone(&node), now)
             };
-            nodes.insert(node.to_string(), row);
+            self.by_site.entry(site).or_default().insert(node, row);
         }
-        match nodes.get_mut(node) {
+        match self.by_site.get_mut(site).and_then(|n| n.get_mut(node)) {
             Some(row) => row,
             None => unreachable!("the node was inserted above"),
         }
@@ -551,6 +641,15 @@ mod tests {
         // A node first seen without labels shares the empty set.
         nodes.get_or_create("s", "e", 1);
         assert!(Arc::ptr_eq(&row(&nodes, "e").parents, &c.parents));
+        // The rows of a site hold one site name, restored ones too; another site its own.
+        for n in ["b", "c", "d", "e"] {
+            assert!(Arc::ptr_eq(&row(&nodes, n).site, &a.site), "{n}");
+        }
+        nodes.get_or_create("t", "a", 1);
+        let other = nodes.get("t", "a").expect("t/a");
+        assert!(!Arc::ptr_eq(&other.site, &a.site));
+        assert_eq!((&*other.site, &*other.node), ("t", "a"));
+        assert_eq!(nodes.iter().count(), 6);
     }
 
     #[test]
@@ -594,5 +693,43 @@ mod tests {
         let d = d.expect("d's inventory");
         assert!(Arc::ptr_eq(&d.common, &a.common));
         assert_eq!(d.decode(), host("d", "10.0.0.4"));
+    }
+
+    /// The agent version is one `Arc` for the nodes that run it (rows restored from the store
+    /// join it); state and version serialise as the texts snapshots and the store have always
+    /// held, and rows serialised before read back.
+    #[test]
+    fn versions_are_shared_and_state_and_version_serialise_as_texts() {
+        let mut nodes = Nodes::default();
+        let v = nodes.version("0.1.0");
+        assert!(Arc::ptr_eq(&v, &nodes.version("0.1.0")));
+        assert!(!Arc::ptr_eq(&v, &nodes.version("0.2.0")));
+        let mut restored = NodeRow::new("s", "d", 1);
+        restored.agent_version = Some(Arc::from("0.1.0"));
+        restored.state = Presence::Stopped;
+        nodes.insert(restored);
+        let d = nodes.get("s", "d").expect("row");
+        assert!(d.agent_version.as_ref().is_some_and(|r| Arc::ptr_eq(r, &v)));
+
+        let json = serde_json::to_value(d).expect("serialise");
+        assert_eq!(json["state"], "stopped");
+        assert_eq!(json["agent_version"], "0.1.0");
+        for (name, state) in [
+            ("unknown", Presence::Unknown),
+            ("online", Presence::Online),
+            ("offline", Presence::Offline),
+            ("stopped", Presence::Stopped),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(Presence::from_name(name), state);
+            let mut old = json.clone();
+            old["state"] = name.into();
+            old["agent_version"] = serde_json::Value::Null;
+            let back: NodeRow = serde_json::from_value(old).expect("a row as snapshots hold it");
+            assert_eq!((back.state, back.agent_version), (state, None));
+        }
+        assert_eq!(Presence::from_name("rebooting"), Presence::Unknown);
+        let bad = serde_json::json!({"state": "rebooting"});
+        assert!(serde_json::from_value::<Presence>(bad["state"].clone()).is_err());
     }
 }

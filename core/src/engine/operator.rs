@@ -507,7 +507,7 @@ impl Engine {
         let site = m
             .site
             .clone()
-            .or_else(|| node.as_ref().map(|n| n.site.clone()));
+            .or_else(|| node.as_ref().map(|n| n.site.to_string()));
         let group = match &m.group {
             Some(g) => required("group", g)?,
             None => self.policy.route(&RouteFacts {
@@ -529,7 +529,7 @@ impl Engine {
             "inventory": node.as_ref().and_then(|n| n.inventory.as_ref()),
             "labels": node.as_ref().map(|n| &*n.labels),
             "parents": node.as_ref().map(|n| &*n.parents),
-            "node_state": node.as_ref().map(|n| n.state.clone()),
+            "node_state": node.as_ref().map(|n| n.state),
             "reported": m.environment,
         });
         let mut nodes: Vec<&str> = Vec::new();

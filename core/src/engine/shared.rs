@@ -9,10 +9,20 @@ use rustc_hash::FxHashSet;
 /// Values handed out as shared `Arc`s: an equal value asked for again gets the same `Arc`.
 /// Values no holder keeps any more are dropped when the set has doubled since the last sweep,
 /// so the set stays within twice the number of distinct values in use (and at least 64).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Shared<T: ?Sized> {
     set: FxHashSet<Arc<T>>,
     sweep_at: usize,
+}
+
+// Not derived: the derive would ask `T: Clone`, which `str` is not; the `Arc`s are cloned.
+impl<T: ?Sized> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            set: self.set.clone(),
+            sweep_at: self.sweep_at,
+        }
+    }
 }
 
 impl<T: ?Sized> Default for Shared<T> {

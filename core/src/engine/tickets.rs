@@ -28,7 +28,7 @@ pub(super) fn monitoring_ticket(i: Intake<'_>) -> TicketRow {
         "source": "tocsin-agent",
         "node": t.node,
         "site": t.site,
-        "agent_version": i.node.and_then(|n| n.agent_version.clone()),
+        "agent_version": i.node.and_then(|n| n.agent_version.as_deref()),
         "rule": t.rule,
     });
     let environment = match i.node {

@@ -424,7 +424,7 @@ fn node_rows_hold_every_node_as_last_seen() {
         .into_iter()
         .map(|eff| match eff {
             Effect::Node(n) => (
-                n.node.clone(),
+                n.node.to_string(),
                 n.last_seq,
                 n.last_ts,
                 n.last_report.is_none(),
@@ -450,7 +450,7 @@ fn an_equal_inventory_keeps_the_shared_text_and_a_changed_one_replaces_it() {
     let mut e = engine();
     let inventory = |e: &Engine| {
         e.nodes()
-            .find(|n| n.node == "web-01")
+            .find(|n| &*n.node == "web-01")
             .and_then(|n| n.inventory.clone())
             .expect("web-01's inventory")
     };

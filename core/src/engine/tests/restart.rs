@@ -137,10 +137,10 @@ fn a_node_silent_since_before_a_restart_goes_stale() {
         summary = "{{node}} sends nothing"
     "#;
     let mut silent = NodeRow::new("dc1", "web-01", 0);
-    silent.state = "online".into();
+    silent.state = crate::engine::Presence::Online;
     silent.last_report_at = Some(10_000);
     let mut stopped = NodeRow::new("dc1", "web-02", 0);
-    stopped.state = "stopped".into();
+    stopped.state = crate::engine::Presence::Stopped;
     stopped.last_report_at = Some(10_000);
     let snapshot = Snapshot {
         nodes: vec![silent, stopped],
